@@ -1,0 +1,315 @@
+//! The conformance suite every [`Store`] backend must pass unchanged.
+//!
+//! Each check is a plain async function taking a fresh, empty store. A backend's test file
+//! instantiates all of them with [`store_conformance!`](crate::store_conformance), giving a
+//! factory that yields a [`Subject`]:
+//!
+//! ```ignore
+//! chat_server::store_conformance!(async { Subject::new(Arc::new(MemoryStore::new())) });
+//! ```
+//!
+//! The checks panic (as tests do) when a backend breaks the contract.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::{AppendRequest, Marker, Store, StoreError};
+use crate::model::{ConvId, UserId};
+
+/// A store under test and whatever must live as long as it (a temporary directory).
+pub struct Subject {
+    pub store: Arc<dyn Store>,
+    pub guard: Box<dyn std::any::Any + Send>,
+}
+
+impl Subject {
+    /// A subject that needs nothing kept alive beside the store.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Subject {
+            store,
+            guard: Box::new(()),
+        }
+    }
+}
+
+fn req(from: UserId, to: UserId, id: &str, body: &str) -> AppendRequest {
+    let conv = ConvId::direct(from, to).expect("distinct users");
+    AppendRequest {
+        conv,
+        from,
+        id: id.parse().expect("valid id"),
+        body: body.into(),
+        ts: 1_700_000_000_000,
+        participants: vec![from, to],
+    }
+}
+
+/// Seqs start at 1 and grow by one per conversation; each participant's useq grows by one
+/// per message of any of their conversations; the sender's useq is returned.
+pub async fn sequences_start_at_one_and_grow_by_one(s: Arc<dyn Store>) {
+    let a = s.append(req(1, 2, "m1", "hello")).await.unwrap();
+    assert_eq!((a.seq, a.useq, a.duplicate), (1, 1, false));
+    assert_eq!(a.inboxes, vec![(1, 1), (2, 1)]);
+    let b = s.append(req(2, 1, "m1", "hi")).await.unwrap();
+    assert_eq!((b.seq, b.useq), (2, 2), "same conversation, other sender");
+    assert_eq!(b.inboxes, vec![(2, 2), (1, 2)]);
+    let c = s.append(req(1, 3, "m2", "other chat")).await.unwrap();
+    assert_eq!((c.seq, c.useq), (1, 3), "new conversation starts at 1");
+    assert_eq!(c.inboxes, vec![(1, 3), (3, 1)]);
+    assert_eq!(s.inbox_head(1).await.unwrap(), 3);
+    assert_eq!(s.inbox_head(2).await.unwrap(), 2);
+    assert_eq!(s.inbox_head(3).await.unwrap(), 1);
+    assert_eq!(s.inbox_head(99).await.unwrap(), 0);
+}
+
+/// Repeating (sender, id) returns the first outcome and stores nothing; the same id from
+/// another user is a different message.
+pub async fn repeated_ids_are_idempotent(s: Arc<dyn Store>) {
+    let first = s.append(req(1, 2, "same", "one")).await.unwrap();
+    let again = s.append(req(1, 2, "same", "changed body")).await.unwrap();
+    assert!(again.duplicate);
+    assert!(again.inboxes.is_empty());
+    assert_eq!(
+        (again.conv, again.seq, again.useq, again.ts),
+        (first.conv, first.seq, first.useq, first.ts)
+    );
+    // Even when retried towards another conversation, the first outcome stands.
+    let elsewhere = s.append(req(1, 5, "same", "x")).await.unwrap();
+    assert!(elsewhere.duplicate);
+    assert_eq!(elsewhere.conv, first.conv);
+    let other_user = s.append(req(2, 1, "same", "two")).await.unwrap();
+    assert!(!other_user.duplicate);
+    assert_eq!(other_user.seq, 2);
+    let hist = s.history(first.conv, None, 10).await.unwrap();
+    assert_eq!(hist.len(), 2);
+    assert_eq!(hist[1].body, "one");
+    assert_eq!(s.inbox_head(1).await.unwrap(), 2);
+    assert!(s.history(ConvId::direct(1, 5).unwrap(), None, 10).await.unwrap().is_empty());
+}
+
+/// Many concurrent senders in one conversation: seqs are exactly 1..=N, every inbox is
+/// gap-free, and the history lists each message once.
+pub async fn concurrent_appends_are_gap_free(s: Arc<dyn Store>) {
+    const SENDERS: u64 = 8;
+    const EACH: u64 = 40;
+    let mut tasks = Vec::new();
+    for sender in 0..SENDERS {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..EACH {
+                // Users 1 and 2 cross messages, as in the source design's M1/M2 example.
+                let (from, to) = if sender % 2 == 0 { (1, 2) } else { (2, 1) };
+                let id = format!("s{sender}-{i}");
+                seqs.push(s.append(req(from, to, &id, &id)).await.unwrap().seq);
+            }
+            seqs
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    let n = SENDERS * EACH;
+    assert_eq!(all, (1..=n).collect::<Vec<_>>());
+    for user in [1, 2] {
+        let items = s.inbox(user, 0, 10_000).await.unwrap();
+        let useqs: Vec<u64> = items.iter().map(|i| i.useq).collect();
+        assert_eq!(useqs, (1..=n).collect::<Vec<_>>());
+        let seqs: Vec<u64> = items.iter().map(|i| i.msg.seq).collect();
+        assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "one order in every inbox");
+    }
+    let conv = ConvId::direct(1, 2).unwrap();
+    let hist = s.history(conv, None, 10_000).await.unwrap();
+    let ids: HashSet<&str> = hist.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids.len() as u64, n);
+}
+
+/// History pages go newest first, honour `before` and `limit`, and end at seq 1.
+pub async fn history_pages_newest_first(s: Arc<dyn Store>) {
+    for i in 1..=25 {
+        s.append(req(1, 2, &format!("h{i}"), &format!("body {i}")))
+            .await
+            .unwrap();
+    }
+    s.append(req(2, 3, "noise", "elsewhere")).await.unwrap();
+    let conv = ConvId::direct(1, 2).unwrap();
+    let page = s.history(conv, None, 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (16..=25).rev().collect::<Vec<_>>()
+    );
+    assert_eq!(page[0].body, "body 25");
+    assert_eq!(page[0].id, "h25");
+    assert_eq!(page[0].from, 1);
+    assert_eq!(page[0].conv, conv);
+    let older = s.history(conv, Some(16), 10).await.unwrap();
+    assert_eq!(older.first().map(|m| m.seq), Some(15));
+    let last = s.history(conv, Some(6), 10).await.unwrap();
+    assert_eq!(
+        last.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![5, 4, 3, 2, 1]
+    );
+    assert!(s.history(conv, Some(1), 10).await.unwrap().is_empty());
+    assert!(
+        s.history(ConvId::direct(7, 8).unwrap(), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// The inbox returns exactly the entries after `after`, oldest first, across conversations,
+/// each pointing at its stored message.
+pub async fn inbox_reads_after_a_position(s: Arc<dyn Store>) {
+    for i in 0..10 {
+        let peer = 2 + (i % 3);
+        s.append(req(1, peer, &format!("i{i}"), &format!("to {peer} #{i}")))
+            .await
+            .unwrap();
+    }
+    let all = s.inbox(1, 0, 100).await.unwrap();
+    assert_eq!(all.len(), 10);
+    for (k, item) in all.iter().enumerate() {
+        assert_eq!(item.useq, k as u64 + 1);
+        assert_eq!(item.msg.id, format!("i{k}"));
+        assert_eq!(item.msg.conv, ConvId::direct(1, 2 + (k as u64 % 3)).unwrap());
+    }
+    let page = s.inbox(1, 4, 3).await.unwrap();
+    assert_eq!(
+        page.iter().map(|i| i.useq).collect::<Vec<_>>(),
+        vec![5, 6, 7]
+    );
+    assert!(s.inbox(1, 10, 100).await.unwrap().is_empty());
+    assert!(s.inbox(1, u64::MAX, 100).await.unwrap().is_empty());
+    let of_3 = s.inbox(3, 0, 100).await.unwrap();
+    assert_eq!(
+        of_3.iter().map(|i| (i.useq, i.msg.seq)).collect::<Vec<_>>(),
+        vec![(1, 1), (2, 2), (3, 3)]
+    );
+}
+
+/// Markers only move forward, cannot pass the last message, and a read moves the ack.
+pub async fn markers_are_cumulative(s: Arc<dyn Store>) {
+    let conv = ConvId::direct(1, 2).unwrap();
+    for i in 0..5 {
+        s.append(req(1, 2, &format!("k{i}"), "x")).await.unwrap();
+    }
+    let m = s.mark(2, conv, Marker::Ack, 3).await.unwrap();
+    assert_eq!((m.before, m.after), (0, 3));
+    let m = s.mark(2, conv, Marker::Ack, 2).await.unwrap();
+    assert_eq!((m.before, m.after), (3, 3), "never backwards");
+    assert!(matches!(
+        s.mark(2, conv, Marker::Ack, 6).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let m = s.mark(2, conv, Marker::Read, 4).await.unwrap();
+    assert_eq!((m.before, m.after), (0, 4));
+    let m = s.mark(2, conv, Marker::Ack, 4).await.unwrap();
+    assert_eq!((m.before, m.after), (4, 4), "reading implies delivery");
+    let list = s.conversations(2, 10).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!((list[0].read_seq, list[0].ack_seq), (4, 4));
+    assert_eq!(list[0].unread(), 1);
+}
+
+/// The conversation list: most recent first, `unread` from the read marker, the sender's
+/// own messages never unread, `limit` honoured.
+pub async fn conversations_most_recent_first(s: Arc<dyn Store>) {
+    let mut r = req(2, 1, "c1", "a");
+    r.ts = 1000;
+    s.append(r).await.unwrap();
+    let mut r = req(3, 1, "c2", "b");
+    r.ts = 3000;
+    s.append(r).await.unwrap();
+    let mut r = req(3, 1, "c3", "c");
+    r.ts = 3001;
+    s.append(r).await.unwrap();
+    let mut r = req(1, 4, "c4", "d");
+    r.ts = 2000;
+    s.append(r).await.unwrap();
+    let list = s.conversations(1, 10).await.unwrap();
+    let got: Vec<(String, u64, u64, u64)> = list
+        .iter()
+        .map(|c| (c.conv.to_string(), c.last_seq, c.last_ts, c.unread()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("d:1:3".into(), 2, 3001, 2),
+            ("d:1:4".into(), 1, 2000, 0),
+            ("d:1:2".into(), 1, 1000, 1),
+        ]
+    );
+    assert_eq!(s.conversations(1, 2).await.unwrap().len(), 2);
+    assert_eq!(s.conversations(3, 10).await.unwrap()[0].unread(), 0);
+    assert!(s.conversations(42, 10).await.unwrap().is_empty());
+    // Replying marks what came before as read.
+    let mut r = req(1, 3, "c5", "reply");
+    r.ts = 4000;
+    s.append(r).await.unwrap();
+    let top = &s.conversations(1, 1).await.unwrap()[0];
+    assert_eq!((top.conv.to_string(), top.unread()), ("d:1:3".into(), 0));
+}
+
+/// Bodies and ids come back byte for byte: multi-byte UTF-8, the largest body, odd ids.
+pub async fn contents_round_trip(s: Arc<dyn Store>) {
+    let big = "é".repeat(2048);
+    let bodies = ["héllo 👋 世界", "\"quoted\" \\ back\nslash", big.as_str()];
+    for (i, body) in bodies.iter().enumerate() {
+        s.append(req(1, 2, &format!("id ~!{i}"), body)).await.unwrap();
+    }
+    let hist = s
+        .history(ConvId::direct(1, 2).unwrap(), None, 10)
+        .await
+        .unwrap();
+    let mut got: Vec<&str> = hist.iter().map(|m| m.body.as_str()).collect();
+    got.reverse();
+    assert_eq!(got, bodies);
+    assert_eq!(hist[2].id, "id ~!0");
+    assert_eq!(hist[0].ts, 1_700_000_000_000);
+}
+
+/// A durable backend reports its size on disk, and it grows with what is stored.
+pub async fn disk_usage_grows(s: Arc<dyn Store>) {
+    let Some(before) = s.disk_bytes().await.unwrap() else {
+        return; // not a disk backend
+    };
+    for i in 0..200 {
+        s.append(req(1, 2, &format!("d{i}"), &"x".repeat(100)))
+            .await
+            .unwrap();
+    }
+    let after = s.disk_bytes().await.unwrap().unwrap_or(0);
+    assert!(after > before, "disk usage {before} -> {after}");
+}
+
+/// Instantiates every conformance check as a `#[tokio::test]` in the calling module. The
+/// argument is an expression evaluating to a future of a fresh [`Subject`].
+#[macro_export]
+macro_rules! store_conformance {
+    ($make:expr) => {
+        $crate::store_conformance!(@tests $make;
+            sequences_start_at_one_and_grow_by_one,
+            repeated_ids_are_idempotent,
+            concurrent_appends_are_gap_free,
+            history_pages_newest_first,
+            inbox_reads_after_a_position,
+            markers_are_cumulative,
+            conversations_most_recent_first,
+            contents_round_trip,
+            disk_usage_grows,
+        );
+    };
+    (@tests $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let subject: $crate::store::conformance::Subject = $make.await;
+                $crate::store::conformance::$check(subject.store.clone()).await;
+                drop(subject);
+            }
+        )*
+    };
+}

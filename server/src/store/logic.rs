@@ -1,0 +1,193 @@
+//! The write rules every key-value backend shares: how a send is sequenced and how a
+//! cumulative marker moves. Backends provide typed table access ([`WriteTables`]); the
+//! rules live here once, so `memory` and `fjall` cannot drift apart.
+//!
+//! The caller must run these functions one at a time per store (the memory store under its
+//! lock, the fjall store on its single writer thread): that is what makes `seq` and
+//! `useq` gap-free without any further coordination.
+
+use serde::{Deserialize, Serialize};
+
+use super::{AppendRequest, Appended, MarkOutcome, Marker, StoreError, StoredMessage};
+use crate::model::{ConvId, UserId};
+
+/// The outcome of the first send of a (user, client id) pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdemRecord {
+    pub conv: ConvKey,
+    pub seq: u64,
+    pub useq: u64,
+    pub ts: u64,
+}
+
+/// Per conversation: its last seq and the time of its last message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvMeta {
+    pub last_seq: u64,
+    pub last_ts: u64,
+}
+
+/// Per (user, conversation): the cumulative markers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marks {
+    pub ack: u64,
+    pub read: u64,
+}
+
+/// A [`ConvId`] in a serializable form for stored records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ConvKey {
+    Direct(u64, u64),
+    Group(u64),
+}
+
+impl From<ConvId> for ConvKey {
+    fn from(c: ConvId) -> Self {
+        match c {
+            ConvId::Direct { lo, hi } => ConvKey::Direct(lo, hi),
+            ConvId::Group(g) => ConvKey::Group(g),
+        }
+    }
+}
+
+impl From<ConvKey> for ConvId {
+    fn from(c: ConvKey) -> Self {
+        match c {
+            ConvKey::Direct(lo, hi) => ConvId::Direct { lo, hi },
+            ConvKey::Group(g) => ConvId::Group(g),
+        }
+    }
+}
+
+/// Typed access to the tables of a key-value backend, as seen by one writer. Reads must
+/// see the writes made earlier through the same value (a batch not yet committed).
+pub trait WriteTables {
+    fn idem_get(&mut self, user: UserId, id: &str) -> Result<Option<IdemRecord>, StoreError>;
+    fn idem_put(&mut self, user: UserId, id: &str, rec: IdemRecord);
+    fn conv_get(&mut self, conv: ConvId) -> Result<ConvMeta, StoreError>;
+    fn conv_put(&mut self, conv: ConvId, meta: ConvMeta);
+    fn last_useq(&mut self, user: UserId) -> Result<u64, StoreError>;
+    fn last_useq_put(&mut self, user: UserId, useq: u64);
+    /// `None` when the user has no entry for the conversation (it is not in their list).
+    fn marks_get(&mut self, user: UserId, conv: ConvId) -> Result<Option<Marks>, StoreError>;
+    fn marks_put(&mut self, user: UserId, conv: ConvId, marks: Marks);
+    fn message_put(&mut self, msg: &StoredMessage);
+    fn inbox_put(&mut self, user: UserId, useq: u64, conv: ConvId, seq: u64);
+}
+
+/// Sequences and stores one send: the conversation's next seq, each participant's next
+/// useq, the sender's markers moved to the new message (sending implies having read what
+/// came before), and the idempotency record.
+pub fn append<T: WriteTables>(t: &mut T, req: &AppendRequest) -> Result<Appended, StoreError> {
+    if let Some(rec) = t.idem_get(req.from, req.id.as_str())? {
+        return Ok(Appended {
+            conv: rec.conv.into(),
+            seq: rec.seq,
+            useq: rec.useq,
+            ts: rec.ts,
+            inboxes: Vec::new(),
+            duplicate: true,
+        });
+    }
+    let mut meta = t.conv_get(req.conv)?;
+    meta.last_seq += 1;
+    meta.last_ts = meta.last_ts.max(req.ts);
+    let seq = meta.last_seq;
+    t.conv_put(req.conv, meta);
+    t.message_put(&StoredMessage {
+        conv: req.conv,
+        seq,
+        from: req.from,
+        id: req.id.as_str().to_owned(),
+        body: req.body.clone(),
+        ts: req.ts,
+    });
+    let mut inboxes = Vec::with_capacity(req.participants.len());
+    let mut sender_useq = 0;
+    for &user in &req.participants {
+        let useq = t.last_useq(user)? + 1;
+        t.last_useq_put(user, useq);
+        t.inbox_put(user, useq, req.conv, seq);
+        let marks = t.marks_get(user, req.conv)?;
+        if user == req.from {
+            sender_useq = useq;
+            let mut marks = marks.unwrap_or_default();
+            marks.ack = marks.ack.max(seq);
+            marks.read = marks.read.max(seq);
+            t.marks_put(user, req.conv, marks);
+        } else if marks.is_none() {
+            // The first message puts the conversation in the recipient's list.
+            t.marks_put(user, req.conv, Marks::default());
+        }
+        inboxes.push((user, useq));
+    }
+    if sender_useq == 0 {
+        return Err(StoreError::Invalid(
+            "the sender must be one of the participants".into(),
+        ));
+    }
+    t.idem_put(
+        req.from,
+        req.id.as_str(),
+        IdemRecord {
+            conv: req.conv.into(),
+            seq,
+            useq: sender_useq,
+            ts: req.ts,
+        },
+    );
+    Ok(Appended {
+        conv: req.conv,
+        seq,
+        useq: sender_useq,
+        ts: req.ts,
+        inboxes,
+        duplicate: false,
+    })
+}
+
+/// Moves a cumulative marker forward (never back). A seq past the conversation's last
+/// message is refused: a client cannot acknowledge what does not exist yet.
+pub fn mark<T: WriteTables>(
+    t: &mut T,
+    user: UserId,
+    conv: ConvId,
+    marker: Marker,
+    seq: u64,
+) -> Result<MarkOutcome, StoreError> {
+    let last = t.conv_get(conv)?.last_seq;
+    if seq > last {
+        return Err(StoreError::Invalid(format!(
+            "seq {seq} is beyond the last message of {conv} ({last})"
+        )));
+    }
+    let mut marks = t.marks_get(user, conv)?.unwrap_or_default();
+    let slot = match marker {
+        Marker::Ack => &mut marks.ack,
+        Marker::Read => &mut marks.read,
+    };
+    let before = *slot;
+    if seq > before {
+        *slot = seq;
+        // Reading implies delivery: a read marker drags the ack marker along.
+        if marker == Marker::Read {
+            marks.ack = marks.ack.max(seq);
+        }
+        t.marks_put(user, conv, marks);
+    }
+    Ok(MarkOutcome {
+        before,
+        after: before.max(seq),
+    })
+}
+
+/// Encodes a stored record compactly (varints).
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serializing these plain structs into a Vec cannot fail.
+    postcard::to_allocvec(v).unwrap_or_default()
+}
+
+/// Decodes a stored record, reporting damage as [`StoreError::Corrupt`].
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}

@@ -1,0 +1,164 @@
+//! The in-memory backend: everything in ordered maps behind one lock. For tests and for
+//! measuring the server without a disk; nothing survives a restart.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use super::logic::{self, ConvMeta, IdemRecord, Marks, WriteTables};
+use super::{
+    AppendRequest, Appended, ConvSummary, InboxItem, MarkOutcome, Marker, Store, StoreError,
+    StoredMessage,
+};
+use crate::model::{ConvId, UserId};
+
+/// The in-memory store.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    messages: BTreeMap<(ConvId, u64), StoredMessage>,
+    inbox: BTreeMap<(UserId, u64), (ConvId, u64)>,
+    convs: HashMap<ConvId, ConvMeta>,
+    last_useq: HashMap<UserId, u64>,
+    marks: BTreeMap<(UserId, ConvId), Marks>,
+    idem: HashMap<(UserId, String), IdemRecord>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl WriteTables for State {
+    fn idem_get(&mut self, user: UserId, id: &str) -> Result<Option<IdemRecord>, StoreError> {
+        Ok(self.idem.get(&(user, id.to_owned())).copied())
+    }
+    fn idem_put(&mut self, user: UserId, id: &str, rec: IdemRecord) {
+        self.idem.insert((user, id.to_owned()), rec);
+    }
+    fn conv_get(&mut self, conv: ConvId) -> Result<ConvMeta, StoreError> {
+        Ok(self.convs.get(&conv).copied().unwrap_or_default())
+    }
+    fn conv_put(&mut self, conv: ConvId, meta: ConvMeta) {
+        self.convs.insert(conv, meta);
+    }
+    fn last_useq(&mut self, user: UserId) -> Result<u64, StoreError> {
+        Ok(self.last_useq.get(&user).copied().unwrap_or(0))
+    }
+    fn last_useq_put(&mut self, user: UserId, useq: u64) {
+        self.last_useq.insert(user, useq);
+    }
+    fn marks_get(&mut self, user: UserId, conv: ConvId) -> Result<Option<Marks>, StoreError> {
+        Ok(self.marks.get(&(user, conv)).copied())
+    }
+    fn marks_put(&mut self, user: UserId, conv: ConvId, marks: Marks) {
+        self.marks.insert((user, conv), marks);
+    }
+    fn message_put(&mut self, msg: &StoredMessage) {
+        self.messages.insert((msg.conv, msg.seq), msg.clone());
+    }
+    fn inbox_put(&mut self, user: UserId, useq: u64, conv: ConvId, seq: u64) {
+        self.inbox.insert((user, useq), (conv, seq));
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn append(&self, req: AppendRequest) -> Result<Appended, StoreError> {
+        logic::append(&mut *self.state.lock(), &req)
+    }
+
+    async fn history(
+        &self,
+        conv: ConvId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let state = self.state.lock();
+        let end = before.unwrap_or(u64::MAX);
+        Ok(state
+            .messages
+            .range((conv, 0)..(conv, end))
+            .rev()
+            .take(limit)
+            .map(|(_, m)| m.clone())
+            .collect())
+    }
+
+    async fn inbox(
+        &self,
+        user: UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        let state = self.state.lock();
+        let start = after.saturating_add(1);
+        state
+            .inbox
+            .range((user, start)..=(user, u64::MAX))
+            .take(limit)
+            .map(|(&(_, useq), key)| {
+                let msg = state.messages.get(key).cloned().ok_or_else(|| {
+                    StoreError::Corrupt(format!("inbox entry {user}/{useq} has no message"))
+                })?;
+                Ok(InboxItem { useq, msg })
+            })
+            .collect()
+    }
+
+    async fn inbox_head(&self, user: UserId) -> Result<u64, StoreError> {
+        Ok(self.state.lock().last_useq.get(&user).copied().unwrap_or(0))
+    }
+
+    async fn mark(
+        &self,
+        user: UserId,
+        conv: ConvId,
+        marker: Marker,
+        seq: u64,
+    ) -> Result<MarkOutcome, StoreError> {
+        logic::mark(&mut *self.state.lock(), user, conv, marker, seq)
+    }
+
+    async fn conversations(
+        &self,
+        user: UserId,
+        limit: usize,
+    ) -> Result<Vec<ConvSummary>, StoreError> {
+        let state = self.state.lock();
+        let lo = (user, ConvId::Direct { lo: 0, hi: 0 });
+        let mut list: Vec<ConvSummary> = state
+            .marks
+            .range(lo..)
+            .take_while(|((u, _), _)| *u == user)
+            .map(|(&(_, conv), m)| {
+                let meta = state.convs.get(&conv).copied().unwrap_or_default();
+                ConvSummary {
+                    conv,
+                    last_seq: meta.last_seq,
+                    last_ts: meta.last_ts,
+                    read_seq: m.read,
+                    ack_seq: m.ack,
+                }
+            })
+            .collect();
+        super::sort_recent_first(&mut list);
+        list.truncate(limit);
+        Ok(list)
+    }
+
+    async fn disk_bytes(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+}

@@ -1,0 +1,244 @@
+//! Persistent storage behind one trait.
+//!
+//! Every backend keeps the same data model, in the spirit of the source design:
+//!
+//! - **messages**, stored once, partitioned by conversation and a seq bucket
+//!   (`seq / 65536`) so no partition grows without bound, ordered by seq;
+//! - a per-user **inbox**: the ordered stream (`useq` = 1, 2, …) of every message of every
+//!   conversation the user takes part in; an entry points at the stored message;
+//! - per conversation its last seq and time; per (user, conversation) the cumulative
+//!   delivery-ack and read markers;
+//! - per (user, client message id) the outcome of the first send, for idempotency.
+//!
+//! [`Store::append`] is the sequencer: it assigns the conversation's next `seq` and each
+//! participant's next `useq` and makes all of it durable before it returns, so the
+//! server acknowledges (`sent`) only what survives a crash.
+//!
+//! Backends are chosen by [`open`] from the `--store` string; the conformance suite in
+//! [`conformance`] is what each of them must pass unchanged.
+
+pub mod conformance;
+mod fjall;
+mod logic;
+mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::model::{ClientMsgId, ConvId, UserId};
+
+pub use self::fjall::FjallStore;
+pub use self::memory::MemoryStore;
+
+/// Messages of one conversation sharing a storage partition bucket: `seq / BUCKET_SIZE`.
+pub const BUCKET_SIZE: u64 = 65_536;
+
+/// The bucket a seq belongs to. With big-endian keys, `conv ‖ bucket ‖ offset` is
+/// byte-identical to `conv ‖ seq`, so an ordered store reads a page with one scan.
+pub fn bucket_of(seq: u64) -> u64 {
+    seq / BUCKET_SIZE
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The backend is down, overloaded or failed to make the write durable. Nothing of the
+    /// operation was stored; the client may retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The request contradicts the stored state (e.g. a marker beyond the last message).
+    #[error("{0}")]
+    Invalid(String),
+    /// Stored data could not be decoded: a bug or a damaged store.
+    #[error("corrupt store data: {0}")]
+    Corrupt(String),
+}
+
+/// A stored message, as history and sync return it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub conv: ConvId,
+    pub seq: u64,
+    pub from: UserId,
+    /// The sender's client message id.
+    pub id: String,
+    pub body: String,
+    /// Server time of the send, ms since the epoch.
+    pub ts: u64,
+}
+
+/// One entry of a user's inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxItem {
+    pub useq: u64,
+    pub msg: StoredMessage,
+}
+
+/// A send to make durable.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub conv: ConvId,
+    pub from: UserId,
+    pub id: ClientMsgId,
+    pub body: String,
+    pub ts: u64,
+    /// Every participant, the sender included: each gets an inbox entry.
+    pub participants: Vec<UserId>,
+}
+
+/// What [`Store::append`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub conv: ConvId,
+    pub seq: u64,
+    /// The sender's inbox position of the message.
+    pub useq: u64,
+    pub ts: u64,
+    /// The inbox position the message got in each participant's inbox, sender included.
+    /// Empty for a duplicate: nothing new was stored, nothing is to be delivered.
+    pub inboxes: Vec<(UserId, u64)>,
+    /// True when the (sender, id) pair was already used: this is the first send's outcome.
+    pub duplicate: bool,
+}
+
+/// Which cumulative marker a [`Store::mark`] moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    /// Delivered to a device of the user.
+    Ack,
+    /// Read by the user.
+    Read,
+}
+
+/// The marker before and after a [`Store::mark`]; `after > before` when it moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkOutcome {
+    pub before: u64,
+    pub after: u64,
+}
+
+/// A conversation as one user sees it in their list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvSummary {
+    pub conv: ConvId,
+    pub last_seq: u64,
+    pub last_ts: u64,
+    /// The user's read marker. Sending moves the sender's own marker to the message sent.
+    pub read_seq: u64,
+    pub ack_seq: u64,
+}
+
+impl ConvSummary {
+    /// Messages after the user's read marker: every one of them is from someone else,
+    /// because sending moves the sender's read marker.
+    pub fn unread(&self) -> u64 {
+        self.last_seq.saturating_sub(self.read_seq)
+    }
+}
+
+/// The storage of the chat server. Every method is atomic; writes are durable when they
+/// return `Ok`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The backend's name for logs and reports (`memory`, `fjall`, …).
+    fn name(&self) -> &'static str;
+
+    /// Stores a message once, appends it to every participant's inbox and returns its
+    /// `seq` and `useq`s. A repeated (sender, id) returns the first outcome with
+    /// `duplicate = true` and stores nothing.
+    async fn append(&self, req: AppendRequest) -> Result<Appended, StoreError>;
+
+    /// Up to `limit` messages of `conv` with seq < `before` (all when `None`), newest first.
+    async fn history(
+        &self,
+        conv: ConvId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// Up to `limit` inbox entries of `user` with useq > `after`, oldest first.
+    async fn inbox(
+        &self,
+        user: UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StoreError>;
+
+    /// The newest useq of `user`'s inbox (0 when empty).
+    async fn inbox_head(&self, user: UserId) -> Result<u64, StoreError>;
+
+    /// Moves `user`'s cumulative marker on `conv` to `seq` if that is further. A seq beyond
+    /// the conversation's last message is refused with [`StoreError::Invalid`].
+    async fn mark(
+        &self,
+        user: UserId,
+        conv: ConvId,
+        marker: Marker,
+        seq: u64,
+    ) -> Result<MarkOutcome, StoreError>;
+
+    /// `user`'s conversations, most recent activity first, at most `limit`.
+    async fn conversations(
+        &self,
+        user: UserId,
+        limit: usize,
+    ) -> Result<Vec<ConvSummary>, StoreError>;
+
+    /// Bytes the backend occupies on disk, when it can tell (`None` for memory).
+    async fn disk_bytes(&self) -> Result<Option<u64>, StoreError>;
+}
+
+/// Opens the backend that a `--store` value names: `memory` or `fjall:PATH`. Unknown
+/// schemes are refused with a message listing the known ones.
+pub async fn open(spec: &str) -> Result<Arc<dyn Store>, OpenError> {
+    let (scheme, rest) = match spec.split_once(':') {
+        Some((s, r)) => (s, Some(r)),
+        None => (spec, None),
+    };
+    match (scheme, rest) {
+        ("memory", None) => Ok(Arc::new(MemoryStore::new())),
+        ("fjall", Some(path)) if !path.is_empty() => {
+            let path = std::path::PathBuf::from(path);
+            let store = tokio::task::spawn_blocking(move || FjallStore::open(&path))
+                .await
+                .map_err(|e| OpenError::Backend(e.to_string()))??;
+            Ok(Arc::new(store))
+        }
+        ("fjall", _) => Err(OpenError::Spec(
+            "fjall needs a directory: --store fjall:PATH".into(),
+        )),
+        _ => Err(OpenError::Spec(format!(
+            "unknown store {spec:?}: expected `memory` or `fjall:PATH`"
+        ))),
+    }
+}
+
+/// Why [`open`] failed.
+#[derive(Debug, Error)]
+pub enum OpenError {
+    /// The `--store` value is not one this server knows.
+    #[error("{0}")]
+    Spec(String),
+    /// The backend could not be opened.
+    #[error("cannot open store: {0}")]
+    Backend(String),
+}
+
+impl From<StoreError> for OpenError {
+    fn from(e: StoreError) -> Self {
+        OpenError::Backend(e.to_string())
+    }
+}
+
+/// Orders a conversation list most recent activity first; ties by the newer seq, then by
+/// id, so the order is the same on every call.
+pub(crate) fn sort_recent_first(list: &mut [ConvSummary]) {
+    list.sort_by(|a, b| {
+        b.last_ts
+            .cmp(&a.last_ts)
+            .then(b.last_seq.cmp(&a.last_seq))
+            .then(a.conv.cmp(&b.conv))
+    });
+}

@@ -1,0 +1,5 @@
+//! The server's integration tests: one binary, one module per topic. Every test talks to
+//! real things: a real server on 127.0.0.1:0, a real fjall directory.
+
+mod store_fjall;
+mod store_memory;

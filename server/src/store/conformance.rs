@@ -211,7 +211,7 @@ pub async fn markers_are_cumulative(s: Arc<dyn Store>) {
     let list = s.conversations(2, 10).await.unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!((list[0].read_seq, list[0].ack_seq), (4, 4));
-    assert_eq!(list[0].unread(), 1);
+    assert_eq!(list[0].unread, 1);
 }
 
 /// The conversation list: most recent first, `unread` from the read marker, the sender's
@@ -232,7 +232,7 @@ pub async fn conversations_most_recent_first(s: Arc<dyn Store>) {
     let list = s.conversations(1, 10).await.unwrap();
     let got: Vec<(String, u64, u64, u64)> = list
         .iter()
-        .map(|c| (c.conv.to_string(), c.last_seq, c.last_ts, c.unread()))
+        .map(|c| (c.conv.to_string(), c.last_seq, c.last_ts, c.unread))
         .collect();
     assert_eq!(
         got,
@@ -243,14 +243,26 @@ pub async fn conversations_most_recent_first(s: Arc<dyn Store>) {
         ]
     );
     assert_eq!(s.conversations(1, 2).await.unwrap().len(), 2);
-    assert_eq!(s.conversations(3, 10).await.unwrap()[0].unread(), 0);
+    assert_eq!(s.conversations(3, 10).await.unwrap()[0].unread, 0);
     assert!(s.conversations(42, 10).await.unwrap().is_empty());
-    // Replying marks what came before as read.
+    // A reply does not count as unread for its sender, and does not mark the messages it
+    // crossed as read.
+    let conv = ConvId::direct(1, 3).unwrap();
     let mut r = req(1, 3, "c5", "reply");
     r.ts = 4000;
     s.append(r).await.unwrap();
     let top = &s.conversations(1, 1).await.unwrap()[0];
-    assert_eq!((top.conv.to_string(), top.unread()), ("d:1:3".into(), 0));
+    assert_eq!((top.conv, top.last_seq, top.unread), (conv, 3, 2));
+    // Reading up to the first message leaves one from user 3 unread; user 1's own reply
+    // after the marker never counts.
+    s.mark(1, conv, Marker::Read, 1).await.unwrap();
+    assert_eq!(s.conversations(1, 1).await.unwrap()[0].unread, 1);
+    s.append(req(3, 1, "c6", "more")).await.unwrap();
+    assert_eq!(s.conversations(1, 1).await.unwrap()[0].unread, 2);
+    s.mark(1, conv, Marker::Read, 4).await.unwrap();
+    assert_eq!(s.conversations(1, 1).await.unwrap()[0].unread, 0);
+    // The other side sees only the reply as unread, not its own messages.
+    assert_eq!(s.conversations(3, 10).await.unwrap()[0].unread, 1);
 }
 
 /// Bodies and ids come back byte for byte: multi-byte UTF-8, the largest body, odd ids.

@@ -29,7 +29,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistM
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use super::logic::{self, ConvMeta, IdemRecord, Marks, WriteTables, decode, encode};
+use super::logic::{self, unread, ConvMeta, IdemRecord, Marks, WriteTables, decode, encode};
 use super::{
     AppendRequest, Appended, ConvSummary, InboxItem, MarkOutcome, Marker, Store, StoreError,
     StoredMessage,
@@ -195,6 +195,8 @@ struct Batch<'a> {
     convs: HashMap<ConvId, ConvMeta>,
     users: HashMap<UserId, u64>,
     marks: HashMap<(UserId, ConvId), Marks>,
+    /// (conversation, seq, sender) of the messages written in this batch.
+    msgs: Vec<(ConvId, u64, UserId)>,
 }
 
 impl<'a> Batch<'a> {
@@ -206,6 +208,7 @@ impl<'a> Batch<'a> {
             convs: HashMap::new(),
             users: HashMap::new(),
             marks: HashMap::new(),
+            msgs: Vec::new(),
         }
     }
 }
@@ -277,6 +280,35 @@ impl WriteTables for Batch<'_> {
         };
         self.wb
             .insert(&self.t.msgs, msg_key(msg.conv, msg.seq), encode(&value));
+        self.msgs.push((msg.conv, msg.seq, msg.from));
+    }
+    fn count_from(
+        &mut self,
+        conv: ConvId,
+        after: u64,
+        upto: u64,
+        user: UserId,
+    ) -> Result<u64, StoreError> {
+        if after >= upto {
+            return Ok(0);
+        }
+        // Messages of this batch are not in the tree yet; those in the tree are not here.
+        let mut n = self
+            .msgs
+            .iter()
+            .filter(|&&(c, seq, from)| c == conv && seq > after && seq <= upto && from == user)
+            .count() as u64;
+        for g in self
+            .t
+            .msgs
+            .range(msg_key(conv, after + 1)..=msg_key(conv, upto))
+        {
+            let (k, v) = g.into_inner().map_err(unavailable)?;
+            if decode_message(&k, &v)?.from == user {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
     fn inbox_put(&mut self, user: UserId, useq: u64, conv: ConvId, seq: u64) {
         self.wb
@@ -497,6 +529,7 @@ impl Store for FjallStore {
                     last_ts: meta.last_ts,
                     read_seq: marks.read,
                     ack_seq: marks.ack,
+                    unread: unread(meta.last_seq, &marks),
                 });
             }
             super::sort_recent_first(&mut list);

@@ -27,11 +27,17 @@ pub struct ConvMeta {
     pub last_ts: u64,
 }
 
-/// Per (user, conversation): the cumulative markers.
+/// Per (user, conversation): the cumulative markers, and what it takes to count unread
+/// messages exactly without scanning: the user's own messages after the read marker do not
+/// count as unread.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Marks {
     pub ack: u64,
     pub read: u64,
+    /// The seq of the user's newest own message in the conversation.
+    pub last_own: u64,
+    /// How many of the user's own messages have a seq above `read`.
+    pub own_after_read: u64,
 }
 
 /// A [`ConvId`] in a serializable form for stored records.
@@ -72,12 +78,19 @@ pub trait WriteTables {
     fn marks_get(&mut self, user: UserId, conv: ConvId) -> Result<Option<Marks>, StoreError>;
     fn marks_put(&mut self, user: UserId, conv: ConvId, marks: Marks);
     fn message_put(&mut self, msg: &StoredMessage);
+    /// How many messages of `conv` with `after < seq <= upto` were sent by `user`.
+    fn count_from(
+        &mut self,
+        conv: ConvId,
+        after: u64,
+        upto: u64,
+        user: UserId,
+    ) -> Result<u64, StoreError>;
     fn inbox_put(&mut self, user: UserId, useq: u64, conv: ConvId, seq: u64);
 }
 
 /// Sequences and stores one send: the conversation's next seq, each participant's next
-/// useq, the sender's markers moved to the new message (sending implies having read what
-/// came before), and the idempotency record.
+/// useq, the conversation in every participant's list, and the idempotency record.
 pub fn append<T: WriteTables>(t: &mut T, req: &AppendRequest) -> Result<Appended, StoreError> {
     if let Some(rec) = t.idem_get(req.from, req.id.as_str())? {
         return Ok(Appended {
@@ -110,10 +123,12 @@ pub fn append<T: WriteTables>(t: &mut T, req: &AppendRequest) -> Result<Appended
         t.inbox_put(user, useq, req.conv, seq);
         let marks = t.marks_get(user, req.conv)?;
         if user == req.from {
+            // Sending moves no marker: in the crossing case the sender has not seen what
+            // arrived just before. It only keeps its own message out of its unread count.
             sender_useq = useq;
             let mut marks = marks.unwrap_or_default();
-            marks.ack = marks.ack.max(seq);
-            marks.read = marks.read.max(seq);
+            marks.last_own = seq;
+            marks.own_after_read += 1;
             t.marks_put(user, req.conv, marks);
         } else if marks.is_none() {
             // The first message puts the conversation in the recipient's list.
@@ -169,9 +184,14 @@ pub fn mark<T: WriteTables>(
     let before = *slot;
     if seq > before {
         *slot = seq;
-        // Reading implies delivery: a read marker drags the ack marker along.
         if marker == Marker::Read {
+            // Reading implies delivery: a read marker drags the ack marker along.
             marks.ack = marks.ack.max(seq);
+            marks.own_after_read = if seq >= marks.last_own {
+                0
+            } else {
+                t.count_from(conv, seq, marks.last_own, user)?
+            };
         }
         t.marks_put(user, conv, marks);
     }
@@ -190,4 +210,11 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 /// Decodes a stored record, reporting damage as [`StoreError::Corrupt`].
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Messages from others after the read marker.
+pub fn unread(last_seq: u64, marks: &Marks) -> u64 {
+    last_seq
+        .saturating_sub(marks.read)
+        .saturating_sub(marks.own_after_read)
 }

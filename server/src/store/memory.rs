@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::logic::{self, ConvMeta, IdemRecord, Marks, WriteTables};
+use super::logic::{self, unread, ConvMeta, IdemRecord, Marks, WriteTables};
 use super::{
     AppendRequest, Appended, ConvSummary, InboxItem, MarkOutcome, Marker, Store, StoreError,
     StoredMessage,
@@ -63,6 +63,22 @@ impl WriteTables for State {
     }
     fn message_put(&mut self, msg: &StoredMessage) {
         self.messages.insert((msg.conv, msg.seq), msg.clone());
+    }
+    fn count_from(
+        &mut self,
+        conv: ConvId,
+        after: u64,
+        upto: u64,
+        user: UserId,
+    ) -> Result<u64, StoreError> {
+        if after >= upto {
+            return Ok(0);
+        }
+        Ok(self
+            .messages
+            .range((conv, after + 1)..=(conv, upto))
+            .filter(|(_, m)| m.from == user)
+            .count() as u64)
     }
     fn inbox_put(&mut self, user: UserId, useq: u64, conv: ConvId, seq: u64) {
         self.inbox.insert((user, useq), (conv, seq));
@@ -150,6 +166,7 @@ impl Store for MemoryStore {
                     last_ts: meta.last_ts,
                     read_seq: m.read,
                     ack_seq: m.ack,
+                    unread: unread(meta.last_seq, m),
                 }
             })
             .collect();

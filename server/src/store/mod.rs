@@ -125,17 +125,12 @@ pub struct ConvSummary {
     pub conv: ConvId,
     pub last_seq: u64,
     pub last_ts: u64,
-    /// The user's read marker. Sending moves the sender's own marker to the message sent.
+    /// The user's read marker.
     pub read_seq: u64,
+    /// The user's delivery-ack marker.
     pub ack_seq: u64,
-}
-
-impl ConvSummary {
-    /// Messages after the user's read marker: every one of them is from someone else,
-    /// because sending moves the sender's read marker.
-    pub fn unread(&self) -> u64 {
-        self.last_seq.saturating_sub(self.read_seq)
-    }
+    /// Messages from others after the read marker.
+    pub unread: u64,
 }
 
 /// The storage of the chat server. Every method is atomic; writes are durable when they

@@ -21,9 +21,11 @@ struct Claims {
     exp: u64,
 }
 
-/// Why a token was refused. Every variant answers 401 `unauthorized`.
+/// Why a token was refused (401 `unauthorized`), or the secret could not be used.
 #[derive(Debug, Error)]
 pub enum AuthError {
+    #[error("unusable JWT secret (it must not be empty): {0}")]
+    Secret(String),
     #[error("missing bearer token")]
     Missing,
     #[error("invalid token: {0}")]
@@ -39,16 +41,17 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// Keys for the given shared secret.
-    pub fn new(secret: &str) -> Self {
+    /// Keys for the given shared secret, which must not be empty.
+    pub fn new(secret: &str) -> Result<Self, AuthError> {
+        let bad = |e: jsonwebtoken::errors::Error| AuthError::Secret(e.to_string());
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Auth {
-            encoding: EncodingKey::from_secret(secret.as_bytes()),
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
+        Ok(Auth {
+            encoding: EncodingKey::from_secret(secret.as_bytes()).map_err(bad)?,
+            decoding: DecodingKey::from_secret(secret.as_bytes()).map_err(bad)?,
             validation,
-        }
+        })
     }
 
     /// A token for `user` on `device`, valid until `exp` (seconds since the epoch).
@@ -89,7 +92,7 @@ mod tests {
 
     #[test]
     fn tokens_verify_and_bad_ones_are_refused() {
-        let auth = Auth::new("s3cret");
+        let auth = Auth::new("s3cret").unwrap();
         let dev: DeviceId = "phone".parse().unwrap();
         let tok = auth.issue(7, &dev, now_secs() + 60);
         assert_eq!(
@@ -99,7 +102,8 @@ mod tests {
                 device: dev.clone()
             }
         );
-        assert!(Auth::new("other").verify(&tok).is_err(), "wrong secret");
+        assert!(Auth::new("other").unwrap().verify(&tok).is_err(), "wrong secret");
+        assert!(Auth::new("").is_err());
         assert!(auth.verify(&auth.issue(7, &dev, now_secs() - 1)).is_err(), "expired");
         assert!(auth.verify("not.a.jwt").is_err());
         assert!(auth.verify(&auth.issue(0, &dev, now_secs() + 60)).is_err(), "user 0");

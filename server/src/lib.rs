@@ -1,2 +1,75 @@
+//! The reference chat server of the capacity-planning harness: one-on-one chat over
+//! WebSocket and HTTP with one order on every device, offline catch-up through a per-user
+//! inbox, paginated history, and durable storage behind a [`store::Store`] trait.
+//!
+//! [`run`] serves on a listener the caller opened, with a store the caller chose, until a
+//! shutdown future resolves; the binary is a thin layer over it, and tests start it on
+//! `127.0.0.1:0`.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod listener;
 pub mod model;
+pub mod protocol;
+pub mod service;
 pub mod store;
+pub mod ws;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::Config;
+
+use crate::listener::CappedListener;
+use crate::service::Service;
+
+/// Serves until `shutdown` resolves, then stops accepting, asks every WebSocket to close
+/// (1001), answers pending long polls, and waits up to `config.shutdown_grace` for
+/// connections to drain.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    store: Arc<dyn store::Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = config.shutdown_grace;
+    let max = config.max_connections;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let svc = Arc::new(Service::new(store, config, stop_rx).map_err(std::io::Error::other)?);
+    let trimmer = tokio::spawn({
+        let svc = svc.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                svc.trim_rate_limits();
+            }
+        }
+    });
+    let app = http::router(svc.clone());
+    let hub_svc = svc.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining connections");
+        let _ = stop_tx.send(true);
+        hub_svc.hub.close_all(ws::CLOSE_GOING_AWAY);
+    };
+    let serve = axum::serve(CappedListener::new(listener, max), app).with_graceful_shutdown(signal);
+    let served = serve.into_future();
+    tokio::pin!(served);
+    let result = served.await;
+    // Upgraded WebSockets are not tracked by the HTTP server: wait for them here.
+    let deadline = tokio::time::Instant::now() + grace;
+    while svc.hub.online_devices() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    trimmer.abort();
+    result
+}

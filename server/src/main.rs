@@ -1,1 +1,157 @@
-fn main(){}
+//! `chat-server`: serve the reference chat server, or print a token for a user and device.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chat_server::auth::{Auth, now_secs};
+use chat_server::model::{DeviceId, parse_user};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "chat-server", version, about = "The reference chat server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP and WebSocket on one port until SIGTERM or ctrl-c.
+    Serve(ServeArgs),
+    /// Print a bearer token for a user and device, signed with the configured secret.
+    Token(TokenArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, env = "CHAT_ADDR", default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Storage backend: `memory` or `fjall:PATH` (embedded and durable).
+    #[arg(long, env = "CHAT_STORE", default_value = "fjall:./chat-data")]
+    store: String,
+    /// Secret that signs and checks HS256 tokens.
+    #[arg(long, env = "CHAT_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+    /// Open connections at most; capped below the process's open-file limit.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 50_000)]
+    max_connections: usize,
+    /// Largest message body in bytes.
+    #[arg(long, env = "CHAT_MAX_BODY_BYTES", default_value_t = 4096)]
+    max_body_bytes: usize,
+    /// Frames a device's outgoing queue holds before the device is cut off (1013).
+    #[arg(long, env = "CHAT_DEVICE_QUEUE", default_value_t = 1024)]
+    device_queue: usize,
+    /// Sustained sends per second per user (0 = no limit).
+    #[arg(long, env = "CHAT_SEND_RATE", default_value_t = 100)]
+    send_rate: u32,
+    /// Sends a user may burst above the sustained rate.
+    #[arg(long, env = "CHAT_SEND_BURST", default_value_t = 200)]
+    send_burst: u32,
+    /// Seconds to wait for connections to drain at shutdown.
+    #[arg(long, env = "CHAT_SHUTDOWN_GRACE", default_value_t = 10)]
+    shutdown_grace: u64,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// User id (an integer > 0).
+    #[arg(long)]
+    user: String,
+    /// Device id (1-64 characters of [A-Za-z0-9_-]).
+    #[arg(long)]
+    device: String,
+    /// Seconds the token stays valid.
+    #[arg(long, default_value_t = 86_400)]
+    ttl: u64,
+    /// Secret that signs the token: the server's.
+    #[arg(long, env = "CHAT_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Token(t) => {
+            let user = parse_user(&t.user)?;
+            let device: DeviceId = t.device.parse()?;
+            let auth = Auth::new(&t.jwt_secret)?;
+            println!("{}", auth.issue(user, &device, now_secs() + t.ttl));
+            Ok(())
+        }
+        Command::Serve(s) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(serve(s))
+        }
+    }
+}
+
+async fn serve(s: ServeArgs) -> Result<()> {
+    let store = chat_server::store::open(&s.store)
+        .await
+        .with_context(|| format!("--store {}", s.store))?;
+    let listener = tokio::net::TcpListener::bind(&s.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", s.addr))?;
+    let mut config = chat_server::Config::new(s.jwt_secret);
+    config.max_connections = s.max_connections.min(fd_headroom());
+    config.max_body_bytes = s.max_body_bytes;
+    config.device_queue = s.device_queue.max(1);
+    config.send_rate_per_sec = s.send_rate;
+    config.send_burst = s.send_burst;
+    config.shutdown_grace = Duration::from_secs(s.shutdown_grace);
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, store = store.name(), max_connections = config.max_connections, "listening");
+    // Scripts and tests read the chosen address from this line.
+    println!("listening on {addr}");
+    chat_server::run(listener, config, store, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Connections this process can hold: its open-file limit less room for the store's
+/// files and the listener.
+fn fd_headroom() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|n| n.parse::<usize>().ok())
+        })
+        .unwrap_or(usize::MAX);
+    soft.saturating_sub(512).max(1)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,672 @@
+//! Calibration: the fields a simulator run writes to its `summary.json`, how
+//! they are read and checked, and the measured capacity plan they give
+//! beside the assumed one.
+//!
+//! # The `summary.json` calibration fields
+//!
+//! `chat-estimate --calibrate PATH` reads one object, `"calibration"`, from
+//! the top level of the summary, plus an optional top-level `"scenario"`
+//! name. Every other field is ignored, so the simulator may write as much
+//! else as it likes. [`Summary`] and [`Calibration`] are the Rust form; a
+//! simulator that depends on this crate can serialize them directly.
+//!
+//! | field | JSON type | meaning |
+//! | --- | --- | --- |
+//! | `scenario` | string, optional | name of the simulated scenario, echoed in the report |
+//! | `calibration.version` | integer, optional (default 1) | format version; this build reads version [`CALIBRATION_VERSION`] |
+//! | `calibration.bytes_per_message_on_disk` | number or null | bytes the store grew per message stored on one node (no replication), indexes, inbox entries and compaction included |
+//! | `calibration.messages_per_sec_per_node` | number or null | messages per second one node accepted while staying inside its latency gates |
+//! | `calibration.connections_per_node` | integer or null | concurrent connections one node held while staying inside its latency gates |
+//! | `calibration.memory_bytes_per_connection` | number or null | resident memory per open connection on one node, in bytes |
+//! | `calibration.gates_passed` | boolean or null | whether the run stayed inside its latency gates |
+//!
+//! A measured field that is null or absent was not measured: the plan keeps
+//! the assumption and says so. A measured field that is zero, negative or
+//! not a number is an error. Sizes are bytes and rates are per second.
+//!
+//! # How the measurements replace assumptions
+//!
+//! * `bytes_per_message_on_disk` becomes the storage overhead factor
+//!   (bytes on disk ÷ the assumed message size), so bandwidth still uses
+//!   the payload size while storage and shards use what the disk held. The
+//!   run should send messages of the planned average size for the two to be
+//!   comparable.
+//! * `messages_per_sec_per_node` becomes the per-server message rate, so the
+//!   chat tier is also sized for the peak message rate.
+//! * `connections_per_node` replaces the connections per server. A run that
+//!   did not push connections to the node's limit understates it, which
+//!   makes the plan conservative.
+//! * `memory_bytes_per_connection` gives memory per chat server and in total.
+//!
+//! ```
+//! use estimation::{Inputs, calibrate::{Summary, calibrate}};
+//! let summary = Summary::from_json_str(r#"{
+//!     "scenario": "steady",
+//!     "latency_ms": {"p99": 40},
+//!     "calibration": {
+//!         "version": 1,
+//!         "bytes_per_message_on_disk": 250.0,
+//!         "messages_per_sec_per_node": 20000.0,
+//!         "connections_per_node": 25000,
+//!         "memory_bytes_per_connection": null,
+//!         "gates_passed": true
+//!     }
+//! }"#).unwrap();
+//! let plan = calibrate(&Inputs::source_design(), &summary).unwrap();
+//! assert_eq!(plan.measured.servers, 20_000);
+//! assert_eq!(plan.ratio(estimation::figures::Figure::Servers), Some(2.0));
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::figures::{Figure, Quantity};
+use crate::model::{InputError, Inputs, Plan};
+
+/// The calibration format version this build reads and writes.
+pub const CALIBRATION_VERSION: u32 = 1;
+
+/// The part of a simulator's `summary.json` that calibration reads.
+///
+/// Unknown fields are ignored when reading, so this can be read out of a
+/// larger summary.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// Name of the simulated scenario, if the run had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
+    /// What the run measured.
+    pub calibration: Calibration,
+}
+
+/// What one simulator run measured on one node. See the
+/// [module documentation](self) for each field's meaning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Format version, [`CALIBRATION_VERSION`].
+    #[serde(default = "current_version")]
+    pub version: u32,
+    /// Bytes on disk per stored message on one node (no replication).
+    #[serde(default)]
+    pub bytes_per_message_on_disk: Option<f64>,
+    /// Messages per second one node accepted inside its latency gates.
+    #[serde(default)]
+    pub messages_per_sec_per_node: Option<f64>,
+    /// Concurrent connections one node held inside its latency gates.
+    #[serde(default)]
+    pub connections_per_node: Option<u64>,
+    /// Resident memory per open connection, in bytes.
+    #[serde(default)]
+    pub memory_bytes_per_connection: Option<f64>,
+    /// Whether the run stayed inside its latency gates.
+    #[serde(default)]
+    pub gates_passed: Option<bool>,
+}
+
+fn current_version() -> u32 {
+    CALIBRATION_VERSION
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Self {
+            version: CALIBRATION_VERSION,
+            bytes_per_message_on_disk: None,
+            messages_per_sec_per_node: None,
+            connections_per_node: None,
+            memory_bytes_per_connection: None,
+            gates_passed: None,
+        }
+    }
+}
+
+/// Why a summary cannot be used for calibration.
+#[derive(Debug, Error)]
+pub enum CalibrationError {
+    /// The file could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The text is not JSON.
+    #[error("not valid JSON")]
+    Json(#[from] serde_json::Error),
+    /// The JSON does not have the expected shape.
+    #[error("{0}")]
+    Shape(&'static str),
+    /// A calibration field has the wrong type or an impossible value.
+    #[error("calibration.{field} must be {expected}, got {value}")]
+    Field {
+        /// The field name inside `"calibration"`.
+        field: &'static str,
+        /// What it must be.
+        expected: &'static str,
+        /// What it was, as JSON.
+        value: String,
+    },
+    /// The calibration was written in a format this build does not read.
+    #[error("calibration.version {found} is not supported; this build reads version {supported}")]
+    UnsupportedVersion {
+        /// The version in the file.
+        found: String,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// The assumed or measured inputs are out of range.
+    #[error("cannot compute the plan")]
+    Input(#[from] InputError),
+}
+
+impl Summary {
+    /// Reads and checks a summary file.
+    pub fn read(path: &Path) -> Result<Self, CalibrationError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CalibrationError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_json_str(&text)
+    }
+
+    /// Parses and checks summary JSON.
+    ///
+    /// Fields are checked one by one rather than through `serde`'s derive so
+    /// that a bad value is reported by name with what it should be, and so
+    /// that a whole-number float such as `25000.0` is accepted for the
+    /// connection count.
+    pub fn from_json_str(text: &str) -> Result<Self, CalibrationError> {
+        let value: Value = serde_json::from_str(text)?;
+        let top = value
+            .as_object()
+            .ok_or(CalibrationError::Shape("the summary is not a JSON object"))?;
+        let scenario = match top.get("scenario") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(name)) => Some(name.clone()),
+            Some(_) => {
+                return Err(CalibrationError::Shape(
+                    "the summary's \"scenario\" is not a string",
+                ));
+            }
+        };
+        let fields = match top.get("calibration") {
+            Some(Value::Object(fields)) => fields,
+            Some(_) => {
+                return Err(CalibrationError::Shape(
+                    "the summary's \"calibration\" is not an object",
+                ));
+            }
+            None => {
+                return Err(CalibrationError::Shape(
+                    "the summary has no \"calibration\" object",
+                ));
+            }
+        };
+        let version = match fields.get("version") {
+            None | Some(Value::Null) => CALIBRATION_VERSION,
+            Some(Value::Number(n)) if n.as_u64() == Some(u64::from(CALIBRATION_VERSION)) => {
+                CALIBRATION_VERSION
+            }
+            Some(other) => {
+                return Err(CalibrationError::UnsupportedVersion {
+                    found: other.to_string(),
+                    supported: CALIBRATION_VERSION,
+                });
+            }
+        };
+        let calibration = Calibration {
+            version,
+            bytes_per_message_on_disk: positive_number(fields, "bytes_per_message_on_disk")?,
+            messages_per_sec_per_node: positive_number(fields, "messages_per_sec_per_node")?,
+            connections_per_node: positive_whole(fields, "connections_per_node")?,
+            memory_bytes_per_connection: positive_number(fields, "memory_bytes_per_connection")?,
+            gates_passed: boolean(fields, "gates_passed")?,
+        };
+        Ok(Self {
+            scenario,
+            calibration,
+        })
+    }
+}
+
+impl Calibration {
+    /// Checks that every measured value is positive and finite and that the
+    /// version is supported, for a `Calibration` built in code.
+    pub fn validate(&self) -> Result<(), CalibrationError> {
+        if self.version != CALIBRATION_VERSION {
+            return Err(CalibrationError::UnsupportedVersion {
+                found: self.version.to_string(),
+                supported: CALIBRATION_VERSION,
+            });
+        }
+        let numbers = [
+            ("bytes_per_message_on_disk", self.bytes_per_message_on_disk),
+            ("messages_per_sec_per_node", self.messages_per_sec_per_node),
+            (
+                "memory_bytes_per_connection",
+                self.memory_bytes_per_connection,
+            ),
+        ];
+        for (field, value) in numbers {
+            match value {
+                Some(value) if !(value.is_finite() && value > 0.0) => {
+                    return Err(CalibrationError::Field {
+                        field,
+                        expected: POSITIVE_NUMBER,
+                        value: value.to_string(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        if self.connections_per_node == Some(0) {
+            return Err(CalibrationError::Field {
+                field: "connections_per_node",
+                expected: POSITIVE_WHOLE,
+                value: "0".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+const POSITIVE_NUMBER: &str = "a positive number or null";
+const POSITIVE_WHOLE: &str = "a positive whole number or null";
+
+fn positive_number(
+    fields: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<f64>, CalibrationError> {
+    match fields.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => match value.as_f64() {
+            Some(number) if number.is_finite() && number > 0.0 => Ok(Some(number)),
+            _ => Err(CalibrationError::Field {
+                field,
+                expected: POSITIVE_NUMBER,
+                value: value.to_string(),
+            }),
+        },
+    }
+}
+
+fn positive_whole(
+    fields: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<u64>, CalibrationError> {
+    match fields.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => {
+            let whole = value.as_u64().or_else(|| {
+                value
+                    .as_f64()
+                    .filter(|n| n.fract() == 0.0 && *n >= 0.0 && *n < u64::MAX as f64)
+                    .map(|n| n as u64)
+            });
+            match whole {
+                Some(n) if n > 0 => Ok(Some(n)),
+                _ => Err(CalibrationError::Field {
+                    field,
+                    expected: POSITIVE_WHOLE,
+                    value: value.to_string(),
+                }),
+            }
+        }
+    }
+}
+
+fn boolean(
+    fields: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<bool>, CalibrationError> {
+    match fields.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(value) => Err(CalibrationError::Field {
+            field,
+            expected: "true, false or null",
+            value: value.to_string(),
+        }),
+    }
+}
+
+/// One assumption and what the run measured in its place.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Replacement {
+    /// The calibration field, e.g. `"connections_per_node"`.
+    pub field: &'static str,
+    /// The assumption in words.
+    pub label: &'static str,
+    /// The assumed value, if the assumptions had one.
+    pub assumed: Option<f64>,
+    /// The measured value, if the run measured it.
+    pub measured: Option<f64>,
+    /// How the values are formatted.
+    #[serde(skip)]
+    pub quantity: Quantity,
+}
+
+impl Replacement {
+    /// Whether the measurement replaced the assumption.
+    pub fn applied(&self) -> bool {
+        self.measured.is_some()
+    }
+}
+
+/// The assumed plan and the plan from measured figures, side by side.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CalibratedPlan {
+    /// The run's scenario name, if it had one.
+    pub scenario: Option<String>,
+    /// Whether the run stayed inside its latency gates, if it said.
+    pub gates_passed: Option<bool>,
+    /// Whether the assumed plan is the source design's.
+    pub assumed_is_source_design: bool,
+    /// Each assumption the calibration can replace, with both values.
+    pub replacements: Vec<Replacement>,
+    /// Caveats about the measured plan, in words.
+    pub warnings: Vec<String>,
+    /// The plan from the assumptions (the source design by default).
+    pub assumed: Plan,
+    /// The plan with measured figures in place of assumptions.
+    pub measured: Plan,
+    /// measured ÷ assumed for each figure, by JSON field name; `null` where
+    /// either plan has no value or the assumed value is zero.
+    pub ratios: BTreeMap<&'static str, Option<f64>>,
+}
+
+impl CalibratedPlan {
+    /// measured ÷ assumed for `figure`.
+    pub fn ratio(&self, figure: Figure) -> Option<f64> {
+        ratio(&self.assumed, &self.measured, figure)
+    }
+}
+
+fn ratio(assumed: &Plan, measured: &Plan, figure: Figure) -> Option<f64> {
+    let base = figure.value(assumed)?;
+    let value = figure.value(measured)?;
+    (base != 0.0).then(|| value / base)
+}
+
+/// Computes the plan from `assumed` and the plan with `summary`'s
+/// measurements in place of the assumptions they cover.
+pub fn calibrate(assumed: &Inputs, summary: &Summary) -> Result<CalibratedPlan, CalibrationError> {
+    let measured_values = &summary.calibration;
+    measured_values.validate()?;
+    let assumed_plan = assumed.plan()?;
+
+    let mut inputs = assumed.clone();
+    if let Some(bytes) = measured_values.bytes_per_message_on_disk {
+        inputs.storage_overhead_factor = bytes / assumed.message_size_bytes;
+    }
+    if let Some(rate) = measured_values.messages_per_sec_per_node {
+        inputs.messages_per_sec_per_server = Some(rate);
+    }
+    if let Some(connections) = measured_values.connections_per_node {
+        inputs.connections_per_server = connections;
+    }
+    if let Some(memory) = measured_values.memory_bytes_per_connection {
+        inputs.memory_bytes_per_connection = Some(memory);
+    }
+    let measured_plan = inputs.plan()?;
+
+    let replacements = vec![
+        Replacement {
+            field: "bytes_per_message_on_disk",
+            label: "bytes on disk per message",
+            assumed: Some(assumed.message_size_bytes * assumed.storage_overhead_factor),
+            measured: measured_values.bytes_per_message_on_disk,
+            quantity: Quantity::Bytes,
+        },
+        Replacement {
+            field: "messages_per_sec_per_node",
+            label: "messages per second per chat server",
+            assumed: assumed.messages_per_sec_per_server,
+            measured: measured_values.messages_per_sec_per_node,
+            quantity: Quantity::CountPerSec,
+        },
+        Replacement {
+            field: "connections_per_node",
+            label: "connections per chat server",
+            assumed: Some(assumed.connections_per_server as f64),
+            measured: measured_values.connections_per_node.map(|n| n as f64),
+            quantity: Quantity::Count,
+        },
+        Replacement {
+            field: "memory_bytes_per_connection",
+            label: "memory per connection",
+            assumed: assumed.memory_bytes_per_connection,
+            measured: measured_values.memory_bytes_per_connection,
+            quantity: Quantity::Bytes,
+        },
+    ];
+
+    let mut warnings = Vec::new();
+    match measured_values.gates_passed {
+        Some(true) => {}
+        Some(false) => warnings.push(
+            "the run did not stay inside its latency gates, so its per-node figures are not a \
+             sustained capacity and the measured plan is optimistic"
+                .to_owned(),
+        ),
+        None => warnings.push(
+            "the summary does not say whether the run stayed inside its latency gates".to_owned(),
+        ),
+    }
+    for replacement in &replacements {
+        if replacement.measured.is_some() {
+            continue;
+        }
+        warnings.push(match replacement.assumed {
+            Some(value) => format!(
+                "{} was not measured; the assumption ({}) is kept",
+                replacement.label,
+                replacement.quantity.format(value)
+            ),
+            None => format!(
+                "{} was neither measured nor assumed, so the plan does without it",
+                replacement.label
+            ),
+        });
+    }
+
+    let ratios = Figure::ALL
+        .iter()
+        .map(|&figure| (figure.key(), ratio(&assumed_plan, &measured_plan, figure)))
+        .collect();
+
+    Ok(CalibratedPlan {
+        scenario: summary.scenario.clone(),
+        gates_passed: measured_values.gates_passed,
+        assumed_is_source_design: assumed.is_source_design(),
+        replacements,
+        warnings,
+        assumed: assumed_plan,
+        measured: measured_plan,
+        ratios,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(calibration: &str) -> Result<Summary, CalibrationError> {
+        Summary::from_json_str(&format!(r#"{{"calibration": {calibration}}}"#))
+    }
+
+    #[test]
+    fn reads_all_fields_and_ignores_unknown_ones() {
+        let parsed = Summary::from_json_str(
+            r#"{"scenario": "soak", "histogram": [1, 2, 3],
+                "calibration": {"version": 1, "bytes_per_message_on_disk": 180.5,
+                "messages_per_sec_per_node": 12000, "connections_per_node": 8000.0,
+                "memory_bytes_per_connection": 20480, "gates_passed": false, "extra": "x"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            parsed,
+            Summary {
+                scenario: Some("soak".to_owned()),
+                calibration: Calibration {
+                    version: 1,
+                    bytes_per_message_on_disk: Some(180.5),
+                    messages_per_sec_per_node: Some(12000.0),
+                    connections_per_node: Some(8000),
+                    memory_bytes_per_connection: Some(20480.0),
+                    gates_passed: Some(false),
+                },
+            }
+        );
+    }
+
+    #[test]
+    fn serialized_summary_reads_back() {
+        let written = Summary {
+            scenario: Some("steady".to_owned()),
+            calibration: Calibration {
+                bytes_per_message_on_disk: Some(120.0),
+                connections_per_node: Some(3),
+                ..Calibration::default()
+            },
+        };
+        let text = serde_json::to_string(&written).unwrap();
+        assert_eq!(Summary::from_json_str(&text).unwrap(), written);
+        let derived: Summary = serde_json::from_str(&text).unwrap();
+        assert_eq!(derived, written);
+    }
+
+    #[test]
+    fn absent_and_null_fields_are_not_measured() {
+        let parsed = summary(r#"{"messages_per_sec_per_node": null}"#).unwrap();
+        assert_eq!(parsed.calibration, Calibration::default());
+    }
+
+    #[test]
+    fn rejects_bad_values_by_name() {
+        let cases = [
+            (
+                r#"{"bytes_per_message_on_disk": -1}"#,
+                "calibration.bytes_per_message_on_disk",
+            ),
+            (
+                r#"{"messages_per_sec_per_node": 0}"#,
+                "calibration.messages_per_sec_per_node",
+            ),
+            (
+                r#"{"connections_per_node": -5}"#,
+                "calibration.connections_per_node",
+            ),
+            (
+                r#"{"connections_per_node": 2.5}"#,
+                "calibration.connections_per_node",
+            ),
+            (
+                r#"{"memory_bytes_per_connection": "4kB"}"#,
+                "calibration.memory_bytes_per_connection",
+            ),
+            (r#"{"gates_passed": "yes"}"#, "calibration.gates_passed"),
+            (r#"{"version": 2}"#, "version 2 is not supported"),
+        ];
+        for (json, expected) in cases {
+            let message = summary(json).unwrap_err().to_string();
+            assert!(
+                message.contains(expected),
+                "{message:?} should contain {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        for text in [
+            "",
+            "[1]",
+            "{}",
+            r#"{"calibration": 3}"#,
+            r#"{"scenario": 1, "calibration": {}}"#,
+        ] {
+            assert!(Summary::from_json_str(text).is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let error = Summary::read(Path::new("/nonexistent/summary.json")).unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/summary.json"));
+    }
+
+    #[test]
+    fn calibrated_plan_replaces_assumptions() {
+        let measured = Summary {
+            scenario: None,
+            calibration: Calibration {
+                bytes_per_message_on_disk: Some(300.0),
+                messages_per_sec_per_node: Some(1_000.0),
+                connections_per_node: Some(5_000),
+                memory_bytes_per_connection: Some(50e3),
+                gates_passed: Some(true),
+                ..Calibration::default()
+            },
+        };
+        let plan = calibrate(&Inputs::source_design(), &measured).unwrap();
+        assert!(plan.assumed_is_source_design);
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+        assert_eq!(plan.assumed.servers, 10_000);
+        assert_eq!(plan.measured.servers_by_connections, 100_000);
+        assert_eq!(plan.measured.servers_by_message_rate, Some(232));
+        assert_eq!(plan.measured.servers, 100_000);
+        assert_eq!(plan.ratio(Figure::Servers), Some(10.0));
+        assert_eq!(plan.measured.storage_bytes_total_provisioned, 3.65e15 * 3.0);
+        assert_eq!(plan.ratio(Figure::StorageBytesTotalProvisioned), Some(3.0));
+        assert_eq!(plan.ratio(Figure::BandwidthIn), Some(1.0));
+        // 3.65 PB × 3 / 4 TB = 2737.5 → 2738 shards.
+        assert_eq!(plan.measured.shards, 2738);
+        assert_eq!(plan.ratio(Figure::ServersByMessageRate), None);
+        assert_eq!(plan.ratios["servers"], Some(10.0));
+        assert_eq!(plan.measured.memory_bytes_per_server, Some(5_000.0 * 50e3));
+    }
+
+    #[test]
+    fn unmeasured_fields_keep_assumptions_and_warn() {
+        let plan = calibrate(&Inputs::source_design(), &Summary::default()).unwrap();
+        assert_eq!(plan.assumed, plan.measured);
+        assert_eq!(plan.warnings.len(), 5);
+        assert!(plan.warnings[0].contains("latency gates"));
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("connections per chat server was not measured"))
+        );
+    }
+
+    #[test]
+    fn failed_gates_warn() {
+        let failed = Summary {
+            scenario: None,
+            calibration: Calibration {
+                gates_passed: Some(false),
+                ..Calibration::default()
+            },
+        };
+        let plan = calibrate(&Inputs::source_design(), &failed).unwrap();
+        assert!(plan.warnings[0].contains("optimistic"));
+    }
+
+    #[test]
+    fn invalid_calibration_built_in_code_is_rejected() {
+        let bad = Summary {
+            scenario: None,
+            calibration: Calibration {
+                bytes_per_message_on_disk: Some(f64::NAN),
+                ..Calibration::default()
+            },
+        };
+        assert!(calibrate(&Inputs::source_design(), &bad).is_err());
+    }
+}

@@ -1,0 +1,51 @@
+//! The server's runtime settings. The binary fills them from flags and `CHAT_*`
+//! variables; tests build them directly.
+
+use std::time::Duration;
+
+/// Everything [`crate::run`] needs besides the listener, the store and the shutdown signal.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The HS256 secret tokens are signed with.
+    pub jwt_secret: String,
+    /// Open connections (HTTP and WebSocket) at most; further ones wait for a free slot.
+    pub max_connections: usize,
+    /// Largest message body in bytes (`too_large` beyond).
+    pub max_body_bytes: usize,
+    /// Largest WebSocket frame in bytes; a larger one closes the connection with 1009.
+    pub max_frame_bytes: usize,
+    /// WebSocket read and write buffer sizes: small, since they are paid per connection.
+    pub ws_buffer_bytes: usize,
+    /// Frames a device's outgoing queue holds before the device is cut off with 1013.
+    pub device_queue: usize,
+    /// Sustained sends per second per user; 0 turns rate limiting off.
+    pub send_rate_per_sec: u32,
+    /// Sends a user may burst above the sustained rate.
+    pub send_burst: u32,
+    /// Errors a connection may cause per minute before it is closed with 1008.
+    pub errors_per_minute: u32,
+    /// How long a device's live stream waits for a missing inbox position before reading
+    /// it from the store.
+    pub gap_wait: Duration,
+    /// How long shutdown waits for connections to drain.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// The contract's defaults with the given secret.
+    pub fn new(jwt_secret: impl Into<String>) -> Self {
+        Config {
+            jwt_secret: jwt_secret.into(),
+            max_connections: 50_000,
+            max_body_bytes: 4096,
+            max_frame_bytes: 64 * 1024,
+            ws_buffer_bytes: 4096,
+            device_queue: 1024,
+            send_rate_per_sec: 100,
+            send_burst: 200,
+            errors_per_minute: 100,
+            gap_wait: Duration::from_millis(50),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The HTTP routes: the WebSocket upgrade, the pull-model equivalents of every frame, long
+//! polling, health. Every error answers `{"error": {"code", "message"}}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth::{AuthError, Identity};
+use crate::error::{ApiError, Code};
+use crate::protocol::SentOut;
+use crate::service::{MAX_WAIT_SECS, Service};
+
+type Svc = State<Arc<Service>>;
+
+/// The router of the whole server.
+pub fn router(svc: Arc<Service>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/ws", get(ws_upgrade))
+        .route("/v1/messages", post(post_message))
+        .route("/v1/sync", get(get_sync))
+        .route("/v1/conversations", get(get_conversations))
+        .route("/v1/conversations/{conv}/messages", get(get_history))
+        .route("/v1/ack", post(post_ack))
+        .route("/v1/read", post(post_read))
+        .fallback(|| async { ApiError::new(Code::NotFound, "no such route") })
+        .with_state(svc)
+}
+
+/// The caller, from `Authorization: Bearer <token>`.
+pub struct Authed(pub Identity);
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+impl FromRequestParts<Arc<Service>> for Authed {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, svc: &Arc<Service>) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).ok_or(AuthError::Missing)?;
+        Ok(Authed(svc.auth.verify(token)?))
+    }
+}
+
+/// A JSON body whose rejections answer in the contract's error format.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                Code::TooLarge,
+                "request body too large",
+            )),
+            Err(rej) => Err(ApiError::bad_request(json_problem(&rej))),
+        }
+    }
+}
+
+fn json_problem(rej: &JsonRejection) -> String {
+    format!("malformed request body: {}", rej.body_text())
+}
+
+/// Query parameters whose rejections answer in the contract's error format.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Params(v))
+            .map_err(|rej: QueryRejection| {
+                ApiError::bad_request(format!("bad query: {}", rej.body_text()))
+            })
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// `GET /v1/ws`: the token comes in the header or, for browsers, as `?token=`; a bad one
+/// answers 401 before any upgrade.
+async fn ws_upgrade(
+    State(svc): Svc,
+    Params(q): Params<TokenQuery>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let token = bearer(&headers).map(str::to_owned).or(q.token);
+    let who = match token.ok_or(AuthError::Missing).and_then(|t| svc.auth.verify(&t)) {
+        Ok(who) => who,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(rej) => {
+            return ApiError::bad_request(format!("not a WebSocket upgrade: {}", rej.body_text()))
+                .into_response();
+        }
+    };
+    let c = &svc.config;
+    upgrade
+        .read_buffer_size(c.ws_buffer_bytes)
+        .write_buffer_size(c.ws_buffer_bytes)
+        .max_write_buffer_size(c.ws_buffer_bytes.max(c.max_frame_bytes) * 4)
+        .max_message_size(c.max_frame_bytes)
+        .max_frame_size(c.max_frame_bytes)
+        .on_upgrade(move |socket| crate::ws::session(socket, svc, who))
+}
+
+#[derive(Deserialize)]
+struct SendBody {
+    id: String,
+    to: String,
+    body: String,
+}
+
+async fn post_message(
+    State(svc): Svc,
+    Authed(who): Authed,
+    JsonBody(b): JsonBody<SendBody>,
+) -> Result<Json<SentOut>, ApiError> {
+    Ok(Json(svc.send(&who, &b.id, &b.to, b.body, None).await?))
+}
+
+#[derive(Deserialize)]
+struct SyncQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<u64>,
+    #[serde(default)]
+    wait: u64,
+}
+
+async fn get_sync(
+    State(svc): Svc,
+    Authed(who): Authed,
+    Params(q): Params<SyncQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    if q.wait > MAX_WAIT_SECS {
+        return Err(ApiError::bad_request(format!(
+            "wait must be between 0 and {MAX_WAIT_SECS} seconds"
+        )));
+    }
+    let out = svc
+        .sync_wait(&who, q.after, q.limit, Duration::from_secs(q.wait))
+        .await?;
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+struct LimitQuery {
+    limit: Option<u64>,
+}
+
+async fn get_conversations(
+    State(svc): Svc,
+    Authed(who): Authed,
+    Params(q): Params<LimitQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(svc.conversations(&who, q.limit).await?))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    before: Option<u64>,
+    limit: Option<u64>,
+}
+
+async fn get_history(
+    State(svc): Svc,
+    Authed(who): Authed,
+    Path(conv): Path<String>,
+    Params(q): Params<HistoryQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(svc.history(&who, &conv, q.before, q.limit).await?))
+}
+
+#[derive(Deserialize)]
+struct MarkBody {
+    conv: String,
+    seq: u64,
+}
+
+async fn post_ack(
+    State(svc): Svc,
+    Authed(who): Authed,
+    JsonBody(b): JsonBody<MarkBody>,
+) -> Result<StatusCode, ApiError> {
+    svc.ack(&who, &b.conv, b.seq).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn post_read(
+    State(svc): Svc,
+    Authed(who): Authed,
+    JsonBody(b): JsonBody<MarkBody>,
+) -> Result<StatusCode, ApiError> {
+    svc.read(&who, &b.conv, b.seq).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

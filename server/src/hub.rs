@@ -1,0 +1,206 @@
+//! The `user_id → connections` table of the push model: which devices are online, and the
+//! bounded outgoing queue of each.
+//!
+//! Fan-out never waits: a frame for another user's device is offered to that device's
+//! queue with `try_send`, and a device whose queue is full is cut off (close code 1013)
+//! rather than allowed to grow the server's memory. Nothing stored is lost by that: the
+//! device catches up with `sync` when it reconnects.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+
+use axum::extract::ws::Utf8Bytes;
+use dashmap::DashMap;
+use tokio::sync::{Notify, mpsc};
+
+use crate::model::{DeviceId, UserId};
+
+/// Close code for a device whose outgoing queue overflowed (RFC 6455 "try again later").
+pub const CLOSE_OVERFLOW: u16 = 1013;
+
+/// What a device's writer task receives.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A frame outside the inbox stream (answers, receipts, typing): written as it comes.
+    Frame(Utf8Bytes),
+    /// A `msg` frame at inbox position `useq` of the device's user: written in useq order.
+    Inbox { useq: u64, frame: Utf8Bytes },
+    /// Inbox position `useq` is this device's own send, answered with `sent`: the live
+    /// stream moves past it without a `msg`.
+    Own { useq: u64 },
+}
+
+/// Asks a connection to close with a code, from outside its tasks.
+#[derive(Default)]
+pub struct CloseSignal {
+    code: AtomicU16,
+    notify: Notify,
+}
+
+impl CloseSignal {
+    /// Requests the close; the first code asked for wins.
+    pub fn close(&self, code: u16) {
+        if self
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Waits until a close is requested and returns its code. Both tasks of a connection
+    /// wait on this, so every waiter is woken; interest is registered before the check so
+    /// a close between the two is not missed.
+    pub async fn requested(&self) -> u16 {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let code = self.code.load(Ordering::Acquire);
+            if code != 0 {
+                return code;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One online device: its queue and its close signal.
+#[derive(Clone)]
+pub struct DeviceHandle {
+    pub conn: u64,
+    pub device: DeviceId,
+    pub tx: mpsc::Sender<Outbound>,
+    pub close: Arc<CloseSignal>,
+}
+
+impl DeviceHandle {
+    /// Offers a frame without waiting; a full queue cuts the device off.
+    fn offer(&self, item: Outbound) {
+        match self.tx.try_send(item) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::info!(conn = self.conn, device = %self.device, "outgoing queue full: closing 1013");
+                self.close.close(CLOSE_OVERFLOW);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct UserEntry {
+    devices: Vec<DeviceHandle>,
+    /// Woken whenever the user's inbox grows: long polls wait on it.
+    inbox_grew: Option<Arc<Notify>>,
+}
+
+/// The registry of online devices.
+#[derive(Default)]
+pub struct Hub {
+    users: DashMap<UserId, UserEntry>,
+    next_conn: AtomicU64,
+    online_devices: AtomicU64,
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A fresh connection number.
+    pub fn next_conn(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Puts a device online.
+    pub fn register(&self, user: UserId, handle: DeviceHandle) {
+        self.users.entry(user).or_default().devices.push(handle);
+        self.online_devices.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes a connection offline.
+    pub fn unregister(&self, user: UserId, conn: u64) {
+        let mut removed = false;
+        self.users.remove_if_mut(&user, |_, entry| {
+            let before = entry.devices.len();
+            entry.devices.retain(|d| d.conn != conn);
+            removed = entry.devices.len() < before;
+            entry.devices.is_empty() && entry.inbox_grew.is_none()
+        });
+        if removed {
+            self.online_devices.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Devices online now.
+    pub fn online_devices(&self) -> u64 {
+        self.online_devices.load(Ordering::Relaxed)
+    }
+
+    /// Delivers inbox position `useq` of `user` to each online device: `frame` to all but
+    /// `own_conn` (the connection that sent it, which got `sent`). Long polls wake up.
+    pub fn deliver_inbox(&self, user: UserId, useq: u64, frame: &Utf8Bytes, own_conn: Option<u64>) {
+        let Some(entry) = self.users.get(&user) else {
+            return;
+        };
+        for d in &entry.devices {
+            if Some(d.conn) == own_conn {
+                d.offer(Outbound::Own { useq });
+            } else {
+                d.offer(Outbound::Inbox {
+                    useq,
+                    frame: frame.clone(),
+                });
+            }
+        }
+        if let Some(n) = &entry.inbox_grew {
+            n.notify_waiters();
+        }
+    }
+
+    /// Sends a frame outside the inbox stream to every online device of `user`, except
+    /// `skip_conn`.
+    pub fn send_to_user(&self, user: UserId, frame: &Utf8Bytes, skip_conn: Option<u64>) {
+        if let Some(entry) = self.users.get(&user) {
+            for d in entry.devices.iter().filter(|d| Some(d.conn) != skip_conn) {
+                d.offer(Outbound::Frame(frame.clone()));
+            }
+        }
+    }
+
+    /// The notifier a long poll of `user` waits on. Register interest (`notified()`)
+    /// before checking the store, so no growth between the check and the wait is missed.
+    pub fn inbox_notifier(&self, user: UserId) -> Arc<Notify> {
+        self.users
+            .entry(user)
+            .or_default()
+            .inbox_grew
+            .get_or_insert_with(|| Arc::new(Notify::new()))
+            .clone()
+    }
+
+    /// Drops the long-poll notifier of `user` when nobody waits on it any more.
+    pub fn release_notifier(&self, user: UserId) {
+        self.users.remove_if_mut(&user, |_, entry| {
+            if entry
+                .inbox_grew
+                .as_ref()
+                .is_some_and(|n| Arc::strong_count(n) == 1)
+            {
+                entry.inbox_grew = None;
+            }
+            entry.devices.is_empty() && entry.inbox_grew.is_none()
+        });
+    }
+
+    /// Asks every connection to close with `code` (used at shutdown).
+    pub fn close_all(&self, code: u16) {
+        for entry in self.users.iter() {
+            for d in &entry.devices {
+                d.close.close(code);
+            }
+        }
+    }
+}

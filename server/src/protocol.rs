@@ -1,0 +1,198 @@
+//! The frames of WebSocket protocol v1 (docs/protocol.md) and their JSON form. HTTP
+//! answers reuse the same objects.
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{InboxItem, StoredMessage};
+
+/// A frame from a client. Fields are checked further by the service (ids, limits).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Send {
+        id: String,
+        to: String,
+        body: String,
+    },
+    Ack {
+        conv: String,
+        seq: u64,
+    },
+    Read {
+        conv: String,
+        seq: u64,
+    },
+    Sync {
+        #[serde(default)]
+        after: u64,
+        limit: Option<u64>,
+    },
+    History {
+        conv: String,
+        before: Option<u64>,
+        limit: Option<u64>,
+    },
+    Typing {
+        conv: String,
+    },
+    Ping {},
+}
+
+/// What a client frame that failed to parse still tells: its `id`, to echo as `ref`.
+#[derive(Deserialize)]
+pub struct FrameRef {
+    pub id: Option<serde_json::Value>,
+}
+
+/// A message as `msg` frames, `sync` items and `history` entries carry it. `useq` is the
+/// recipient's inbox position; history leaves it out.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MsgOut {
+    pub conv: String,
+    pub seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub useq: Option<u64>,
+    pub from: u64,
+    pub id: String,
+    pub body: String,
+    pub ts: u64,
+}
+
+impl MsgOut {
+    /// A message for history (no inbox position).
+    pub fn history(m: &StoredMessage) -> Self {
+        Self::at(m, None)
+    }
+
+    /// A message at position `useq` of the recipient's inbox.
+    pub fn inbox(m: &StoredMessage, useq: u64) -> Self {
+        Self::at(m, Some(useq))
+    }
+
+    fn at(m: &StoredMessage, useq: Option<u64>) -> Self {
+        MsgOut {
+            conv: m.conv.to_string(),
+            seq: m.seq,
+            useq,
+            from: m.from,
+            id: m.id.clone(),
+            body: m.body.clone(),
+            ts: m.ts,
+        }
+    }
+}
+
+impl From<&InboxItem> for MsgOut {
+    fn from(i: &InboxItem) -> Self {
+        MsgOut::inbox(&i.msg, i.useq)
+    }
+}
+
+/// The answer to `sync` (and `GET /v1/sync`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SyncOut {
+    pub items: Vec<MsgOut>,
+    pub next: u64,
+    pub more: bool,
+}
+
+/// The answer to `history` (and `GET /v1/conversations/{conv}/messages`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HistoryOut {
+    pub conv: String,
+    pub messages: Vec<MsgOut>,
+    pub next_before: Option<u64>,
+}
+
+/// The answer to `send` (and `POST /v1/messages`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SentOut {
+    pub conv: String,
+    pub seq: u64,
+    pub useq: u64,
+    pub ts: u64,
+}
+
+/// A frame from the server.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    Sent {
+        id: &'a str,
+        #[serde(flatten)]
+        sent: &'a SentOut,
+    },
+    Msg(&'a MsgOut),
+    Delivered {
+        conv: &'a str,
+        seq: u64,
+        user: u64,
+    },
+    Read {
+        conv: &'a str,
+        seq: u64,
+        user: u64,
+    },
+    Sync(&'a SyncOut),
+    History(&'a HistoryOut),
+    Typing {
+        conv: &'a str,
+        user: u64,
+    },
+    Pong {},
+    Error {
+        code: &'a str,
+        message: &'a str,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a serde_json::Value>,
+    },
+}
+
+impl ServerFrame<'_> {
+    /// The frame as JSON text.
+    pub fn to_json(&self) -> String {
+        // Plain data with string keys: serialization cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_have_the_documented_shape() {
+        let sent = SentOut {
+            conv: "d:1:2".into(),
+            seq: 3,
+            useq: 4,
+            ts: 5,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&ServerFrame::Sent { id: "a", sent: &sent }.to_json()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"sent","id":"a","conv":"d:1:2","seq":3,"useq":4,"ts":5})
+        );
+        let err = ServerFrame::Error {
+            code: "bad_request",
+            message: "m",
+            reference: None,
+        };
+        assert_eq!(
+            err.to_json(),
+            r#"{"type":"error","code":"bad_request","message":"m"}"#
+        );
+        assert_eq!(ServerFrame::Pong {}.to_json(), r#"{"type":"pong"}"#);
+    }
+
+    #[test]
+    fn client_frames_parse_and_reject_unknown_types() {
+        let f: ClientFrame = serde_json::from_str(r#"{"type":"ping"}"#).unwrap();
+        assert!(matches!(f, ClientFrame::Ping {}));
+        let f: ClientFrame = serde_json::from_str(r#"{"type":"sync"}"#).unwrap();
+        assert!(matches!(f, ClientFrame::Sync { after: 0, limit: None }));
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"nope"}"#).is_err());
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"ack","conv":"d:1:2"}"#).is_err());
+    }
+}

@@ -1,0 +1,353 @@
+//! One WebSocket session: a reader that answers the device's frames one at a time (so a
+//! device's own sends are sequenced in the order it sent them), and a writer that drains
+//! the device's bounded queue, putting live `msg` frames in inbox order.
+
+mod reorder;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+
+use self::reorder::Reorder;
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::hub::{CloseSignal, DeviceHandle, Outbound};
+use crate::protocol::{ClientFrame, FrameRef, MsgOut, ServerFrame};
+use crate::service::Service;
+
+/// Normal closure.
+pub const CLOSE_NORMAL: u16 = 1000;
+/// The server is going away (shutdown).
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// A text frame that is not UTF-8.
+pub const CLOSE_INVALID_DATA: u16 = 1007;
+/// Too many bad frames.
+pub const CLOSE_POLICY: u16 = 1008;
+/// A frame over the size limit.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// The server failed (the store could not be read for the live stream).
+pub const CLOSE_INTERNAL: u16 = 1011;
+
+/// Runs a session until either side closes it.
+pub async fn session(socket: WebSocket, svc: Arc<Service>, who: Identity) {
+    let conn = svc.hub.next_conn();
+    let (tx, rx) = mpsc::channel(svc.config.device_queue);
+    let close = Arc::new(CloseSignal::default());
+    // Register before reading the inbox head: a message stored in between is then both
+    // at or below the head (the client syncs it) or queued here (written live), never lost.
+    svc.hub.register(
+        who.user,
+        DeviceHandle {
+            conn,
+            device: who.device.clone(),
+            tx: tx.clone(),
+            close: close.clone(),
+        },
+    );
+    tracing::debug!(conn, user = who.user, device = %who.device, "connected");
+    let (sink, stream) = socket.split();
+    match svc.store.inbox_head(who.user).await {
+        Ok(head) => {
+            let writer = tokio::spawn(write_loop(
+                sink,
+                rx,
+                close.clone(),
+                Reorder::new(head),
+                svc.clone(),
+                who.user,
+            ));
+            read_loop(stream, &svc, &who, conn, &tx, &close).await;
+            svc.hub.unregister(who.user, conn);
+            close.close(CLOSE_NORMAL);
+            drop(tx);
+            let _ = writer.await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the inbox head: closing");
+            svc.hub.unregister(who.user, conn);
+            let mut sink = sink;
+            let _ = sink.send(close_message(CLOSE_INTERNAL)).await;
+        }
+    }
+    tracing::debug!(conn, user = who.user, "disconnected");
+}
+
+fn close_message(code: u16) -> Message {
+    let reason = match code {
+        CLOSE_GOING_AWAY => "server shutting down",
+        CLOSE_INVALID_DATA => "text frames must be UTF-8",
+        CLOSE_POLICY => "too many bad frames",
+        CLOSE_TOO_BIG => "frame too large",
+        crate::hub::CLOSE_OVERFLOW => "outgoing queue overflow: reconnect and sync",
+        CLOSE_INTERNAL => "internal error",
+        _ => "",
+    };
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
+}
+
+/// Counts a connection's errors over a sliding minute.
+struct ErrorBudget {
+    window_start: Instant,
+    count: u32,
+    max: u32,
+}
+
+impl ErrorBudget {
+    /// Records one error; false when the budget for this minute is spent.
+    fn spend(&mut self) -> bool {
+        if self.window_start.elapsed() >= Duration::from_secs(60) {
+            self.window_start = Instant::now();
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count <= self.max
+    }
+}
+
+async fn read_loop(
+    mut stream: SplitStream<WebSocket>,
+    svc: &Service,
+    who: &Identity,
+    conn: u64,
+    tx: &mpsc::Sender<Outbound>,
+    close: &CloseSignal,
+) {
+    let mut budget = ErrorBudget {
+        window_start: Instant::now(),
+        count: 0,
+        max: svc.config.errors_per_minute,
+    };
+    loop {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            _ = close.requested() => return,
+        };
+        let text = match next {
+            None | Some(Ok(Message::Close(_))) => return,
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Binary(_))) => {
+                let e = ApiError::bad_request("binary frames are not part of the protocol");
+                if !reply_error(tx, &e, None, &mut budget, close).await {
+                    return;
+                }
+                continue;
+            }
+            Some(Ok(_)) => continue, // ping/pong are answered by the WebSocket layer
+            Some(Err(e)) => {
+                let code = match e.into_inner().downcast::<tungstenite::Error>() {
+                    Ok(e) if matches!(*e, tungstenite::Error::Capacity(_)) => CLOSE_TOO_BIG,
+                    Ok(e) if matches!(*e, tungstenite::Error::Utf8(_)) => CLOSE_INVALID_DATA,
+                    _ => CLOSE_NORMAL,
+                };
+                close.close(code);
+                return;
+            }
+        };
+        let out = match serde_json::from_str::<ClientFrame>(&text) {
+            Ok(frame) => handle(svc, who, conn, frame).await,
+            Err(e) => {
+                let reference = serde_json::from_str::<FrameRef>(&text)
+                    .ok()
+                    .and_then(|r| r.id);
+                Err((
+                    ApiError::bad_request(format!("malformed frame: {e}")),
+                    reference,
+                ))
+            }
+        };
+        let ok = match out {
+            Ok(Some(text)) => tx.send(Outbound::Frame(text)).await.is_ok(),
+            Ok(None) => true,
+            Err((e, reference)) => reply_error(tx, &e, reference.as_ref(), &mut budget, close).await,
+        };
+        if !ok {
+            return;
+        }
+    }
+}
+
+/// Sends an `error` frame; false when the connection must end (budget spent or writer
+/// gone).
+async fn reply_error(
+    tx: &mpsc::Sender<Outbound>,
+    e: &ApiError,
+    reference: Option<&serde_json::Value>,
+    budget: &mut ErrorBudget,
+    close: &CloseSignal,
+) -> bool {
+    let text = ServerFrame::Error {
+        code: e.code.as_str(),
+        message: &e.message,
+        reference,
+    }
+    .to_json();
+    if tx.send(Outbound::Frame(text.into())).await.is_err() {
+        return false;
+    }
+    if !budget.spend() {
+        close.close(CLOSE_POLICY);
+        return false;
+    }
+    true
+}
+
+type Handled = Result<Option<Utf8Bytes>, (ApiError, Option<serde_json::Value>)>;
+
+/// Answers one frame: the text to send back, if any, or the error with the frame's id.
+async fn handle(svc: &Service, who: &Identity, conn: u64, frame: ClientFrame) -> Handled {
+    let no_ref = |e: ApiError| (e, None);
+    let text = match frame {
+        ClientFrame::Send { id, to, body } => {
+            let sent = svc
+                .send(who, &id, &to, body, Some(conn))
+                .await
+                .map_err(|e| (e, Some(serde_json::Value::String(id.clone()))))?;
+            ServerFrame::Sent { id: &id, sent: &sent }.to_json()
+        }
+        ClientFrame::Ack { conv, seq } => {
+            svc.ack(who, &conv, seq).await.map_err(no_ref)?;
+            return Ok(None);
+        }
+        ClientFrame::Read { conv, seq } => {
+            svc.read(who, &conv, seq).await.map_err(no_ref)?;
+            return Ok(None);
+        }
+        ClientFrame::Typing { conv } => {
+            svc.typing(who, &conv).map_err(no_ref)?;
+            return Ok(None);
+        }
+        ClientFrame::Sync { after, limit } => {
+            let out = svc.sync(who, after, limit).await.map_err(no_ref)?;
+            ServerFrame::Sync(&out).to_json()
+        }
+        ClientFrame::History {
+            conv,
+            before,
+            limit,
+        } => {
+            let out = svc
+                .history(who, &conv, before, limit)
+                .await
+                .map_err(no_ref)?;
+            ServerFrame::History(&out).to_json()
+        }
+        ClientFrame::Ping {} => ServerFrame::Pong {}.to_json(),
+    };
+    Ok(Some(text.into()))
+}
+
+/// Writes with a way out: a close request abandons a write the peer does not read.
+async fn write(
+    sink: &mut SplitSink<WebSocket, Message>,
+    msg: Message,
+    close: &CloseSignal,
+) -> Result<(), u16> {
+    tokio::select! {
+        r = sink.send(msg) => r.map_err(|_| CLOSE_NORMAL),
+        code = close.requested() => Err(code),
+    }
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outbound>,
+    close: Arc<CloseSignal>,
+    mut order: Reorder,
+    svc: Arc<Service>,
+    user: u64,
+) {
+    let gap_wait = svc.config.gap_wait;
+    let mut gap_deadline: Option<tokio::time::Instant> = None;
+    let code = loop {
+        let item = tokio::select! {
+            biased;
+            code = close.requested() => break code,
+            item = rx.recv() => match item {
+                Some(item) => Some(item),
+                None => break CLOSE_NORMAL,
+            },
+            () = sleep_until(gap_deadline) => None,
+        };
+        match item {
+            Some(Outbound::Frame(text)) => {
+                if let Err(code) = write(&mut sink, Message::Text(text), &close).await {
+                    break code;
+                }
+                continue;
+            }
+            Some(Outbound::Inbox { useq, frame }) => order.push(useq, Some(frame)),
+            Some(Outbound::Own { useq }) => order.push(useq, None),
+            None => {
+                // A position stayed missing: read it from the store.
+                gap_deadline = None;
+                if let Some((from, to)) = order.gap()
+                    && let Err(code) = fill_gap(&svc, user, from, to, &mut order).await
+                {
+                    break code;
+                }
+            }
+        }
+        let mut failed = None;
+        while let Some(next) = order.pop() {
+            if let Some(text) = next
+                && let Err(code) = write(&mut sink, Message::Text(text), &close).await
+            {
+                failed = Some(code);
+                break;
+            }
+        }
+        if let Some(code) = failed {
+            break code;
+        }
+        gap_deadline = match (order.gap(), gap_deadline) {
+            (None, _) => None,
+            (Some(_), Some(d)) => Some(d),
+            (Some(_), None) => Some(tokio::time::Instant::now() + gap_wait),
+        };
+    };
+    if code != CLOSE_NORMAL || !rx.is_closed() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close_message(code))).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads inbox positions `[from, to)` from the store into the stream.
+async fn fill_gap(
+    svc: &Service,
+    user: u64,
+    from: u64,
+    to: u64,
+    order: &mut Reorder,
+) -> Result<(), u16> {
+    let items = svc
+        .store
+        .inbox(user, from - 1, (to - from) as usize)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "gap fill failed: closing so the device resyncs");
+            CLOSE_INTERNAL
+        })?;
+    for item in &items {
+        let text = ServerFrame::Msg(&MsgOut::from(item)).to_json();
+        order.push(item.useq, Some(text.into()));
+    }
+    if items.len() < (to - from) as usize {
+        tracing::error!(user, from, to, found = items.len(), "inbox positions missing in the store");
+        order.skip_to(to);
+    }
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! Test support: a real server on 127.0.0.1:0 and real WebSocket and HTTP clients.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_server::Config;
+use chat_server::auth::{Auth, now_secs};
+use chat_server::store::{MemoryStore, Store};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &str = "test-secret";
+/// How long a test waits for a frame that must come.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub auth: Auth,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Settings tests use unless they say otherwise: no rate limit.
+pub fn config() -> Config {
+    let mut c = Config::new(SECRET);
+    c.send_rate_per_sec = 0;
+    c.shutdown_grace = Duration::from_secs(5);
+    c
+}
+
+impl Server {
+    /// A server with the memory store and the test settings.
+    pub async fn start() -> Server {
+        Self::with(config(), Arc::new(MemoryStore::new())).await
+    }
+
+    /// A server with the given settings and store.
+    pub async fn with(config: Config, store: Arc<dyn Store>) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(chat_server::run(listener, config, store, async move {
+            let _ = rx.await;
+        }));
+        Server {
+            addr,
+            auth: Auth::new(SECRET).unwrap(),
+            http: reqwest::Client::new(),
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn token(&self, user: u64, device: &str) -> String {
+        self.auth
+            .issue(user, &device.parse().unwrap(), now_secs() + 3600)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A device's WebSocket, connected with the header form of the token.
+    pub async fn connect(&self, user: u64, device: &str) -> Client {
+        let mut req = format!("ws://{}/v1/ws", self.addr)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.token(user, device)).parse().unwrap(),
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        Client { ws, user }
+    }
+
+    /// GET with a user's token; returns status and JSON (Null when empty).
+    pub async fn get(&self, user: u64, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(self.token(user, "http"))
+            .send()
+            .await
+            .unwrap();
+        status_json(r).await
+    }
+
+    /// POST JSON with a user's token; returns status and JSON (Null when empty).
+    pub async fn post(&self, user: u64, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(self.token(user, "http"))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        status_json(r).await
+    }
+
+    /// Stops the server gracefully and waits for `run` to return.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(WAIT, t)
+                .await
+                .expect("server stops in time")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
+pub async fn status_json(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let v = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, v)
+}
+
+/// One device's WebSocket.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub user: u64,
+}
+
+impl Client {
+    pub async fn send_json(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    /// The next text frame as JSON; panics after [`WAIT`] or on close.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let m = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time")
+                .expect("connection open")
+                .expect("no socket error");
+            match m {
+                Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+                Message::Close(c) => panic!("closed by the server: {c:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame of the given type, skipping others.
+    pub async fn recv_type(&mut self, ty: &str) -> Value {
+        loop {
+            let v = self.recv().await;
+            if v["type"] == ty {
+                return v;
+            }
+        }
+    }
+
+    /// Frames that arrive within `d`.
+    pub async fn drain(&mut self, d: Duration) -> Vec<Value> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + d;
+        while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
+            if let Message::Text(t) = m {
+                out.push(serde_json::from_str(&t).unwrap());
+            }
+        }
+        out
+    }
+
+    /// Sends a message and returns the `sent` answer (skipping other frames).
+    pub async fn send_msg(&mut self, id: &str, to: &str, body: &str) -> Value {
+        self.send_json(json!({"type": "send", "id": id, "to": to, "body": body}))
+            .await;
+        loop {
+            let v = self.recv().await;
+            if v["type"] == "sent" && v["id"] == id {
+                return v;
+            }
+            if v["type"] == "error" && v["ref"] == id {
+                return v;
+            }
+        }
+    }
+
+    /// Waits for the close frame and returns its code.
+    pub async fn closed_with(&mut self) -> u16 {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a close in time")
+            {
+                Some(Ok(Message::Close(Some(c)))) => return c.code.into(),
+                Some(Ok(Message::Close(None))) => return 1005,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("socket error instead of a close frame: {e}"),
+                None => panic!("connection ended without a close frame"),
+            }
+        }
+    }
+}

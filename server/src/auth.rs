@@ -70,8 +70,7 @@ impl Auth {
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        let user =
-            parse_user(&data.claims.sub).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let user = parse_user(&data.claims.sub).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let device = data
             .claims
             .dev
@@ -102,10 +101,19 @@ mod tests {
                 device: dev.clone()
             }
         );
-        assert!(Auth::new("other").unwrap().verify(&tok).is_err(), "wrong secret");
+        assert!(
+            Auth::new("other").unwrap().verify(&tok).is_err(),
+            "wrong secret"
+        );
         assert!(Auth::new("").is_err());
-        assert!(auth.verify(&auth.issue(7, &dev, now_secs() - 1)).is_err(), "expired");
+        assert!(
+            auth.verify(&auth.issue(7, &dev, now_secs() - 1)).is_err(),
+            "expired"
+        );
         assert!(auth.verify("not.a.jwt").is_err());
-        assert!(auth.verify(&auth.issue(0, &dev, now_secs() + 60)).is_err(), "user 0");
+        assert!(
+            auth.verify(&auth.issue(0, &dev, now_secs() + 60)).is_err(),
+            "user 0"
+        );
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -64,10 +64,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(JsonBody(v)),
-            Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-                Code::TooLarge,
-                "request body too large",
-            )),
+            Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(Code::TooLarge, "request body too large"))
+            }
             Err(rej) => Err(ApiError::bad_request(json_problem(&rej))),
         }
     }
@@ -106,7 +105,10 @@ async fn ws_upgrade(
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let token = bearer(&headers).map(str::to_owned).or(q.token);
-    let who = match token.ok_or(AuthError::Missing).and_then(|t| svc.auth.verify(&t)) {
+    let who = match token
+        .ok_or(AuthError::Missing)
+        .and_then(|t| svc.auth.verify(&t))
+    {
         Ok(who) => who,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -121,7 +123,6 @@ async fn ws_upgrade(
     upgrade
         .read_buffer_size(c.ws_buffer_bytes)
         .write_buffer_size(c.ws_buffer_bytes)
-        .max_write_buffer_size(c.ws_buffer_bytes.max(c.max_frame_bytes) * 4)
         .max_message_size(c.max_frame_bytes)
         .max_frame_size(c.max_frame_bytes)
         .on_upgrade(move |socket| crate::ws::session(socket, svc, who))

@@ -174,7 +174,11 @@ pub enum Target {
 impl FromStr for Target {
     type Err = InvalidId;
     fn from_str(s: &str) -> Result<Self, InvalidId> {
-        let bad = || invalid(format!("invalid target {s:?}: expected u:<user> or g:<group>"));
+        let bad = || {
+            invalid(format!(
+                "invalid target {s:?}: expected u:<user> or g:<group>"
+            ))
+        };
         if let Some(u) = s.strip_prefix("u:") {
             Ok(Target::User(parse_user(u).map_err(|_| bad())?))
         } else if let Some(g) = s.strip_prefix("g:") {
@@ -203,7 +207,9 @@ mod tests {
         assert_eq!(d, ConvId::Direct { lo: 3, hi: 7 });
         assert_eq!(d.to_string(), "d:3:7");
         assert_eq!("g:9".parse::<ConvId>().unwrap().to_string(), "g:9");
-        for bad in ["d:7:3", "d:3:3", "d:0:3", "d:3", "x:1", "g:0", "g:-1", "", "d:1:2:3"] {
+        for bad in [
+            "d:7:3", "d:3:3", "d:0:3", "d:3", "x:1", "g:0", "g:-1", "", "d:1:2:3",
+        ] {
             assert!(bad.parse::<ConvId>().is_err(), "{bad} accepted");
         }
         assert!(ConvId::direct(5, 5).is_err());

@@ -168,8 +168,14 @@ mod tests {
             useq: 4,
             ts: 5,
         };
-        let v: serde_json::Value =
-            serde_json::from_str(&ServerFrame::Sent { id: "a", sent: &sent }.to_json()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(
+            &ServerFrame::Sent {
+                id: "a",
+                sent: &sent,
+            }
+            .to_json(),
+        )
+        .unwrap();
         assert_eq!(
             v,
             serde_json::json!({"type":"sent","id":"a","conv":"d:1:2","seq":3,"useq":4,"ts":5})
@@ -191,7 +197,13 @@ mod tests {
         let f: ClientFrame = serde_json::from_str(r#"{"type":"ping"}"#).unwrap();
         assert!(matches!(f, ClientFrame::Ping {}));
         let f: ClientFrame = serde_json::from_str(r#"{"type":"sync"}"#).unwrap();
-        assert!(matches!(f, ClientFrame::Sync { after: 0, limit: None }));
+        assert!(matches!(
+            f,
+            ClientFrame::Sync {
+                after: 0,
+                limit: None
+            }
+        ));
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"nope"}"#).is_err());
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"ack","conv":"d:1:2"}"#).is_err());
     }

@@ -21,6 +21,8 @@ use crate::store::{AppendRequest, Marker, Store, StoredMessage};
 
 /// Largest `sync` page.
 pub const MAX_SYNC_LIMIT: u64 = 1000;
+/// Body bytes after which a `sync` page ends early (with `more`).
+pub const SYNC_PAGE_BYTES: usize = 1 << 20;
 /// Largest `history` page.
 pub const MAX_HISTORY_LIMIT: u64 = 200;
 /// Longest long poll, in seconds.
@@ -95,9 +97,9 @@ impl Service {
         let conv: ConvId = conv.parse()?;
         match conv {
             ConvId::Direct { .. } if conv.direct_has(user) => Ok(conv),
-            ConvId::Direct { .. } => Err(ApiError::forbidden(format!(
-                "not a participant of {conv}"
-            ))),
+            ConvId::Direct { .. } => {
+                Err(ApiError::forbidden(format!("not a participant of {conv}")))
+            }
             ConvId::Group(g) => Err(ApiError::new(Code::NotFound, format!("no group {g}"))),
         }
     }
@@ -270,8 +272,18 @@ impl Service {
     ) -> Result<SyncOut, ApiError> {
         let n = limit(limit_given, 100, MAX_SYNC_LIMIT, "limit")?;
         let mut items = self.store.inbox(who.user, after, n + 1).await?;
-        let more = items.len() > n;
+        let mut more = items.len() > n;
         items.truncate(n);
+        // Keep one answer a reasonable frame: past SYNC_PAGE_BYTES of bodies the page ends
+        // early and `more` says to continue from `next`.
+        let mut bytes = 0;
+        if let Some(cut) = items.iter().position(|i| {
+            bytes += i.msg.body.len();
+            bytes > SYNC_PAGE_BYTES
+        }) {
+            items.truncate(cut.max(1));
+            more = true;
+        }
         Ok(SyncOut {
             next: items.last().map_or(after, |i| i.useq),
             items: items.iter().map(MsgOut::from).collect(),

@@ -84,7 +84,12 @@ pub async fn repeated_ids_are_idempotent(s: Arc<dyn Store>) {
     assert_eq!(hist.len(), 2);
     assert_eq!(hist[1].body, "one");
     assert_eq!(s.inbox_head(1).await.unwrap(), 2);
-    assert!(s.history(ConvId::direct(1, 5).unwrap(), None, 10).await.unwrap().is_empty());
+    assert!(
+        s.history(ConvId::direct(1, 5).unwrap(), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Many concurrent senders in one conversation: seqs are exactly 1..=N, every inbox is
@@ -118,7 +123,11 @@ pub async fn concurrent_appends_are_gap_free(s: Arc<dyn Store>) {
         let useqs: Vec<u64> = items.iter().map(|i| i.useq).collect();
         assert_eq!(useqs, (1..=n).collect::<Vec<_>>());
         let seqs: Vec<u64> = items.iter().map(|i| i.msg.seq).collect();
-        assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "one order in every inbox");
+        assert_eq!(
+            seqs,
+            (1..=n).collect::<Vec<_>>(),
+            "one order in every inbox"
+        );
     }
     let conv = ConvId::direct(1, 2).unwrap();
     let hist = s.history(conv, None, 10_000).await.unwrap();
@@ -174,7 +183,10 @@ pub async fn inbox_reads_after_a_position(s: Arc<dyn Store>) {
     for (k, item) in all.iter().enumerate() {
         assert_eq!(item.useq, k as u64 + 1);
         assert_eq!(item.msg.id, format!("i{k}"));
-        assert_eq!(item.msg.conv, ConvId::direct(1, 2 + (k as u64 % 3)).unwrap());
+        assert_eq!(
+            item.msg.conv,
+            ConvId::direct(1, 2 + (k as u64 % 3)).unwrap()
+        );
     }
     let page = s.inbox(1, 4, 3).await.unwrap();
     assert_eq!(
@@ -270,7 +282,9 @@ pub async fn contents_round_trip(s: Arc<dyn Store>) {
     let big = "é".repeat(2048);
     let bodies = ["héllo 👋 世界", "\"quoted\" \\ back\nslash", big.as_str()];
     for (i, body) in bodies.iter().enumerate() {
-        s.append(req(1, 2, &format!("id ~!{i}"), body)).await.unwrap();
+        s.append(req(1, 2, &format!("id ~!{i}"), body))
+            .await
+            .unwrap();
     }
     let hist = s
         .history(ConvId::direct(1, 2).unwrap(), None, 10)

@@ -29,7 +29,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistM
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use super::logic::{self, unread, ConvMeta, IdemRecord, Marks, WriteTables, decode, encode};
+use super::logic::{self, ConvMeta, IdemRecord, Marks, WriteTables, decode, encode, unread};
 use super::{
     AppendRequest, Appended, ConvSummary, InboxItem, MarkOutcome, Marker, Store, StoreError,
     StoredMessage,
@@ -57,7 +57,10 @@ struct Tables {
 }
 
 enum WriteOp {
-    Append(Box<AppendRequest>, oneshot::Sender<Result<Appended, StoreError>>),
+    Append(
+        Box<AppendRequest>,
+        oneshot::Sender<Result<Appended, StoreError>>,
+    ),
     Mark {
         user: UserId,
         conv: ConvId,
@@ -349,7 +352,11 @@ fn push_conv(k: &mut Vec<u8>, conv: ConvId) {
 fn split_conv(k: &[u8]) -> Result<(ConvId, &[u8]), StoreError> {
     let bad = || StoreError::Corrupt("bad conversation key".into());
     let u64_at = |b: &[u8], i: usize| -> Result<u64, StoreError> {
-        let bytes: [u8; 8] = b.get(i..i + 8).ok_or_else(bad)?.try_into().map_err(|_| bad())?;
+        let bytes: [u8; 8] = b
+            .get(i..i + 8)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?;
         Ok(u64::from_be_bytes(bytes))
     };
     match k.first() {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::logic::{self, unread, ConvMeta, IdemRecord, Marks, WriteTables};
+use super::logic::{self, ConvMeta, IdemRecord, Marks, WriteTables, unread};
 use super::{
     AppendRequest, Appended, ConvSummary, InboxItem, MarkOutcome, Marker, Store, StoreError,
     StoredMessage,

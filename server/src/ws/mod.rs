@@ -19,6 +19,9 @@ use crate::hub::{CloseSignal, DeviceHandle, Outbound};
 use crate::protocol::{ClientFrame, FrameRef, MsgOut, ServerFrame};
 use crate::service::Service;
 
+/// How long the writer tries to deliver a close frame before dropping the connection.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Normal closure.
 pub const CLOSE_NORMAL: u16 = 1000;
 /// The server is going away (shutdown).
@@ -165,7 +168,9 @@ async fn read_loop(
         let ok = match out {
             Ok(Some(text)) => tx.send(Outbound::Frame(text)).await.is_ok(),
             Ok(None) => true,
-            Err((e, reference)) => reply_error(tx, &e, reference.as_ref(), &mut budget, close).await,
+            Err((e, reference)) => {
+                reply_error(tx, &e, reference.as_ref(), &mut budget, close).await
+            }
         };
         if !ok {
             return;
@@ -209,7 +214,11 @@ async fn handle(svc: &Service, who: &Identity, conn: u64, frame: ClientFrame) ->
                 .send(who, &id, &to, body, Some(conn))
                 .await
                 .map_err(|e| (e, Some(serde_json::Value::String(id.clone()))))?;
-            ServerFrame::Sent { id: &id, sent: &sent }.to_json()
+            ServerFrame::Sent {
+                id: &id,
+                sent: &sent,
+            }
+            .to_json()
         }
         ClientFrame::Ack { conv, seq } => {
             svc.ack(who, &conv, seq).await.map_err(no_ref)?;
@@ -312,10 +321,10 @@ async fn write_loop(
             (Some(_), None) => Some(tokio::time::Instant::now() + gap_wait),
         };
     };
-    if code != CLOSE_NORMAL || !rx.is_closed() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close_message(code))).await;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+    // A device cut off for not reading may still read later: give its close frame time
+    // to get through the full socket before dropping the connection.
+    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, sink.send(close_message(code))).await;
+    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, sink.close()).await;
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -346,7 +355,13 @@ async fn fill_gap(
         order.push(item.useq, Some(text.into()));
     }
     if items.len() < (to - from) as usize {
-        tracing::error!(user, from, to, found = items.len(), "inbox positions missing in the store");
+        tracing::error!(
+            user,
+            from,
+            to,
+            found = items.len(),
+            "inbox positions missing in the store"
+        );
         order.skip_to(to);
     }
     Ok(())

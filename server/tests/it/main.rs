@@ -1,6 +1,10 @@
 //! The server's integration tests: one binary, one module per topic. Every test talks to
 //! real things: a real server on 127.0.0.1:0, a real fjall directory, a real child process.
 
+mod durability;
+mod errors;
+mod http_api;
+mod lifecycle;
 mod store_fjall;
 mod store_memory;
 mod support;

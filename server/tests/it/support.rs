@@ -76,10 +76,12 @@ impl Server {
             .unwrap();
         req.headers_mut().insert(
             "authorization",
-            format!("Bearer {}", self.token(user, device)).parse().unwrap(),
+            format!("Bearer {}", self.token(user, device))
+                .parse()
+                .unwrap(),
         );
         let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-        Client { ws, user }
+        Client { ws }
     }
 
     /// GET with a user's token; returns status and JSON (Null when empty).
@@ -144,7 +146,6 @@ pub async fn status_json(r: reqwest::Response) -> (u16, Value) {
 /// One device's WebSocket.
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    pub user: u64,
 }
 
 impl Client {

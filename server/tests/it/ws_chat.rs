@@ -18,7 +18,10 @@ async fn send_fans_out_to_every_other_device_of_both_users() {
     let sent = a1.send_msg("m1", "u:2", "hello B").await;
     assert_eq!(sent["type"], "sent");
     assert_eq!(sent["conv"], "d:1:2");
-    assert_eq!((sent["seq"].as_u64(), sent["useq"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (sent["seq"].as_u64(), sent["useq"].as_u64()),
+        (Some(1), Some(1))
+    );
     assert!(sent["ts"].as_u64().unwrap() > 1_600_000_000_000);
     for (dev, useq) in [(&mut a2, 1), (&mut b1, 1), (&mut b2, 1)] {
         let m = dev.recv_type("msg").await;
@@ -58,7 +61,10 @@ async fn concurrent_senders_see_one_order_on_every_device() {
                 assert_eq!(sent["type"], "sent", "{sent}");
                 seqs.push(sent["seq"].as_u64().unwrap());
             }
-            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "a device's sends keep its order");
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "a device's sends keep its order"
+            );
             seqs
         }));
     }
@@ -80,12 +86,18 @@ async fn concurrent_senders_see_one_order_on_every_device() {
             let useq = m["useq"].as_u64().unwrap();
             assert_eq!(useq, last_useq + 1, "useq order on a device");
             last_useq = useq;
-            assert_eq!(m["seq"], useq, "one conversation: seq order equals inbox order");
+            assert_eq!(
+                m["seq"], useq,
+                "one conversation: seq order equals inbox order"
+            );
             map.insert(useq, m["id"].as_str().unwrap().to_owned());
         }
         mappings.push(map);
     }
-    assert!(mappings.windows(2).all(|w| w[0] == w[1]), "same history everywhere");
+    assert!(
+        mappings.windows(2).all(|w| w[0] == w[1]),
+        "same history everywhere"
+    );
 }
 
 #[tokio::test]
@@ -102,7 +114,11 @@ async fn resending_an_id_returns_the_first_outcome() {
     assert_eq!(msgs[0]["body"], "once");
     // The same id over HTTP from another device of the same user is the same message too.
     let (status, http) = s
-        .post(1, "/v1/messages", &json!({"id": "same-id", "to": "u:2", "body": "x"}))
+        .post(
+            1,
+            "/v1/messages",
+            &json!({"id": "same-id", "to": "u:2", "body": "x"}),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(http["seq"], first["seq"]);
@@ -121,25 +137,41 @@ async fn acks_send_delivered_once_and_reads_send_read() {
     for _ in 0..3 {
         b.recv_type("msg").await;
     }
-    b.send_json(json!({"type": "ack", "conv": "d:1:2", "seq": 2})).await;
+    b.send_json(json!({"type": "ack", "conv": "d:1:2", "seq": 2}))
+        .await;
     let d = a.recv_type("delivered").await;
-    assert_eq!(d, json!({"type": "delivered", "conv": "d:1:2", "seq": 2, "user": 2}));
+    assert_eq!(
+        d,
+        json!({"type": "delivered", "conv": "d:1:2", "seq": 2, "user": 2})
+    );
     // An ack that moves nothing sends nothing; the next one that moves does.
-    b.send_json(json!({"type": "ack", "conv": "d:1:2", "seq": 1})).await;
-    b.send_json(json!({"type": "ack", "conv": "d:1:2", "seq": 3})).await;
+    b.send_json(json!({"type": "ack", "conv": "d:1:2", "seq": 1}))
+        .await;
+    b.send_json(json!({"type": "ack", "conv": "d:1:2", "seq": 3}))
+        .await;
     let d = a.recv_type("delivered").await;
     assert_eq!(d["seq"], 3);
-    b.send_json(json!({"type": "read", "conv": "d:1:2", "seq": 3})).await;
+    b.send_json(json!({"type": "read", "conv": "d:1:2", "seq": 3}))
+        .await;
     let r = a.recv_type("read").await;
-    assert_eq!(r, json!({"type": "read", "conv": "d:1:2", "seq": 3, "user": 2}));
+    assert_eq!(
+        r,
+        json!({"type": "read", "conv": "d:1:2", "seq": 3, "user": 2})
+    );
     let rest = a.drain(Duration::from_millis(200)).await;
     assert!(rest.iter().all(|f| f["type"] != "delivered"), "{rest:?}");
     // Acks of one's own messages notify nobody.
     let mut a2 = s.connect(1, "a2").await;
-    a2.send_json(json!({"type": "ack", "conv": "d:1:2", "seq": 3})).await;
+    a2.send_json(json!({"type": "ack", "conv": "d:1:2", "seq": 3}))
+        .await;
     a2.send_json(json!({"type": "ping"})).await;
     assert_eq!(a2.recv_type("pong").await, json!({"type": "pong"}));
-    assert!(b.drain(Duration::from_millis(200)).await.iter().all(|f| f["type"] != "delivered"));
+    assert!(
+        b.drain(Duration::from_millis(200))
+            .await
+            .iter()
+            .all(|f| f["type"] != "delivered")
+    );
 }
 
 #[tokio::test]
@@ -148,13 +180,15 @@ async fn typing_reaches_the_other_participant_only() {
     let mut a = s.connect(1, "a").await;
     let mut b = s.connect(2, "b").await;
     let mut c = s.connect(3, "c").await;
-    a.send_json(json!({"type": "typing", "conv": "d:1:2"})).await;
+    a.send_json(json!({"type": "typing", "conv": "d:1:2"}))
+        .await;
     assert_eq!(
         b.recv_type("typing").await,
         json!({"type": "typing", "conv": "d:1:2", "user": 1})
     );
     assert!(c.drain(Duration::from_millis(200)).await.is_empty());
-    c.send_json(json!({"type": "typing", "conv": "d:1:2"})).await;
+    c.send_json(json!({"type": "typing", "conv": "d:1:2"}))
+        .await;
     let e = c.recv_type("error").await;
     assert_eq!(e["code"], "forbidden");
 }
@@ -166,16 +200,34 @@ async fn history_and_sync_over_the_socket() {
     for i in 1..=7 {
         a.send_msg(&format!("h{i}"), "u:2", &format!("n{i}")).await;
     }
-    a.send_json(json!({"type": "history", "conv": "d:1:2", "limit": 3})).await;
+    a.send_json(json!({"type": "history", "conv": "d:1:2", "limit": 3}))
+        .await;
     let h = a.recv_type("history").await;
-    let seqs: Vec<u64> = h["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, vec![7, 6, 5]);
     assert_eq!(h["next_before"], 5);
-    assert!(h["messages"][0].get("useq").is_none(), "history carries no useq");
+    assert!(
+        h["messages"][0].get("useq").is_none(),
+        "history carries no useq"
+    );
     let mut b = s.connect(2, "b").await;
-    b.send_json(json!({"type": "sync", "after": 4, "limit": 2})).await;
+    b.send_json(json!({"type": "sync", "after": 4, "limit": 2}))
+        .await;
     let y = b.recv_type("sync").await;
-    let useqs: Vec<u64> = y["items"].as_array().unwrap().iter().map(|m| m["useq"].as_u64().unwrap()).collect();
+    let useqs: Vec<u64> = y["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["useq"].as_u64().unwrap())
+        .collect();
     assert_eq!(useqs, vec![5, 6]);
-    assert_eq!((y["next"].as_u64(), y["more"].as_bool()), (Some(6), Some(true)));
+    assert_eq!(
+        (y["next"].as_u64(), y["more"].as_bool()),
+        (Some(6), Some(true))
+    );
 }

@@ -29,6 +29,14 @@ pub struct Config {
     pub gap_wait: Duration,
     /// How long shutdown waits for connections to drain.
     pub shutdown_grace: Duration,
+    /// A user is published online only after staying connected this long.
+    pub presence_online_delay: Duration,
+    /// A user is published offline only after no device was connected this long.
+    pub presence_offline_grace: Duration,
+    /// Members a group may have at most.
+    pub max_group_members: usize,
+    /// Push notifications, when a gateway is configured.
+    pub push: Option<crate::push::PushConfig>,
 }
 
 impl Config {
@@ -46,6 +54,10 @@ impl Config {
             errors_per_minute: 100,
             gap_wait: Duration::from_millis(50),
             shutdown_grace: Duration::from_secs(10),
+            presence_online_delay: Duration::from_secs(3),
+            presence_offline_grace: Duration::from_secs(5),
+            max_group_members: 256,
+            push: None,
         }
     }
 }

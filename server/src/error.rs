@@ -98,6 +98,8 @@ impl From<StoreError> for ApiError {
                 )
             }
             StoreError::Invalid(msg) => ApiError::bad_request(msg),
+            StoreError::NotFound(msg) => ApiError::new(Code::NotFound, msg),
+            StoreError::Forbidden(msg) => ApiError::forbidden(msg),
             StoreError::Corrupt(detail) => {
                 tracing::error!(%detail, "corrupt store data");
                 ApiError::new(Code::Internal, "internal error")

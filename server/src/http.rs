@@ -10,15 +10,16 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{AuthError, Identity};
 use crate::error::{ApiError, Code};
+use crate::model::{UserId, parse_user};
 use crate::protocol::SentOut;
-use crate::service::{MAX_WAIT_SECS, Service};
+use crate::service::{GroupOut, MAX_WAIT_SECS, Service};
 
 type Svc = State<Arc<Service>>;
 
@@ -33,6 +34,13 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/conversations/{conv}/messages", get(get_history))
         .route("/v1/ack", post(post_ack))
         .route("/v1/read", post(post_read))
+        .route("/v1/groups", post(post_group))
+        .route("/v1/groups/{id}", get(get_group))
+        .route("/v1/groups/{id}/members", post(post_member))
+        .route("/v1/groups/{id}/members/{user}", delete(delete_member))
+        .route("/v1/presence", get(get_presence))
+        .route("/v1/devices/{device}/push", put(put_push))
+        .route("/metrics", get(get_metrics))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route") })
         .with_state(svc)
 }
@@ -218,4 +226,106 @@ async fn post_read(
 ) -> Result<StatusCode, ApiError> {
     svc.read(&who, &b.conv, b.seq).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct GroupBody {
+    name: String,
+    #[serde(default)]
+    members: Vec<UserId>,
+}
+
+async fn post_group(
+    State(svc): Svc,
+    Authed(who): Authed,
+    JsonBody(b): JsonBody<GroupBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let g = svc.create_group(&who, &b.name, &b.members).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"group": g.group, "conv": format!("g:{}", g.group)})),
+    ))
+}
+
+/// A group id from the path: an integer > 0.
+fn group_id(raw: &str) -> Result<u64, ApiError> {
+    parse_user(raw).map_err(|_| ApiError::bad_request(format!("invalid group id {raw:?}")))
+}
+
+async fn get_group(
+    State(svc): Svc,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<GroupOut>, ApiError> {
+    Ok(Json(svc.group(&who, group_id(&id)?).await?))
+}
+
+#[derive(Deserialize)]
+struct MemberBody {
+    user: UserId,
+}
+
+async fn post_member(
+    State(svc): Svc,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<MemberBody>,
+) -> Result<Json<GroupOut>, ApiError> {
+    Ok(Json(svc.add_member(&who, group_id(&id)?, b.user).await?))
+}
+
+async fn delete_member(
+    State(svc): Svc,
+    Authed(who): Authed,
+    Path((id, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let user = parse_user(&user)?;
+    svc.remove_member(&who, group_id(&id)?, user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct PresenceQuery {
+    users: String,
+}
+
+async fn get_presence(
+    State(svc): Svc,
+    Authed(_who): Authed,
+    Params(q): Params<PresenceQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let users = q
+        .users
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(parse_user)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(svc.presence_of(&users)?))
+}
+
+#[derive(Deserialize)]
+struct PushBody {
+    platform: String,
+    token: String,
+}
+
+async fn put_push(
+    State(svc): Svc,
+    Authed(who): Authed,
+    Path(device): Path<String>,
+    JsonBody(b): JsonBody<PushBody>,
+) -> Result<StatusCode, ApiError> {
+    svc.register_push(&who, &device, &b.platform, &b.token)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_metrics(State(svc): Svc) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        svc.metrics.render(),
+    )
 }

@@ -77,7 +77,7 @@ pub struct DeviceHandle {
 
 impl DeviceHandle {
     /// Offers a frame without waiting; a full queue cuts the device off.
-    fn offer(&self, item: Outbound) {
+    pub fn offer(&self, item: Outbound) {
         match self.tx.try_send(item) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {

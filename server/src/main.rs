@@ -20,6 +20,20 @@ enum Command {
     Serve(ServeArgs),
     /// Print a bearer token for a user and device, signed with the configured secret.
     Token(TokenArgs),
+    /// Post every dead-lettered push notification to the gateway once more; those it
+    /// accepts are removed. Run it while the server is stopped when the store is fjall
+    /// (one process owns a fjall directory).
+    PushReplay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The store holding the dead letters.
+    #[arg(long, env = "CHAT_STORE")]
+    store: String,
+    /// The push gateway URL.
+    #[arg(long, env = "CHAT_PUSH_GATEWAY")]
+    push_gateway: String,
 }
 
 #[derive(Args)]
@@ -51,6 +65,27 @@ struct ServeArgs {
     /// Seconds to wait for connections to drain at shutdown.
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE", default_value_t = 10)]
     shutdown_grace: u64,
+    /// Milliseconds a user must stay connected before "online" is published.
+    #[arg(long, env = "CHAT_PRESENCE_ONLINE_DELAY_MS", default_value_t = 3000)]
+    presence_online_delay_ms: u64,
+    /// Milliseconds with no device before "offline" is published.
+    #[arg(long, env = "CHAT_PRESENCE_OFFLINE_GRACE_MS", default_value_t = 5000)]
+    presence_offline_grace_ms: u64,
+    /// Members a group may have at most.
+    #[arg(long, env = "CHAT_MAX_GROUP_MEMBERS", default_value_t = 256)]
+    max_group_members: usize,
+    /// Push gateway URL (`http://…`); without it no push notifications are sent.
+    #[arg(long, env = "CHAT_PUSH_GATEWAY")]
+    push_gateway: Option<String>,
+    /// Seconds within which further messages of one conversation push nothing more.
+    #[arg(long, env = "CHAT_PUSH_COALESCE", default_value_t = 10)]
+    push_coalesce: u64,
+    /// Attempts per push notification before it is dead-lettered.
+    #[arg(long, env = "CHAT_PUSH_ATTEMPTS", default_value_t = 5)]
+    push_attempts: u32,
+    /// Milliseconds before the first push retry; each retry doubles it.
+    #[arg(long, env = "CHAT_PUSH_BACKOFF_MS", default_value_t = 200)]
+    push_backoff_ms: u64,
 }
 
 #[derive(Args)]
@@ -80,19 +115,39 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Serve(s) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .with_writer(std::io::stderr)
-                .init();
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(serve(s))
+            init_logs();
+            runtime()?.block_on(serve(s))
+        }
+        Command::PushReplay(r) => {
+            init_logs();
+            runtime()?.block_on(async {
+                let store = chat_server::store::open(&r.store)
+                    .await
+                    .with_context(|| format!("--store {}", r.store))?;
+                let done = chat_server::push::replay(&*store, &r.push_gateway).await?;
+                println!(
+                    "replayed: {} delivered, {} still failing (kept)",
+                    done.delivered, done.still_failing
+                );
+                Ok(())
+            })
         }
     }
+}
+
+fn init_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 async fn serve(s: ServeArgs) -> Result<()> {
@@ -109,6 +164,15 @@ async fn serve(s: ServeArgs) -> Result<()> {
     config.send_rate_per_sec = s.send_rate;
     config.send_burst = s.send_burst;
     config.shutdown_grace = Duration::from_secs(s.shutdown_grace);
+    config.presence_online_delay = Duration::from_millis(s.presence_online_delay_ms);
+    config.presence_offline_grace = Duration::from_millis(s.presence_offline_grace_ms);
+    config.max_group_members = s.max_group_members.max(2);
+    config.push = s.push_gateway.map(|gateway| chat_server::push::PushConfig {
+        gateway,
+        coalesce: Duration::from_secs(s.push_coalesce),
+        attempts: s.push_attempts.max(1),
+        backoff: Duration::from_millis(s.push_backoff_ms),
+    });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = store.name(), max_connections = config.max_connections, "listening");
     // Scripts and tests read the chosen address from this line.

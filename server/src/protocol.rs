@@ -35,6 +35,9 @@ pub enum ClientFrame {
     Typing {
         conv: String,
     },
+    PresenceSub {
+        users: Vec<u64>,
+    },
     Ping {},
 }
 

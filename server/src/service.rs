@@ -15,9 +15,15 @@ use crate::auth::{Auth, AuthError, Identity};
 use crate::config::Config;
 use crate::error::{ApiError, Code};
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::model::{ClientMsgId, ConvId, Target, UserId, now_ms};
+use crate::presence::{Presence, PresenceOut};
 use crate::protocol::{HistoryOut, MsgOut, SentOut, ServerFrame, SyncOut};
-use crate::store::{AppendRequest, Marker, Store, StoredMessage};
+use crate::push::{PushJob, Pusher};
+use crate::store::timed::Timed;
+use crate::store::{
+    AppendRequest, Group, Marker, MemberChange, PushRegistration, Store, StoredMessage,
+};
 
 /// Largest `sync` page.
 pub const MAX_SYNC_LIMIT: u64 = 1000;
@@ -39,12 +45,16 @@ pub struct ConvOut {
     pub unread: u64,
 }
 
-/// The server's shared state: store, online devices, token keys, settings.
+/// The server's shared state: store, online devices, presence, push, token keys,
+/// settings and metrics.
 pub struct Service {
     pub store: Arc<dyn Store>,
     pub hub: Hub,
+    pub presence: Arc<Presence>,
     pub auth: Auth,
     pub config: Config,
+    pub metrics: Arc<Metrics>,
+    pusher: Option<Pusher>,
     limiter: Option<DefaultKeyedRateLimiter<UserId>>,
     shutdown: watch::Receiver<bool>,
 }
@@ -62,23 +72,62 @@ fn frame(f: &ServerFrame<'_>) -> Utf8Bytes {
     Utf8Bytes::from(f.to_json())
 }
 
+/// A group as `GET /v1/groups/{id}` answers it.
+#[derive(Debug, Serialize)]
+pub struct GroupOut {
+    pub group: u64,
+    pub name: String,
+    pub members: Vec<UserId>,
+    pub admin: UserId,
+}
+
+impl From<Group> for GroupOut {
+    fn from(g: Group) -> Self {
+        GroupOut {
+            group: g.id,
+            name: g.name,
+            members: g.members,
+            admin: g.admin,
+        }
+    }
+}
+
+/// Longest group name, in bytes.
+pub const MAX_GROUP_NAME: usize = 100;
+/// Users one `presence_sub` or presence query may list.
+pub const MAX_PRESENCE_USERS: usize = 1000;
+
 impl Service {
-    /// The service over `store`. `shutdown` turns true when the server stops: long polls
-    /// then answer at once.
+    /// The service over `store` (timed into the metrics). `shutdown` turns true when the
+    /// server stops: long polls then answer at once.
     pub fn new(
         store: Arc<dyn Store>,
         config: Config,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, AuthError> {
+        let metrics = Arc::new(Metrics::new());
+        let store: Arc<dyn Store> = Arc::new(Timed::new(store, metrics.clone()));
         let limiter = NonZeroU32::new(config.send_rate_per_sec).map(|rate| {
             let burst = NonZeroU32::new(config.send_burst).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
+        let presence = Arc::new(Presence::new(
+            config.presence_online_delay,
+            config.presence_offline_grace,
+            metrics.clone(),
+        ));
+        let pusher = config
+            .push
+            .clone()
+            .map(|p| Pusher::start(p, store.clone(), metrics.clone()));
         Ok(Service {
+            auth: Auth::new(&config.jwt_secret)?,
             store,
             hub: Hub::new(),
-            auth: Auth::new(&config.jwt_secret)?,
+            presence,
             config,
+            metrics,
+            pusher,
             limiter,
             shutdown,
         })
@@ -91,17 +140,34 @@ impl Service {
         }
     }
 
-    /// The conversation `conv` if `user` may read it: a participant of a direct chat.
-    /// Groups do not exist on this server yet, so every group id is unknown.
-    fn readable(&self, user: UserId, conv: &str) -> Result<ConvId, ApiError> {
+    /// The conversation `conv` and its other participants, if `user` may read it: a
+    /// participant of a direct chat, a current member of a group.
+    async fn access(&self, user: UserId, conv: &str) -> Result<(ConvId, Vec<UserId>), ApiError> {
         let conv: ConvId = conv.parse()?;
         match conv {
-            ConvId::Direct { .. } if conv.direct_has(user) => Ok(conv),
-            ConvId::Direct { .. } => {
-                Err(ApiError::forbidden(format!("not a participant of {conv}")))
+            ConvId::Direct { .. } => match conv.direct_peer(user) {
+                Some(peer) => Ok((conv, vec![peer])),
+                None => Err(ApiError::forbidden(format!("not a participant of {conv}"))),
+            },
+            ConvId::Group(g) => {
+                let group = self.member_of(user, g).await?;
+                let others = group.members.into_iter().filter(|&u| u != user).collect();
+                Ok((conv, others))
             }
-            ConvId::Group(g) => Err(ApiError::new(Code::NotFound, format!("no group {g}"))),
         }
+    }
+
+    /// The group, if it exists and `user` is a current member.
+    async fn member_of(&self, user: UserId, g: u64) -> Result<Group, ApiError> {
+        let group = self
+            .store
+            .group(g)
+            .await?
+            .ok_or_else(|| ApiError::new(Code::NotFound, format!("no group {g}")))?;
+        if !group.has(user) {
+            return Err(ApiError::forbidden(format!("not a member of group {g}")));
+        }
+        Ok(group)
     }
 
     /// `send`: checks, stores durably, then delivers to every other online device of every
@@ -117,7 +183,7 @@ impl Service {
         let id: ClientMsgId = id.parse()?;
         let conv = match to.parse::<Target>()? {
             Target::User(peer) => ConvId::direct(who.user, peer)?,
-            Target::Group(g) => return Err(ApiError::new(Code::NotFound, format!("no group {g}"))),
+            Target::Group(g) => ConvId::Group(g),
         };
         if body.is_empty() {
             return Err(ApiError::bad_request("body must not be empty"));
@@ -143,10 +209,7 @@ impl Service {
                 ),
             ));
         }
-        let participants = match conv {
-            ConvId::Direct { lo, hi } => vec![lo, hi],
-            ConvId::Group(_) => unreachable!("group sends were refused above"),
-        };
+        let started = std::time::Instant::now();
         let ts = now_ms();
         let appended = self
             .store
@@ -156,7 +219,6 @@ impl Service {
                 id: id.clone(),
                 body: body.clone(),
                 ts,
-                participants,
             })
             .await?;
         if !appended.duplicate {
@@ -168,8 +230,13 @@ impl Service {
                 body,
                 ts,
             };
+            self.metrics.messages_stored.inc();
             self.fan_out(&stored, &appended.inboxes, who.user, conn);
+            self.push_offline(&stored, &appended.inboxes);
         }
+        self.metrics
+            .send_latency
+            .observe(started.elapsed().as_secs_f64());
         Ok(SentOut {
             conv: appended.conv.to_string(),
             seq: appended.seq,
@@ -195,10 +262,28 @@ impl Service {
         }
     }
 
+    /// Offers a push for every recipient with no device connected.
+    fn push_offline(&self, stored: &StoredMessage, inboxes: &[(UserId, u64)]) {
+        let Some(pusher) = &self.pusher else {
+            return;
+        };
+        for &(user, _) in inboxes {
+            if user != stored.from && !self.presence.is_connected(user) {
+                pusher.notify(PushJob {
+                    user,
+                    conv: stored.conv,
+                    seq: stored.seq,
+                    from: stored.from,
+                    body: stored.body.clone(),
+                });
+            }
+        }
+    }
+
     /// `ack`: moves the caller's delivery marker; the senders of newly acknowledged
     /// messages get `delivered`.
     pub async fn ack(&self, who: &Identity, conv: &str, seq: u64) -> Result<(), ApiError> {
-        let conv = self.readable(who.user, conv)?;
+        let (conv, others) = self.access(who.user, conv).await?;
         let m = self.store.mark(who.user, conv, Marker::Ack, seq).await?;
         if m.after <= m.before {
             return Ok(());
@@ -213,7 +298,7 @@ impl Service {
                 .filter(|&u| u != who.user)
                 .collect()
         } else {
-            self.others(conv, who.user).collect()
+            others.into_iter().collect()
         };
         let conv_s = conv.to_string();
         let f = frame(&ServerFrame::Delivered {
@@ -229,7 +314,7 @@ impl Service {
 
     /// `read`: moves the caller's read marker; the other participants get `read`.
     pub async fn read(&self, who: &Identity, conv: &str, seq: u64) -> Result<(), ApiError> {
-        let conv = self.readable(who.user, conv)?;
+        let (conv, others) = self.access(who.user, conv).await?;
         let m = self.store.mark(who.user, conv, Marker::Read, seq).await?;
         if m.after > m.before {
             let conv_s = conv.to_string();
@@ -238,26 +323,22 @@ impl Service {
                 seq: m.after,
                 user: who.user,
             });
-            for user in self.others(conv, who.user) {
+            for user in others {
                 self.hub.send_to_user(user, &f, None);
             }
         }
         Ok(())
     }
 
-    fn others(&self, conv: ConvId, user: UserId) -> impl Iterator<Item = UserId> {
-        conv.direct_peer(user).into_iter()
-    }
-
     /// `typing`: relayed to the other participants' online devices, never stored.
-    pub fn typing(&self, who: &Identity, conv: &str) -> Result<(), ApiError> {
-        let conv = self.readable(who.user, conv)?;
+    pub async fn typing(&self, who: &Identity, conv: &str) -> Result<(), ApiError> {
+        let (conv, others) = self.access(who.user, conv).await?;
         let conv_s = conv.to_string();
         let f = frame(&ServerFrame::Typing {
             conv: &conv_s,
             user: who.user,
         });
-        for user in self.others(conv, who.user) {
+        for user in others {
             self.hub.send_to_user(user, &f, None);
         }
         Ok(())
@@ -304,6 +385,8 @@ impl Service {
             return self.sync(who, after, limit_given).await;
         }
         let deadline = tokio::time::Instant::now() + wait;
+        // A long poll in progress counts as being online.
+        let _hold = self.presence.http_hold(who.user);
         let notifier = self.hub.inbox_notifier(who.user);
         let mut shutdown = self.shutdown.clone();
         let result = loop {
@@ -336,7 +419,7 @@ impl Service {
         before: Option<u64>,
         limit_given: Option<u64>,
     ) -> Result<HistoryOut, ApiError> {
-        let conv = self.readable(who.user, conv)?;
+        let (conv, _) = self.access(who.user, conv).await?;
         let n = limit(limit_given, 50, MAX_HISTORY_LIMIT, "limit")?;
         let messages = self.store.history(conv, before, n).await?;
         Ok(HistoryOut {
@@ -366,4 +449,129 @@ impl Service {
             })
             .collect())
     }
+
+    /// Creates a group; the caller is a member and the admin.
+    pub async fn create_group(
+        &self,
+        who: &Identity,
+        name: &str,
+        members: &[UserId],
+    ) -> Result<GroupOut, ApiError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > MAX_GROUP_NAME {
+            return Err(ApiError::bad_request(format!(
+                "a group name is 1 to {MAX_GROUP_NAME} bytes"
+            )));
+        }
+        if members.contains(&0) {
+            return Err(ApiError::bad_request(
+                "user ids are integers greater than 0",
+            ));
+        }
+        let mut all: Vec<UserId> = members.to_vec();
+        all.push(who.user);
+        all.sort_unstable();
+        all.dedup();
+        if all.len() > self.config.max_group_members {
+            return Err(ApiError::bad_request(format!(
+                "a group has at most {} members, {} were given",
+                self.config.max_group_members,
+                all.len()
+            )));
+        }
+        let group = self
+            .store
+            .create_group(name.to_owned(), who.user, all)
+            .await?;
+        Ok(group.into())
+    }
+
+    /// A group's details, for its members.
+    pub async fn group(&self, who: &Identity, id: u64) -> Result<GroupOut, ApiError> {
+        Ok(self.member_of(who.user, id).await?.into())
+    }
+
+    /// Adds a member (the admin only).
+    pub async fn add_member(
+        &self,
+        who: &Identity,
+        id: u64,
+        user: UserId,
+    ) -> Result<GroupOut, ApiError> {
+        if user == 0 {
+            return Err(ApiError::bad_request(
+                "user ids are integers greater than 0",
+            ));
+        }
+        let change = MemberChange::Add {
+            by: who.user,
+            user,
+            max_members: self.config.max_group_members,
+        };
+        Ok(self.store.change_members(id, change).await?.into())
+    }
+
+    /// Removes a member (the admin, or the member leaving).
+    pub async fn remove_member(
+        &self,
+        who: &Identity,
+        id: u64,
+        user: UserId,
+    ) -> Result<(), ApiError> {
+        let change = MemberChange::Remove { by: who.user, user };
+        self.store.change_members(id, change).await?;
+        Ok(())
+    }
+
+    /// The published presence of up to [`MAX_PRESENCE_USERS`] users.
+    pub fn presence_of(&self, users: &[UserId]) -> Result<Vec<PresenceOut>, ApiError> {
+        check_presence_list(users)?;
+        Ok(users.iter().map(|&u| self.presence.query(u)).collect())
+    }
+
+    /// Registers the caller's device for push.
+    pub async fn register_push(
+        &self,
+        who: &Identity,
+        device: &str,
+        platform: &str,
+        token: &str,
+    ) -> Result<(), ApiError> {
+        if device != who.device.as_str() {
+            return Err(ApiError::forbidden(
+                "a device registers itself: the path names another device than the token",
+            ));
+        }
+        if platform.is_empty() || platform.len() > 32 {
+            return Err(ApiError::bad_request("platform is 1 to 32 bytes"));
+        }
+        if token.is_empty() || token.len() > 4096 {
+            return Err(ApiError::bad_request("token is 1 to 4096 bytes"));
+        }
+        self.store
+            .put_push(PushRegistration {
+                user: who.user,
+                device: device.to_owned(),
+                platform: platform.to_owned(),
+                token: token.to_owned(),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// A presence list: at most [`MAX_PRESENCE_USERS`] valid user ids.
+pub fn check_presence_list(users: &[UserId]) -> Result<(), ApiError> {
+    if users.len() > MAX_PRESENCE_USERS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_PRESENCE_USERS} users, {} were given",
+            users.len()
+        )));
+    }
+    if users.contains(&0) {
+        return Err(ApiError::bad_request(
+            "user ids are integers greater than 0",
+        ));
+    }
+    Ok(())
 }

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{AppendRequest, Marker, Store, StoreError};
+use super::{AppendRequest, DeadLetter, Marker, MemberChange, PushRegistration, Store, StoreError};
 use crate::model::{ConvId, UserId};
 
 /// A store under test and whatever must live as long as it (a temporary directory).
@@ -40,7 +40,16 @@ fn req(from: UserId, to: UserId, id: &str, body: &str) -> AppendRequest {
         id: id.parse().expect("valid id"),
         body: body.into(),
         ts: 1_700_000_000_000,
-        participants: vec![from, to],
+    }
+}
+
+fn group_req(from: UserId, group: u64, id: &str) -> AppendRequest {
+    AppendRequest {
+        conv: ConvId::Group(group),
+        from,
+        id: id.parse().expect("valid id"),
+        body: format!("group body {id}"),
+        ts: 1_700_000_000_000,
     }
 }
 
@@ -311,6 +320,165 @@ pub async fn disk_usage_grows(s: Arc<dyn Store>) {
     assert!(after > before, "disk usage {before} -> {after}");
 }
 
+/// Groups get increasing ids; a group send is sequenced once and lands in every current
+/// member's inbox, the sender first; outsiders and unknown groups are refused.
+pub async fn groups_sequence_and_fan_out(s: Arc<dyn Store>) {
+    let g = s
+        .create_group("team".into(), 1, vec![1, 2, 3])
+        .await
+        .unwrap();
+    assert_eq!((g.id, g.name.as_str(), g.admin), (1, "team", 1));
+    assert_eq!(g.members, vec![1, 2, 3]);
+    assert_eq!(s.group(1).await.unwrap(), Some(g.clone()));
+    assert_eq!(s.group(99).await.unwrap(), None);
+    let other = s.create_group("other".into(), 5, vec![5, 6]).await.unwrap();
+    assert_eq!(other.id, 2);
+    s.append(req(3, 1, "direct", "first")).await.unwrap();
+    let a = s.append(group_req(2, 1, "g1")).await.unwrap();
+    assert_eq!(a.conv, ConvId::Group(1));
+    assert_eq!(a.seq, 1);
+    assert_eq!(a.inboxes, vec![(2, 1), (1, 2), (3, 2)]);
+    assert_eq!(a.useq, 1);
+    let b = s.append(group_req(3, 1, "g2")).await.unwrap();
+    assert_eq!((b.seq, b.inboxes.len()), (2, 3));
+    assert!(matches!(
+        s.append(group_req(4, 1, "outsider")).await,
+        Err(StoreError::Forbidden(_))
+    ));
+    assert!(matches!(
+        s.append(group_req(1, 77, "nowhere")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let list = s.conversations(2, 10).await.unwrap();
+    assert_eq!(list[0].conv, ConvId::Group(1));
+    assert_eq!((list[0].last_seq, list[0].unread), (2, 1));
+    // A member who never wrote sees the group too, created or not.
+    assert!(
+        s.conversations(6, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.conv == ConvId::Group(2))
+    );
+    let hist = s.history(ConvId::Group(1), None, 10).await.unwrap();
+    assert_eq!(
+        hist.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        vec!["g2", "g1"]
+    );
+}
+
+/// Membership changes follow the admin rules, the member cap, and are ordered with sends:
+/// a removed member gets nothing newer and loses the group from their list.
+pub async fn group_membership_rules(s: Arc<dyn Store>) {
+    let g = s.create_group("g".into(), 1, vec![2, 3]).await.unwrap().id;
+    let add = |by, user, max_members| MemberChange::Add {
+        by,
+        user,
+        max_members,
+    };
+    assert!(matches!(
+        s.change_members(g, add(2, 4, 10)).await,
+        Err(StoreError::Forbidden(_))
+    ));
+    let after = s.change_members(g, add(1, 4, 10)).await.unwrap();
+    assert_eq!(after.members, vec![1, 2, 3, 4]);
+    assert!(matches!(
+        s.change_members(g, add(1, 4, 10)).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.change_members(g, add(1, 5, 4)).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.change_members(99, add(1, 5, 10)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.append(group_req(1, g, "before")).await.unwrap();
+    assert!(matches!(
+        s.change_members(g, MemberChange::Remove { by: 3, user: 2 })
+            .await,
+        Err(StoreError::Forbidden(_))
+    ));
+    let left = s
+        .change_members(g, MemberChange::Remove { by: 2, user: 2 })
+        .await
+        .unwrap();
+    assert_eq!(left.members, vec![1, 3, 4]);
+    assert!(matches!(
+        s.change_members(g, MemberChange::Remove { by: 1, user: 2 })
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    let a = s.append(group_req(3, g, "after")).await.unwrap();
+    assert!(a.inboxes.iter().all(|&(u, _)| u != 2), "{:?}", a.inboxes);
+    assert_eq!(
+        s.inbox_head(2).await.unwrap(),
+        1,
+        "nothing newer for the removed member"
+    );
+    assert!(s.conversations(2, 10).await.unwrap().is_empty());
+    assert!(matches!(
+        s.append(group_req(2, g, "not any more")).await,
+        Err(StoreError::Forbidden(_))
+    ));
+    // The admin leaving hands the group to the lowest remaining id.
+    let handed = s
+        .change_members(g, MemberChange::Remove { by: 1, user: 1 })
+        .await
+        .unwrap();
+    assert_eq!((handed.admin, handed.members.clone()), (3, vec![3, 4]));
+    assert_eq!(s.group(g).await.unwrap(), Some(handed));
+}
+
+/// Push registrations are kept per device (a new token replaces the old); dead letters get
+/// increasing ids, list in order from a position, and can be removed.
+pub async fn push_registrations_and_dead_letters(s: Arc<dyn Store>) {
+    let reg = |user, device: &str, token: &str| PushRegistration {
+        user,
+        device: device.into(),
+        platform: "fcm".into(),
+        token: token.into(),
+    };
+    s.put_push(reg(1, "phone", "t1")).await.unwrap();
+    s.put_push(reg(1, "tablet", "t2")).await.unwrap();
+    s.put_push(reg(2, "phone", "t3")).await.unwrap();
+    s.put_push(reg(1, "phone", "t1-new")).await.unwrap();
+    let mine = s.pushes(1).await.unwrap();
+    assert_eq!(
+        mine,
+        vec![reg(1, "phone", "t1-new"), reg(1, "tablet", "t2")]
+    );
+    assert_eq!(s.pushes(2).await.unwrap().len(), 1);
+    assert!(s.pushes(3).await.unwrap().is_empty());
+    let letter = |n: u64| DeadLetter {
+        payload: format!("{{\"n\":{n}}}"),
+        error: "gateway answered 500".into(),
+        ts: n,
+    };
+    for n in 1..=3 {
+        assert_eq!(s.put_dead_letter(letter(n)).await.unwrap(), n);
+    }
+    let all = s.dead_letters(0, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(all[1].1, letter(2));
+    assert_eq!(s.dead_letters(1, 1).await.unwrap()[0].0, 2);
+    s.remove_dead_letter(2).await.unwrap();
+    let left = s.dead_letters(0, 10).await.unwrap();
+    assert_eq!(
+        left.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![1, 3]
+    );
+    assert_eq!(
+        s.put_dead_letter(letter(4)).await.unwrap(),
+        4,
+        "ids are not reused"
+    );
+}
+
 /// Instantiates every conformance check as a `#[tokio::test]` in the calling module. The
 /// argument is an expression evaluating to a future of a fresh [`Subject`].
 #[macro_export]
@@ -326,6 +494,9 @@ macro_rules! store_conformance {
             conversations_most_recent_first,
             contents_round_trip,
             disk_usage_grows,
+            groups_sequence_and_fan_out,
+            group_membership_rules,
+            push_registrations_and_dead_letters,
         );
     };
     (@tests $make:expr; $($check:ident),* $(,)?) => {

@@ -17,10 +17,14 @@
 //! | `convs` | conv | last seq, last ts |
 //! | `users` | user | last useq |
 //! | `idem`  | user ‖ client id | conv, seq, useq, ts of the first send |
+//! | `groups` | group | name, admin, members |
+//! | `pushes` | user ‖ device | platform, token |
+//! | `dead`  | id | a push that failed for good |
+//! | `meta`  | name | counters: last group id, last dead-letter id |
 //!
 //! conv is `d` ‖ lo ‖ hi or `g` ‖ group.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -31,8 +35,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::logic::{self, ConvMeta, IdemRecord, Marks, WriteTables, decode, encode, unread};
 use super::{
-    AppendRequest, Appended, ConvSummary, InboxItem, MarkOutcome, Marker, Store, StoreError,
-    StoredMessage,
+    AppendRequest, Appended, ConvSummary, DeadLetter, Group, InboxItem, MarkOutcome, Marker,
+    MemberChange, PushRegistration, Store, StoreError, StoredMessage,
 };
 use crate::model::{ConvId, UserId};
 
@@ -42,7 +46,7 @@ const MAX_BATCH: usize = 4096;
 /// The fjall store.
 pub struct FjallStore {
     tables: Arc<Tables>,
-    writer: mpsc::UnboundedSender<WriteOp>,
+    writer: mpsc::UnboundedSender<Job>,
 }
 
 struct Tables {
@@ -54,21 +58,25 @@ struct Tables {
     convs: Keyspace,
     users: Keyspace,
     idem: Keyspace,
+    groups: Keyspace,
+    pushes: Keyspace,
+    dead: Keyspace,
+    meta: Keyspace,
 }
 
-enum WriteOp {
-    Append(
-        Box<AppendRequest>,
-        oneshot::Sender<Result<Appended, StoreError>>,
-    ),
-    Mark {
-        user: UserId,
-        conv: ConvId,
-        marker: Marker,
-        seq: u64,
-        reply: oneshot::Sender<Result<MarkOutcome, StoreError>>,
-    },
+/// A write for the writer thread: it applies itself to the batch and returns what answers
+/// the caller once the batch's fate (committed and fsynced, or not) is known.
+type Job = Box<dyn for<'a> FnOnce(&mut Batch<'a>) -> Completion + Send>;
+
+/// Answers one caller with the outcome of its batch; `poisoned` tells the writer that the
+/// job failed after it may have written part of its work, so the batch must not commit.
+struct Completion {
+    poisoned: bool,
+    answer: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
 }
+
+const META_LAST_GROUP: &[u8] = b"last_group";
+const META_LAST_DEAD: &[u8] = b"last_dead";
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -92,6 +100,10 @@ impl FjallStore {
             convs: ks("convs").map_err(unavailable)?,
             users: ks("users").map_err(unavailable)?,
             idem: ks("idem").map_err(unavailable)?,
+            groups: ks("groups").map_err(unavailable)?,
+            pushes: ks("pushes").map_err(unavailable)?,
+            dead: ks("dead").map_err(unavailable)?,
+            meta: ks("meta").map_err(unavailable)?,
             db,
             path: path.to_owned(),
         });
@@ -114,13 +126,29 @@ impl FjallStore {
             .map_err(unavailable)?
     }
 
-    async fn write<T>(
+    /// Runs `f` on the writer thread inside the next batch and answers once that batch is
+    /// durable. Validation errors (`Invalid`, `NotFound`, `Forbidden`) must be raised
+    /// before `f` writes anything; any other error keeps the whole batch from committing.
+    async fn write<T: Send + 'static>(
         &self,
-        op: WriteOp,
-        rx: oneshot::Receiver<Result<T, StoreError>>,
+        f: impl for<'a> FnOnce(&mut Batch<'a>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |batch| {
+            let result = f(batch);
+            let poisoned = matches!(
+                result,
+                Err(StoreError::Unavailable(_) | StoreError::Corrupt(_))
+            );
+            Completion {
+                poisoned,
+                answer: Box::new(move |committed| {
+                    let _ = tx.send(committed.and(result));
+                }),
+            }
+        });
         self.writer
-            .send(op)
+            .send(job)
             .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?
@@ -129,64 +157,40 @@ impl FjallStore {
 
 /// The writer thread: batch, apply, commit, fsync, answer. It ends when the store (the
 /// last sender) is dropped.
-fn writer_loop(t: &Tables, mut rx: mpsc::UnboundedReceiver<WriteOp>) {
-    let mut ops = Vec::with_capacity(MAX_BATCH);
-    while let Some(op) = rx.blocking_recv() {
-        ops.push(op);
-        while ops.len() < MAX_BATCH {
+fn writer_loop(t: &Tables, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while let Some(job) = rx.blocking_recv() {
+        jobs.push(job);
+        while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(op) => ops.push(op),
+                Ok(job) => jobs.push(job),
                 Err(_) => break,
             }
         }
         let mut batch = Batch::new(t);
-        let mut results = Vec::with_capacity(ops.len());
-        for op in &ops {
-            results.push(match op {
-                WriteOp::Append(req, _) => logic::append(&mut batch, req).map(Done::Appended),
-                WriteOp::Mark {
-                    user,
-                    conv,
-                    marker,
-                    seq,
-                    ..
-                } => logic::mark(&mut batch, *user, *conv, *marker, *seq).map(Done::Marked),
-            });
-        }
-        let committed = batch
-            .wb
-            .commit()
-            .and_then(|()| t.db.persist(PersistMode::SyncAll));
+        let completions: Vec<Completion> = jobs.drain(..).map(|job| job(&mut batch)).collect();
+        let committed = if completions.iter().any(|c| c.poisoned) {
+            Err(StoreError::Unavailable(
+                "a read failed while writing the batch; nothing of it was stored".into(),
+            ))
+        } else {
+            batch
+                .wb
+                .commit()
+                .and_then(|()| t.db.persist(PersistMode::SyncAll))
+                .map_err(unavailable)
+        };
         if let Err(e) = &committed {
-            tracing::error!(error = %e, "fjall commit failed; the batch is answered unavailable");
+            tracing::error!(error = %e, "fjall batch not committed; answering unavailable");
         }
-        for (op, result) in ops.drain(..).zip(results) {
-            let result = match &committed {
-                Ok(()) => result,
-                Err(e) => Err(unavailable(e)),
+        for c in completions {
+            let outcome = match &committed {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Unavailable(e.to_string())),
             };
-            match (op, result) {
-                (WriteOp::Append(_, reply), Ok(Done::Appended(a))) => {
-                    let _ = reply.send(Ok(a));
-                }
-                (WriteOp::Mark { reply, .. }, Ok(Done::Marked(m))) => {
-                    let _ = reply.send(Ok(m));
-                }
-                (WriteOp::Append(_, reply), Err(e)) => {
-                    let _ = reply.send(Err(e));
-                }
-                (WriteOp::Mark { reply, .. }, Err(e)) => {
-                    let _ = reply.send(Err(e));
-                }
-                (_, Ok(_)) => unreachable!("each operation yields its own kind of result"),
-            }
+            (c.answer)(outcome);
         }
     }
-}
-
-enum Done {
-    Appended(Appended),
-    Marked(MarkOutcome),
 }
 
 /// One write batch with a read-your-writes overlay: later requests of the same batch must
@@ -200,6 +204,10 @@ struct Batch<'a> {
     marks: HashMap<(UserId, ConvId), Marks>,
     /// (conversation, seq, sender) of the messages written in this batch.
     msgs: Vec<(ConvId, u64, UserId)>,
+    removed_marks: HashSet<(UserId, ConvId)>,
+    groups: HashMap<u64, Group>,
+    last_group: Option<u64>,
+    last_dead: Option<u64>,
 }
 
 impl<'a> Batch<'a> {
@@ -212,6 +220,10 @@ impl<'a> Batch<'a> {
             users: HashMap::new(),
             marks: HashMap::new(),
             msgs: Vec::new(),
+            removed_marks: HashSet::new(),
+            groups: HashMap::new(),
+            last_group: None,
+            last_dead: None,
         }
     }
 }
@@ -265,6 +277,9 @@ impl WriteTables for Batch<'_> {
         if let Some(m) = self.marks.get(&(user, conv)) {
             return Ok(Some(*m));
         }
+        if self.removed_marks.contains(&(user, conv)) {
+            return Ok(None);
+        }
         get(&self.t.marks, &marks_key(user, conv))?
             .map(|v| decode(&v, "marker record"))
             .transpose()
@@ -272,6 +287,7 @@ impl WriteTables for Batch<'_> {
     fn marks_put(&mut self, user: UserId, conv: ConvId, marks: Marks) {
         self.wb
             .insert(&self.t.marks, marks_key(user, conv), encode(&marks));
+        self.removed_marks.remove(&(user, conv));
         self.marks.insert((user, conv), marks);
     }
     fn message_put(&mut self, msg: &StoredMessage) {
@@ -316,6 +332,45 @@ impl WriteTables for Batch<'_> {
     fn inbox_put(&mut self, user: UserId, useq: u64, conv: ConvId, seq: u64) {
         self.wb
             .insert(&self.t.inbox, inbox_key(user, useq), msg_key(conv, seq));
+    }
+    fn marks_remove(&mut self, user: UserId, conv: ConvId) {
+        self.wb.remove(&self.t.marks, marks_key(user, conv));
+        self.removed_marks.insert((user, conv));
+        self.marks.remove(&(user, conv));
+    }
+    fn group_get(&mut self, id: u64) -> Result<Option<Group>, StoreError> {
+        if let Some(g) = self.groups.get(&id) {
+            return Ok(Some(g.clone()));
+        }
+        self.t.group(id)
+    }
+    fn group_put(&mut self, group: &Group) {
+        self.wb
+            .insert(&self.t.groups, group.id.to_be_bytes(), encode(group));
+        self.groups.insert(group.id, group.clone());
+    }
+    fn last_group_id(&mut self) -> Result<u64, StoreError> {
+        match self.last_group {
+            Some(id) => Ok(id),
+            None => self.t.counter(META_LAST_GROUP),
+        }
+    }
+    fn last_group_id_put(&mut self, id: u64) {
+        self.wb.insert(&self.t.meta, META_LAST_GROUP, encode(&id));
+        self.last_group = Some(id);
+    }
+}
+
+impl Batch<'_> {
+    /// Hands out the next dead-letter id.
+    fn next_dead_id(&mut self) -> Result<u64, StoreError> {
+        let id = match self.last_dead {
+            Some(id) => id,
+            None => self.t.counter(META_LAST_DEAD)?,
+        } + 1;
+        self.wb.insert(&self.t.meta, META_LAST_DEAD, encode(&id));
+        self.last_dead = Some(id);
+        Ok(id)
     }
 }
 
@@ -419,6 +474,19 @@ fn decode_message(key: &[u8], value: &[u8]) -> Result<StoredMessage, StoreError>
 }
 
 impl Tables {
+    fn group(&self, id: u64) -> Result<Option<Group>, StoreError> {
+        get(&self.groups, &id.to_be_bytes())?
+            .map(|v| decode(&v, "group record"))
+            .transpose()
+    }
+
+    fn counter(&self, name: &[u8]) -> Result<u64, StoreError> {
+        Ok(get(&self.meta, name)?
+            .map(|v| decode(&v, "counter"))
+            .transpose()?
+            .unwrap_or(0))
+    }
+
     fn message(&self, key: &[u8]) -> Result<StoredMessage, StoreError> {
         let value = get(&self.msgs, key)?
             .ok_or_else(|| StoreError::Corrupt("inbox entry points at no message".into()))?;
@@ -433,8 +501,7 @@ impl Store for FjallStore {
     }
 
     async fn append(&self, req: AppendRequest) -> Result<Appended, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.write(WriteOp::Append(Box::new(req), tx), rx).await
+        self.write(move |b| logic::append(b, &req)).await
     }
 
     async fn history(
@@ -501,18 +568,8 @@ impl Store for FjallStore {
         marker: Marker,
         seq: u64,
     ) -> Result<MarkOutcome, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.write(
-            WriteOp::Mark {
-                user,
-                conv,
-                marker,
-                seq,
-                reply,
-            },
-            rx,
-        )
-        .await
+        self.write(move |b| logic::mark(b, user, conv, marker, seq))
+            .await
     }
 
     async fn conversations(
@@ -551,6 +608,83 @@ impl Store for FjallStore {
         // own figure counts the journal's 64 MiB sparse pre-allocation as used.
         self.read(|t| allocated_bytes(&t.path).map(Some).map_err(unavailable))
             .await
+    }
+
+    async fn create_group(
+        &self,
+        name: String,
+        admin: UserId,
+        members: Vec<UserId>,
+    ) -> Result<Group, StoreError> {
+        self.write(move |b| logic::create_group(b, &name, admin, &members))
+            .await
+    }
+
+    async fn group(&self, id: u64) -> Result<Option<Group>, StoreError> {
+        self.read(move |t| t.group(id)).await
+    }
+
+    async fn change_members(&self, group: u64, change: MemberChange) -> Result<Group, StoreError> {
+        self.write(move |b| logic::change_members(b, group, change))
+            .await
+    }
+
+    async fn put_push(&self, reg: PushRegistration) -> Result<(), StoreError> {
+        self.write(move |b| {
+            let mut key = reg.user.to_be_bytes().to_vec();
+            key.extend_from_slice(reg.device.as_bytes());
+            b.wb.insert(&b.t.pushes, key, encode(&reg));
+            Ok(())
+        })
+        .await
+    }
+
+    async fn pushes(&self, user: UserId) -> Result<Vec<PushRegistration>, StoreError> {
+        self.read(move |t| {
+            t.pushes
+                .prefix(user.to_be_bytes())
+                .map(|g| {
+                    let (_, v) = g.into_inner().map_err(unavailable)?;
+                    decode(&v, "push registration")
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn put_dead_letter(&self, letter: DeadLetter) -> Result<u64, StoreError> {
+        self.write(move |b| {
+            let id = b.next_dead_id()?;
+            b.wb.insert(&b.t.dead, id.to_be_bytes(), encode(&letter));
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn dead_letters(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, DeadLetter)>, StoreError> {
+        self.read(move |t| {
+            t.dead
+                .range(after.saturating_add(1).to_be_bytes()..)
+                .take(limit)
+                .map(|g| {
+                    let (k, v) = g.into_inner().map_err(unavailable)?;
+                    Ok((be_u64(&k)?, decode(&v, "dead letter")?))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn remove_dead_letter(&self, id: u64) -> Result<(), StoreError> {
+        self.write(move |b| {
+            b.wb.remove(&b.t.dead, id.to_be_bytes());
+            Ok(())
+        })
+        .await
     }
 }
 

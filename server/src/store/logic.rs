@@ -8,7 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AppendRequest, Appended, MarkOutcome, Marker, StoreError, StoredMessage};
+use super::{
+    AppendRequest, Appended, Group, MarkOutcome, Marker, MemberChange, StoreError, StoredMessage,
+};
 use crate::model::{ConvId, UserId};
 
 /// The outcome of the first send of a (user, client id) pair.
@@ -77,6 +79,13 @@ pub trait WriteTables {
     /// `None` when the user has no entry for the conversation (it is not in their list).
     fn marks_get(&mut self, user: UserId, conv: ConvId) -> Result<Option<Marks>, StoreError>;
     fn marks_put(&mut self, user: UserId, conv: ConvId, marks: Marks);
+    /// Takes the conversation out of the user's list (they left the group).
+    fn marks_remove(&mut self, user: UserId, conv: ConvId);
+    fn group_get(&mut self, id: u64) -> Result<Option<Group>, StoreError>;
+    fn group_put(&mut self, group: &Group);
+    /// The last group id handed out (0 when none).
+    fn last_group_id(&mut self) -> Result<u64, StoreError>;
+    fn last_group_id_put(&mut self, id: u64);
     fn message_put(&mut self, msg: &StoredMessage);
     /// How many messages of `conv` with `after < seq <= upto` were sent by `user`.
     fn count_from(
@@ -102,6 +111,7 @@ pub fn append<T: WriteTables>(t: &mut T, req: &AppendRequest) -> Result<Appended
             duplicate: true,
         });
     }
+    let participants = participants(t, req.conv, req.from)?;
     let mut meta = t.conv_get(req.conv)?;
     meta.last_seq += 1;
     meta.last_ts = meta.last_ts.max(req.ts);
@@ -115,9 +125,9 @@ pub fn append<T: WriteTables>(t: &mut T, req: &AppendRequest) -> Result<Appended
         body: req.body.clone(),
         ts: req.ts,
     });
-    let mut inboxes = Vec::with_capacity(req.participants.len());
+    let mut inboxes = Vec::with_capacity(participants.len());
     let mut sender_useq = 0;
-    for &user in &req.participants {
+    for &user in &participants {
         let useq = t.last_useq(user)? + 1;
         t.last_useq_put(user, useq);
         t.inbox_put(user, useq, req.conv, seq);
@@ -135,11 +145,6 @@ pub fn append<T: WriteTables>(t: &mut T, req: &AppendRequest) -> Result<Appended
             t.marks_put(user, req.conv, Marks::default());
         }
         inboxes.push((user, useq));
-    }
-    if sender_useq == 0 {
-        return Err(StoreError::Invalid(
-            "the sender must be one of the participants".into(),
-        ));
     }
     t.idem_put(
         req.from,
@@ -159,6 +164,121 @@ pub fn append<T: WriteTables>(t: &mut T, req: &AppendRequest) -> Result<Appended
         inboxes,
         duplicate: false,
     })
+}
+
+/// The participants of a send, the sender first: the two users of a direct chat, or the
+/// current members of a group (the sender must be one). Checked before anything is written.
+fn participants<T: WriteTables>(
+    t: &mut T,
+    conv: ConvId,
+    from: UserId,
+) -> Result<Vec<UserId>, StoreError> {
+    match conv {
+        ConvId::Direct { lo, hi } if from == lo => Ok(vec![lo, hi]),
+        ConvId::Direct { lo, hi } if from == hi => Ok(vec![hi, lo]),
+        ConvId::Direct { .. } => Err(StoreError::Forbidden(format!(
+            "user {from} is not a participant of {conv}"
+        ))),
+        ConvId::Group(g) => {
+            let group = t
+                .group_get(g)?
+                .ok_or_else(|| StoreError::NotFound(format!("no group {g}")))?;
+            if !group.has(from) {
+                return Err(StoreError::Forbidden(format!(
+                    "user {from} is not a member of group {g}"
+                )));
+            }
+            let mut list = Vec::with_capacity(group.members.len());
+            list.push(from);
+            list.extend(group.members.iter().copied().filter(|&u| u != from));
+            Ok(list)
+        }
+    }
+}
+
+/// Creates a group with the next id; every member finds it in their conversation list.
+pub fn create_group<T: WriteTables>(
+    t: &mut T,
+    name: &str,
+    admin: UserId,
+    members: &[UserId],
+) -> Result<Group, StoreError> {
+    let id = t.last_group_id()? + 1;
+    let mut list: Vec<UserId> = members.to_vec();
+    list.push(admin);
+    list.sort_unstable();
+    list.dedup();
+    let group = Group {
+        id,
+        name: name.to_owned(),
+        admin,
+        members: list,
+    };
+    t.last_group_id_put(id);
+    t.group_put(&group);
+    for &user in &group.members {
+        if t.marks_get(user, ConvId::Group(id))?.is_none() {
+            t.marks_put(user, ConvId::Group(id), Marks::default());
+        }
+    }
+    Ok(group)
+}
+
+/// Applies a membership change after checking the caller's right to make it.
+pub fn change_members<T: WriteTables>(
+    t: &mut T,
+    id: u64,
+    change: MemberChange,
+) -> Result<Group, StoreError> {
+    let mut group = t
+        .group_get(id)?
+        .ok_or_else(|| StoreError::NotFound(format!("no group {id}")))?;
+    let conv = ConvId::Group(id);
+    match change {
+        MemberChange::Add {
+            by,
+            user,
+            max_members,
+        } => {
+            if by != group.admin {
+                return Err(StoreError::Forbidden("only the admin adds members".into()));
+            }
+            let Err(at) = group.members.binary_search(&user) else {
+                return Err(StoreError::Invalid(format!(
+                    "user {user} is already a member"
+                )));
+            };
+            if group.members.len() >= max_members {
+                return Err(StoreError::Invalid(format!(
+                    "the group is full ({max_members} members)"
+                )));
+            }
+            group.members.insert(at, user);
+            // A new member sees the group from now on; its history up to now too.
+            if t.marks_get(user, conv)?.is_none() {
+                t.marks_put(user, conv, Marks::default());
+            }
+        }
+        MemberChange::Remove { by, user } => {
+            if by != group.admin && by != user {
+                return Err(StoreError::Forbidden(
+                    "only the admin removes others; anyone may leave".into(),
+                ));
+            }
+            let Ok(at) = group.members.binary_search(&user) else {
+                return Err(StoreError::Invalid(format!("user {user} is not a member")));
+            };
+            group.members.remove(at);
+            if user == group.admin
+                && let Some(&next) = group.members.first()
+            {
+                group.admin = next;
+            }
+            t.marks_remove(user, conv);
+        }
+    }
+    t.group_put(&group);
+    Ok(group)
 }
 
 /// Moves a cumulative marker forward (never back). A seq past the conversation's last

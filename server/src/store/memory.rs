@@ -8,8 +8,8 @@ use parking_lot::Mutex;
 
 use super::logic::{self, ConvMeta, IdemRecord, Marks, WriteTables, unread};
 use super::{
-    AppendRequest, Appended, ConvSummary, InboxItem, MarkOutcome, Marker, Store, StoreError,
-    StoredMessage,
+    AppendRequest, Appended, ConvSummary, DeadLetter, Group, InboxItem, MarkOutcome, Marker,
+    MemberChange, PushRegistration, Store, StoreError, StoredMessage,
 };
 use crate::model::{ConvId, UserId};
 
@@ -27,6 +27,11 @@ struct State {
     last_useq: HashMap<UserId, u64>,
     marks: BTreeMap<(UserId, ConvId), Marks>,
     idem: HashMap<(UserId, String), IdemRecord>,
+    groups: HashMap<u64, Group>,
+    last_group: u64,
+    pushes: BTreeMap<(UserId, String), PushRegistration>,
+    dead: BTreeMap<u64, DeadLetter>,
+    last_dead: u64,
 }
 
 impl MemoryStore {
@@ -60,6 +65,21 @@ impl WriteTables for State {
     }
     fn marks_put(&mut self, user: UserId, conv: ConvId, marks: Marks) {
         self.marks.insert((user, conv), marks);
+    }
+    fn marks_remove(&mut self, user: UserId, conv: ConvId) {
+        self.marks.remove(&(user, conv));
+    }
+    fn group_get(&mut self, id: u64) -> Result<Option<Group>, StoreError> {
+        Ok(self.groups.get(&id).cloned())
+    }
+    fn group_put(&mut self, group: &Group) {
+        self.groups.insert(group.id, group.clone());
+    }
+    fn last_group_id(&mut self) -> Result<u64, StoreError> {
+        Ok(self.last_group)
+    }
+    fn last_group_id_put(&mut self, id: u64) {
+        self.last_group = id;
     }
     fn message_put(&mut self, msg: &StoredMessage) {
         self.messages.insert((msg.conv, msg.seq), msg.clone());
@@ -177,5 +197,67 @@ impl Store for MemoryStore {
 
     async fn disk_bytes(&self) -> Result<Option<u64>, StoreError> {
         Ok(None)
+    }
+
+    async fn create_group(
+        &self,
+        name: String,
+        admin: UserId,
+        members: Vec<UserId>,
+    ) -> Result<Group, StoreError> {
+        logic::create_group(&mut *self.state.lock(), &name, admin, &members)
+    }
+
+    async fn group(&self, id: u64) -> Result<Option<Group>, StoreError> {
+        Ok(self.state.lock().groups.get(&id).cloned())
+    }
+
+    async fn change_members(&self, group: u64, change: MemberChange) -> Result<Group, StoreError> {
+        logic::change_members(&mut *self.state.lock(), group, change)
+    }
+
+    async fn put_push(&self, reg: PushRegistration) -> Result<(), StoreError> {
+        self.state
+            .lock()
+            .pushes
+            .insert((reg.user, reg.device.clone()), reg);
+        Ok(())
+    }
+
+    async fn pushes(&self, user: UserId) -> Result<Vec<PushRegistration>, StoreError> {
+        let state = self.state.lock();
+        Ok(state
+            .pushes
+            .range((user, String::new())..)
+            .take_while(|((u, _), _)| *u == user)
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    async fn put_dead_letter(&self, letter: DeadLetter) -> Result<u64, StoreError> {
+        let mut state = self.state.lock();
+        state.last_dead += 1;
+        let id = state.last_dead;
+        state.dead.insert(id, letter);
+        Ok(id)
+    }
+
+    async fn dead_letters(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, DeadLetter)>, StoreError> {
+        let state = self.state.lock();
+        Ok(state
+            .dead
+            .range(after.saturating_add(1)..)
+            .take(limit)
+            .map(|(&id, d)| (id, d.clone()))
+            .collect())
+    }
+
+    async fn remove_dead_letter(&self, id: u64) -> Result<(), StoreError> {
+        self.state.lock().dead.remove(&id);
+        Ok(())
     }
 }

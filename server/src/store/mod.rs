@@ -21,6 +21,7 @@ pub mod conformance;
 mod fjall;
 mod logic;
 mod memory;
+pub mod timed;
 
 use std::sync::Arc;
 
@@ -54,6 +55,63 @@ pub enum StoreError {
     /// Stored data could not be decoded: a bug or a damaged store.
     #[error("corrupt store data: {0}")]
     Corrupt(String),
+    /// The group (or other named thing) does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The caller is not allowed to do this (not a member, not the admin).
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+/// A group: its members, with the admin among them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Group {
+    pub id: u64,
+    pub name: String,
+    pub admin: UserId,
+    /// Members in ascending order.
+    pub members: Vec<UserId>,
+}
+
+impl Group {
+    /// Whether `user` is a current member.
+    pub fn has(&self, user: UserId) -> bool {
+        self.members.binary_search(&user).is_ok()
+    }
+}
+
+/// A change of group membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    /// `by` (the admin) adds `user`; refused past `max_members`.
+    Add {
+        by: UserId,
+        user: UserId,
+        max_members: usize,
+    },
+    /// `by` (the admin, or `user` themself) removes `user`. When the admin leaves, the
+    /// longest-standing... the lowest remaining user id becomes admin.
+    Remove { by: UserId, user: UserId },
+}
+
+/// A device registered for push notifications.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PushRegistration {
+    pub user: UserId,
+    pub device: String,
+    pub platform: String,
+    pub token: String,
+}
+
+/// A push notification that still failed after every retry, kept for an operator to
+/// replay. The payload is what was posted to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    pub payload: String,
+    /// The last error, for the operator.
+    pub error: String,
+    /// When it was given up on, ms since the epoch.
+    pub ts: u64,
 }
 
 /// A stored message, as history and sync return it.
@@ -76,7 +134,9 @@ pub struct InboxItem {
     pub msg: StoredMessage,
 }
 
-/// A send to make durable.
+/// A send to make durable. The store resolves the participants itself (the two users of a
+/// direct chat, the current members of a group) inside the sequencer, so a membership
+/// change and a send are ordered: a removed member gets nothing newer than the removal.
 #[derive(Debug, Clone)]
 pub struct AppendRequest {
     pub conv: ConvId,
@@ -84,8 +144,6 @@ pub struct AppendRequest {
     pub id: ClientMsgId,
     pub body: String,
     pub ts: u64,
-    /// Every participant, the sender included: each gets an inbox entry.
-    pub participants: Vec<UserId>,
 }
 
 /// What [`Store::append`] did.
@@ -183,6 +241,43 @@ pub trait Store: Send + Sync + 'static {
 
     /// Bytes the backend occupies on disk, when it can tell (`None` for memory).
     async fn disk_bytes(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Creates a group with a fresh id; `admin` is a member. The caller validated names
+    /// and the member cap.
+    async fn create_group(
+        &self,
+        name: String,
+        admin: UserId,
+        members: Vec<UserId>,
+    ) -> Result<Group, StoreError>;
+
+    /// A group, if it exists.
+    async fn group(&self, id: u64) -> Result<Option<Group>, StoreError>;
+
+    /// Adds or removes a member, ordered with sends (see [`MemberChange`]). Unknown
+    /// groups are [`StoreError::NotFound`]; a caller without the right is
+    /// [`StoreError::Forbidden`]; a full group or a redundant change is
+    /// [`StoreError::Invalid`].
+    async fn change_members(&self, group: u64, change: MemberChange) -> Result<Group, StoreError>;
+
+    /// Registers (or replaces) a device's push token.
+    async fn put_push(&self, reg: PushRegistration) -> Result<(), StoreError>;
+
+    /// The push registrations of a user's devices.
+    async fn pushes(&self, user: UserId) -> Result<Vec<PushRegistration>, StoreError>;
+
+    /// Records a push that failed for good; returns its id.
+    async fn put_dead_letter(&self, letter: DeadLetter) -> Result<u64, StoreError>;
+
+    /// Up to `limit` dead letters with ids above `after`, oldest first, with their ids.
+    async fn dead_letters(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, DeadLetter)>, StoreError>;
+
+    /// Forgets a dead letter (after a successful replay).
+    async fn remove_dead_letter(&self, id: u64) -> Result<(), StoreError>;
 }
 
 /// Opens the backend that a `--store` value names: `memory` or `fjall:PATH`. Unknown

@@ -16,8 +16,9 @@ use self::reorder::Reorder;
 use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::hub::{CloseSignal, DeviceHandle, Outbound};
+use crate::presence;
 use crate::protocol::{ClientFrame, FrameRef, MsgOut, ServerFrame};
-use crate::service::Service;
+use crate::service::{Service, check_presence_list};
 
 /// How long the writer tries to deliver a close frame before dropping the connection.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,15 +43,15 @@ pub async fn session(socket: WebSocket, svc: Arc<Service>, who: Identity) {
     let close = Arc::new(CloseSignal::default());
     // Register before reading the inbox head: a message stored in between is then both
     // at or below the head (the client syncs it) or queued here (written live), never lost.
-    svc.hub.register(
-        who.user,
-        DeviceHandle {
-            conn,
-            device: who.device.clone(),
-            tx: tx.clone(),
-            close: close.clone(),
-        },
-    );
+    let handle = DeviceHandle {
+        conn,
+        device: who.device.clone(),
+        tx: tx.clone(),
+        close: close.clone(),
+    };
+    svc.hub.register(who.user, handle.clone());
+    svc.presence.connect(who.user);
+    svc.metrics.connections.inc();
     tracing::debug!(conn, user = who.user, device = %who.device, "connected");
     let (sink, stream) = socket.split();
     match svc.store.inbox_head(who.user).await {
@@ -63,8 +64,12 @@ pub async fn session(socket: WebSocket, svc: Arc<Service>, who: Identity) {
                 svc.clone(),
                 who.user,
             ));
-            read_loop(stream, &svc, &who, conn, &tx, &close).await;
+            read_loop(stream, &svc, &who, &handle, &close).await;
             svc.hub.unregister(who.user, conn);
+            svc.presence.unsubscribe(conn);
+            svc.presence.disconnect(who.user);
+            svc.metrics.connections.dec();
+            drop(handle);
             close.close(CLOSE_NORMAL);
             drop(tx);
             let _ = writer.await;
@@ -72,6 +77,8 @@ pub async fn session(socket: WebSocket, svc: Arc<Service>, who: Identity) {
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the inbox head: closing");
             svc.hub.unregister(who.user, conn);
+            svc.presence.disconnect(who.user);
+            svc.metrics.connections.dec();
             let mut sink = sink;
             let _ = sink.send(close_message(CLOSE_INTERNAL)).await;
         }
@@ -118,10 +125,10 @@ async fn read_loop(
     mut stream: SplitStream<WebSocket>,
     svc: &Service,
     who: &Identity,
-    conn: u64,
-    tx: &mpsc::Sender<Outbound>,
+    me: &DeviceHandle,
     close: &CloseSignal,
 ) {
+    let tx = &me.tx;
     let mut budget = ErrorBudget {
         window_start: Instant::now(),
         count: 0,
@@ -154,7 +161,7 @@ async fn read_loop(
             }
         };
         let out = match serde_json::from_str::<ClientFrame>(&text) {
-            Ok(frame) => handle(svc, who, conn, frame).await,
+            Ok(frame) => handle(svc, who, me, frame).await,
             Err(e) => {
                 let reference = serde_json::from_str::<FrameRef>(&text)
                     .ok()
@@ -206,7 +213,8 @@ async fn reply_error(
 type Handled = Result<Option<Utf8Bytes>, (ApiError, Option<serde_json::Value>)>;
 
 /// Answers one frame: the text to send back, if any, or the error with the frame's id.
-async fn handle(svc: &Service, who: &Identity, conn: u64, frame: ClientFrame) -> Handled {
+async fn handle(svc: &Service, who: &Identity, me: &DeviceHandle, frame: ClientFrame) -> Handled {
+    let conn = me.conn;
     let no_ref = |e: ApiError| (e, None);
     let text = match frame {
         ClientFrame::Send { id, to, body } => {
@@ -229,7 +237,22 @@ async fn handle(svc: &Service, who: &Identity, conn: u64, frame: ClientFrame) ->
             return Ok(None);
         }
         ClientFrame::Typing { conv } => {
-            svc.typing(who, &conv).map_err(no_ref)?;
+            svc.typing(who, &conv).await.map_err(no_ref)?;
+            return Ok(None);
+        }
+        ClientFrame::PresenceSub { users } => {
+            check_presence_list(&users).map_err(no_ref)?;
+            // The snapshot goes out through the device's queue, ahead of later changes.
+            for out in svc.presence.subscribe(me, users) {
+                if me
+                    .tx
+                    .send(Outbound::Frame(presence::frame(&out)))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
             return Ok(None);
         }
         ClientFrame::Sync { after, limit } => {
@@ -305,12 +328,12 @@ async fn write_loop(
         }
         let mut failed = None;
         while let Some(next) = order.pop() {
-            if let Some(text) = next
-                && let Err(code) = write(&mut sink, Message::Text(text), &close).await
-            {
+            let Some(text) = next else { continue };
+            if let Err(code) = write(&mut sink, Message::Text(text), &close).await {
                 failed = Some(code);
                 break;
             }
+            svc.metrics.messages_delivered.inc();
         }
         if let Some(code) = failed {
             break code;
@@ -321,6 +344,9 @@ async fn write_loop(
             (Some(_), None) => Some(tokio::time::Instant::now() + gap_wait),
         };
     };
+    if code == crate::hub::CLOSE_OVERFLOW {
+        svc.metrics.overflow_closed.inc();
+    }
     // A device cut off for not reading may still read later: give its close frame time
     // to get through the full socket before dropping the connection.
     let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, sink.send(close_message(code))).await;

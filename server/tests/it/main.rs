@@ -3,8 +3,11 @@
 
 mod durability;
 mod errors;
+mod groups;
 mod http_api;
 mod lifecycle;
+mod presence;
+mod push;
 mod store_fjall;
 mod store_memory;
 mod support;

@@ -32,7 +32,6 @@ async fn acknowledged_writes_survive_a_reopen_and_sequences_continue() {
         id: id.parse().unwrap(),
         body: format!("body of {id}"),
         ts: 5,
-        participants: vec![1, 2],
     };
     {
         let store = FjallStore::open(dir.path()).unwrap();

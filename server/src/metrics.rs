@@ -1,0 +1,140 @@
+//! The server's Prometheus metrics, in a registry of its own (no global state: tests run
+//! several servers in one process), rendered as text on `GET /metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The label of a store operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabel {
+    pub op: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~1.6 s in doublings.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// Every metric the server keeps.
+pub struct Metrics {
+    registry: Registry,
+    pub connections: Gauge,
+    pub online_users: Gauge,
+    pub messages_stored: Counter,
+    pub messages_delivered: Counter,
+    pub send_latency: Histogram,
+    pub store_latency: Family<OpLabel, Histogram, fn() -> Histogram>,
+    pub store_errors: Family<OpLabel, Counter>,
+    pub push_sent: Counter,
+    pub push_failed: Counter,
+    pub push_dead_lettered: Counter,
+    pub push_coalesced: Counter,
+    pub overflow_closed: Counter,
+    pub presence_published: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("chat");
+        let m = Metrics {
+            connections: Gauge::default(),
+            online_users: Gauge::default(),
+            messages_stored: Counter::default(),
+            messages_delivered: Counter::default(),
+            send_latency: latency_histogram(),
+            store_latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            store_errors: Family::default(),
+            push_sent: Counter::default(),
+            push_failed: Counter::default(),
+            push_dead_lettered: Counter::default(),
+            push_coalesced: Counter::default(),
+            overflow_closed: Counter::default(),
+            presence_published: Counter::default(),
+            registry: Registry::default(),
+        };
+        r.register(
+            "connections",
+            "Open WebSocket connections",
+            m.connections.clone(),
+        );
+        r.register(
+            "online_users",
+            "Users with at least one device connected",
+            m.online_users.clone(),
+        );
+        r.register(
+            "messages_stored",
+            "Messages durably stored (duplicates excluded)",
+            m.messages_stored.clone(),
+        );
+        r.register(
+            "messages_delivered",
+            "Live msg frames written to devices",
+            m.messages_delivered.clone(),
+        );
+        r.register(
+            "send_seconds",
+            "Time from a send's arrival to its sent answer",
+            m.send_latency.clone(),
+        );
+        r.register(
+            "store_op_seconds",
+            "Store operation latency by operation",
+            m.store_latency.clone(),
+        );
+        r.register(
+            "store_op_errors",
+            "Failed store operations by operation",
+            m.store_errors.clone(),
+        );
+        r.register(
+            "push_sent",
+            "Push notifications accepted by the gateway",
+            m.push_sent.clone(),
+        );
+        r.register(
+            "push_failed",
+            "Push attempts that failed (each retry counts)",
+            m.push_failed.clone(),
+        );
+        r.register(
+            "push_dead_lettered",
+            "Pushes given up after every retry",
+            m.push_dead_lettered.clone(),
+        );
+        r.register(
+            "push_coalesced",
+            "Pushes skipped by coalescing",
+            m.push_coalesced.clone(),
+        );
+        r.register(
+            "overflow_closed",
+            "Devices closed with 1013 for not reading",
+            m.overflow_closed.clone(),
+        );
+        r.register(
+            "presence_published",
+            "Presence changes published",
+            m.presence_published.clone(),
+        );
+        Metrics { registry: r, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -14,6 +14,12 @@ pub struct OpLabel {
     pub op: &'static str,
 }
 
+/// The label of a cache.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabel {
+    pub cache: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs .. ~1.6 s in doublings.
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
@@ -35,6 +41,8 @@ pub struct Metrics {
     pub push_coalesced: Counter,
     pub overflow_closed: Counter,
     pub presence_published: Counter,
+    pub cache_hits: Family<CacheLabel, Counter>,
+    pub cache_misses: Family<CacheLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -60,6 +68,8 @@ impl Metrics {
             push_coalesced: Counter::default(),
             overflow_closed: Counter::default(),
             presence_published: Counter::default(),
+            cache_hits: Family::default(),
+            cache_misses: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -127,6 +137,8 @@ impl Metrics {
             "Presence changes published",
             m.presence_published.clone(),
         );
+        r.register("cache_hits", "Reads answered by the recent-conversations cache", m.cache_hits.clone());
+        r.register("cache_misses", "Cacheable reads that went to the store", m.cache_misses.clone());
         Metrics { registry: r, ..m }
     }
 

@@ -20,6 +20,7 @@ use crate::model::{ClientMsgId, ConvId, Target, UserId, now_ms};
 use crate::presence::{Presence, PresenceOut};
 use crate::protocol::{HistoryOut, MsgOut, SentOut, ServerFrame, SyncOut};
 use crate::push::{PushJob, Pusher};
+use crate::store::cache::Cached;
 use crate::store::timed::Timed;
 use crate::store::{
     AppendRequest, Group, Marker, MemberChange, PushRegistration, Store, StoredMessage,
@@ -106,6 +107,11 @@ impl Service {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, AuthError> {
         let metrics = Arc::new(Metrics::new());
+        let store: Arc<dyn Store> = if store.is_remote() {
+            Arc::new(Cached::new(store, &metrics))
+        } else {
+            store
+        };
         let store: Arc<dyn Store> = Arc::new(Timed::new(store, metrics.clone()));
         let limiter = NonZeroU32::new(config.send_rate_per_sec).map(|rate| {
             let burst = NonZeroU32::new(config.send_burst).unwrap_or(rate);

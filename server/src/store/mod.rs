@@ -17,6 +17,7 @@
 //! Backends are chosen by [`open`] from the `--store` string; the conformance suite in
 //! [`conformance`] is what each of them must pass unchanged.
 
+pub mod cache;
 pub mod conformance;
 mod fjall;
 mod logic;
@@ -197,6 +198,12 @@ pub struct ConvSummary {
 pub trait Store: Send + Sync + 'static {
     /// The backend's name for logs and reports (`memory`, `fjall`, …).
     fn name(&self) -> &'static str;
+
+    /// Whether reads cross a network: the server then puts the recent-conversations
+    /// cache ([`cache::Cached`]) in front of the store.
+    fn is_remote(&self) -> bool {
+        false
+    }
 
     /// Stores a message once, appends it to every participant's inbox and returns its
     /// `seq` and `useq`s. A repeated (sender, id) returns the first outcome with

@@ -8,6 +8,7 @@ mod http_api;
 mod lifecycle;
 mod presence;
 mod push;
+mod store_cache;
 mod store_fjall;
 mod store_memory;
 mod support;

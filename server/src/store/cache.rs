@@ -1,0 +1,235 @@
+//! The source design's cache: each user's recent conversations (5) and each conversation's
+//! latest messages (15), in memory in front of a remote store.
+//!
+//! Reads that fit in the cached window (a conversation list of at most 5, the newest page
+//! of at most 15 messages) are answered from memory; everything else goes to the store.
+//! Every write invalidates what it changes, after the store acknowledged it. A read that
+//! raced with a write does not put stale data back: each key hashes to a generation
+//! counter that writes bump, and a fill only lands if its stripe's generation did not move
+//! while the store was read.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use moka::sync::Cache;
+use prometheus_client::metrics::counter::Counter;
+
+use super::{
+    AppendRequest, Appended, ConvSummary, DeadLetter, Group, InboxItem, MarkOutcome, Marker,
+    MemberChange, PushRegistration, Store, StoreError, StoredMessage,
+};
+use crate::metrics::{CacheLabel, Metrics};
+use crate::model::{ConvId, UserId};
+
+/// Conversations kept per user.
+pub const RECENT_CONVERSATIONS: usize = 5;
+/// Messages kept per conversation.
+pub const RECENT_MESSAGES: usize = 15;
+/// Users and conversations kept at most.
+const CAPACITY: u64 = 100_000;
+const STRIPES: usize = 4096;
+
+/// A store with the recent-conversations cache in front.
+pub struct Cached {
+    inner: Arc<dyn Store>,
+    lists: Cache<UserId, Arc<Vec<ConvSummary>>>,
+    pages: Cache<ConvId, Arc<Vec<StoredMessage>>>,
+    generations: Box<[AtomicU64]>,
+    list_hits: Counter,
+    list_misses: Counter,
+    page_hits: Counter,
+    page_misses: Counter,
+}
+
+enum Key {
+    User(UserId),
+    Conv(ConvId),
+}
+
+impl Cached {
+    pub fn new(inner: Arc<dyn Store>, metrics: &Metrics) -> Self {
+        let label = |cache| CacheLabel { cache };
+        Cached {
+            inner,
+            lists: Cache::new(CAPACITY),
+            pages: Cache::new(CAPACITY),
+            generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            list_hits: metrics.cache_hits.get_or_create(&label("conversations")).clone(),
+            list_misses: metrics.cache_misses.get_or_create(&label("conversations")).clone(),
+            page_hits: metrics.cache_hits.get_or_create(&label("messages")).clone(),
+            page_misses: metrics.cache_misses.get_or_create(&label("messages")).clone(),
+        }
+    }
+
+    fn stripe(&self, key: &Key) -> &AtomicU64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        match key {
+            Key::User(u) => (0u8, u).hash(&mut h),
+            Key::Conv(c) => (1u8, c).hash(&mut h),
+        }
+        &self.generations[(h.finish() as usize) % STRIPES]
+    }
+
+    fn generation(&self, key: &Key) -> u64 {
+        self.stripe(key).load(Ordering::Acquire)
+    }
+
+    fn invalidate_user(&self, user: UserId) {
+        self.stripe(&Key::User(user)).fetch_add(1, Ordering::AcqRel);
+        self.lists.invalidate(&user);
+    }
+
+    fn invalidate_conv(&self, conv: ConvId) {
+        self.stripe(&Key::Conv(conv)).fetch_add(1, Ordering::AcqRel);
+        self.pages.invalidate(&conv);
+    }
+}
+
+#[async_trait]
+impl Store for Cached {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    async fn append(&self, req: AppendRequest) -> Result<Appended, StoreError> {
+        let conv = req.conv;
+        let a = self.inner.append(req).await?;
+        if !a.duplicate {
+            self.invalidate_conv(conv);
+            for &(user, _) in &a.inboxes {
+                self.invalidate_user(user);
+            }
+        }
+        Ok(a)
+    }
+
+    async fn history(
+        &self,
+        conv: ConvId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        if before.is_some() || limit > RECENT_MESSAGES {
+            return self.inner.history(conv, before, limit).await;
+        }
+        if let Some(page) = self.pages.get(&conv) {
+            self.page_hits.inc();
+            return Ok(page.iter().take(limit).cloned().collect());
+        }
+        self.page_misses.inc();
+        let generation = self.generation(&Key::Conv(conv));
+        let page = self.inner.history(conv, None, RECENT_MESSAGES).await?;
+        let out = page.iter().take(limit).cloned().collect();
+        if self.generation(&Key::Conv(conv)) == generation {
+            self.pages.insert(conv, Arc::new(page));
+        }
+        Ok(out)
+    }
+
+    async fn inbox(
+        &self,
+        user: UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        self.inner.inbox(user, after, limit).await
+    }
+
+    async fn inbox_head(&self, user: UserId) -> Result<u64, StoreError> {
+        self.inner.inbox_head(user).await
+    }
+
+    async fn mark(
+        &self,
+        user: UserId,
+        conv: ConvId,
+        marker: Marker,
+        seq: u64,
+    ) -> Result<MarkOutcome, StoreError> {
+        let m = self.inner.mark(user, conv, marker, seq).await?;
+        if m.after > m.before {
+            self.invalidate_user(user);
+        }
+        Ok(m)
+    }
+
+    async fn conversations(
+        &self,
+        user: UserId,
+        limit: usize,
+    ) -> Result<Vec<ConvSummary>, StoreError> {
+        if limit > RECENT_CONVERSATIONS {
+            return self.inner.conversations(user, limit).await;
+        }
+        if let Some(list) = self.lists.get(&user) {
+            self.list_hits.inc();
+            return Ok(list.iter().take(limit).cloned().collect());
+        }
+        self.list_misses.inc();
+        let generation = self.generation(&Key::User(user));
+        let list = self.inner.conversations(user, RECENT_CONVERSATIONS).await?;
+        let out = list.iter().take(limit).cloned().collect();
+        if self.generation(&Key::User(user)) == generation {
+            self.lists.insert(user, Arc::new(list));
+        }
+        Ok(out)
+    }
+
+    async fn disk_bytes(&self) -> Result<Option<u64>, StoreError> {
+        self.inner.disk_bytes().await
+    }
+
+    async fn create_group(
+        &self,
+        name: String,
+        admin: UserId,
+        members: Vec<UserId>,
+    ) -> Result<Group, StoreError> {
+        let g = self.inner.create_group(name, admin, members).await?;
+        for &u in &g.members {
+            self.invalidate_user(u);
+        }
+        Ok(g)
+    }
+
+    async fn group(&self, id: u64) -> Result<Option<Group>, StoreError> {
+        self.inner.group(id).await
+    }
+
+    async fn change_members(
+        &self,
+        group: u64,
+        change: MemberChange,
+    ) -> Result<Group, StoreError> {
+        let g = self.inner.change_members(group, change).await?;
+        let (MemberChange::Add { user, .. } | MemberChange::Remove { user, .. }) = change;
+        self.invalidate_user(user);
+        Ok(g)
+    }
+
+    async fn put_push(&self, reg: PushRegistration) -> Result<(), StoreError> {
+        self.inner.put_push(reg).await
+    }
+
+    async fn pushes(&self, user: UserId) -> Result<Vec<PushRegistration>, StoreError> {
+        self.inner.pushes(user).await
+    }
+
+    async fn put_dead_letter(&self, letter: DeadLetter) -> Result<u64, StoreError> {
+        self.inner.put_dead_letter(letter).await
+    }
+
+    async fn dead_letters(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, DeadLetter)>, StoreError> {
+        self.inner.dead_letters(after, limit).await
+    }
+
+    async fn remove_dead_letter(&self, id: u64) -> Result<(), StoreError> {
+        self.inner.remove_dead_letter(id).await
+    }
+}

@@ -14,8 +14,11 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest WebSocket frame in bytes; a larger one closes the connection with 1009.
     pub max_frame_bytes: usize,
-    /// WebSocket read and write buffer sizes: small, since they are paid per connection.
-    pub ws_buffer_bytes: usize,
+    /// WebSocket read buffer: small, since every connection holds one, idle or not.
+    pub ws_read_buffer_bytes: usize,
+    /// Bytes of outgoing frames gathered before a write to the socket (frames queued
+    /// together go out in one write; a lone frame is flushed at once).
+    pub ws_write_buffer_bytes: usize,
     /// Frames a device's outgoing queue holds before the device is cut off with 1013.
     pub device_queue: usize,
     /// Sustained sends per second per user; 0 turns rate limiting off.
@@ -47,7 +50,8 @@ impl Config {
             max_connections: 50_000,
             max_body_bytes: 4096,
             max_frame_bytes: 64 * 1024,
-            ws_buffer_bytes: 4096,
+            ws_read_buffer_bytes: 1024,
+            ws_write_buffer_bytes: 16 * 1024,
             device_queue: 1024,
             send_rate_per_sec: 100,
             send_burst: 200,

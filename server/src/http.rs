@@ -129,8 +129,8 @@ async fn ws_upgrade(
     };
     let c = &svc.config;
     upgrade
-        .read_buffer_size(c.ws_buffer_bytes)
-        .write_buffer_size(c.ws_buffer_bytes)
+        .read_buffer_size(c.ws_read_buffer_bytes)
+        .write_buffer_size(c.ws_write_buffer_bytes)
         .max_message_size(c.max_frame_bytes)
         .max_frame_size(c.max_frame_bytes)
         .on_upgrade(move |socket| crate::ws::session(socket, svc, who))

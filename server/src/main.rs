@@ -53,6 +53,9 @@ struct ServeArgs {
     /// Largest message body in bytes.
     #[arg(long, env = "CHAT_MAX_BODY_BYTES", default_value_t = 4096)]
     max_body_bytes: usize,
+    /// WebSocket read buffer per connection, in bytes.
+    #[arg(long, env = "CHAT_WS_READ_BUFFER_BYTES", default_value_t = 1024)]
+    ws_read_buffer_bytes: usize,
     /// Frames a device's outgoing queue holds before the device is cut off (1013).
     #[arg(long, env = "CHAT_DEVICE_QUEUE", default_value_t = 1024)]
     device_queue: usize,
@@ -161,6 +164,7 @@ async fn serve(s: ServeArgs) -> Result<()> {
     config.max_connections = s.max_connections.min(fd_headroom());
     config.max_body_bytes = s.max_body_bytes;
     config.device_queue = s.device_queue.max(1);
+    config.ws_read_buffer_bytes = s.ws_read_buffer_bytes.clamp(256, 1 << 20);
     config.send_rate_per_sec = s.send_rate;
     config.send_burst = s.send_burst;
     config.shutdown_grace = Duration::from_secs(s.shutdown_grace);

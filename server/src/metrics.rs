@@ -137,8 +137,16 @@ impl Metrics {
             "Presence changes published",
             m.presence_published.clone(),
         );
-        r.register("cache_hits", "Reads answered by the recent-conversations cache", m.cache_hits.clone());
-        r.register("cache_misses", "Cacheable reads that went to the store", m.cache_misses.clone());
+        r.register(
+            "cache_hits",
+            "Reads answered by the recent-conversations cache",
+            m.cache_hits.clone(),
+        );
+        r.register(
+            "cache_misses",
+            "Cacheable reads that went to the store",
+            m.cache_misses.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 

@@ -50,16 +50,26 @@ enum Key {
 
 impl Cached {
     pub fn new(inner: Arc<dyn Store>, metrics: &Metrics) -> Self {
-        let label = |cache| CacheLabel { cache };
+        // One statement per counter: `get_or_create` hands out a read guard that lives to
+        // the end of its statement, and a second call in the same statement that has to
+        // insert would wait for that guard forever.
+        let counter = |family: &prometheus_client::metrics::family::Family<CacheLabel, Counter>,
+                       cache: &'static str| {
+            family.get_or_create(&CacheLabel { cache }).clone()
+        };
+        let list_hits = counter(&metrics.cache_hits, "conversations");
+        let list_misses = counter(&metrics.cache_misses, "conversations");
+        let page_hits = counter(&metrics.cache_hits, "messages");
+        let page_misses = counter(&metrics.cache_misses, "messages");
         Cached {
             inner,
             lists: Cache::new(CAPACITY),
             pages: Cache::new(CAPACITY),
             generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
-            list_hits: metrics.cache_hits.get_or_create(&label("conversations")).clone(),
-            list_misses: metrics.cache_misses.get_or_create(&label("conversations")).clone(),
-            page_hits: metrics.cache_hits.get_or_create(&label("messages")).clone(),
-            page_misses: metrics.cache_misses.get_or_create(&label("messages")).clone(),
+            list_hits,
+            list_misses,
+            page_hits,
+            page_misses,
         }
     }
 
@@ -198,11 +208,7 @@ impl Store for Cached {
         self.inner.group(id).await
     }
 
-    async fn change_members(
-        &self,
-        group: u64,
-        change: MemberChange,
-    ) -> Result<Group, StoreError> {
+    async fn change_members(&self, group: u64, change: MemberChange) -> Result<Group, StoreError> {
         let g = self.inner.change_members(group, change).await?;
         let (MemberChange::Add { user, .. } | MemberChange::Remove { user, .. }) = change;
         self.invalidate_user(user);

@@ -7,6 +7,12 @@
 //! commit), and the single writer is the per-store sequencer that keeps `seq` and `useq`
 //! gap-free. Reads go straight to the LSM-tree from a blocking thread.
 //!
+//! The counters are not stored on their own: a conversation's last seq and time are those
+//! of its newest message, a user's last useq that of their newest inbox entry. The writer
+//! keeps them (and the markers) in memory once read, so a send costs no point lookups for
+//! them, and writes five keys: the message, two inbox entries, the sender's markers and
+//! the idempotency record.
+//!
 //! Key layout (all integers big-endian, so byte order is numeric order):
 //!
 //! | keyspace | key | value |
@@ -14,8 +20,6 @@
 //! | `msgs`  | conv ‖ seq (= conv ‖ bucket ‖ offset) | from, ts, client id, body |
 //! | `inbox` | user ‖ useq | conv ‖ seq (a pointer into `msgs`) |
 //! | `marks` | user ‖ conv | ack, read |
-//! | `convs` | conv | last seq, last ts |
-//! | `users` | user | last useq |
 //! | `idem`  | user ‖ client id | conv, seq, useq, ts of the first send |
 //! | `groups` | group | name, admin, members |
 //! | `pushes` | user ‖ device | platform, token |
@@ -24,7 +28,7 @@
 //!
 //! conv is `d` ‖ lo ‖ hi or `g` ‖ group.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -55,8 +59,6 @@ struct Tables {
     msgs: Keyspace,
     inbox: Keyspace,
     marks: Keyspace,
-    convs: Keyspace,
-    users: Keyspace,
     idem: Keyspace,
     groups: Keyspace,
     pushes: Keyspace,
@@ -97,8 +99,6 @@ impl FjallStore {
             msgs: ks("msgs").map_err(unavailable)?,
             inbox: ks("inbox").map_err(unavailable)?,
             marks: ks("marks").map_err(unavailable)?,
-            convs: ks("convs").map_err(unavailable)?,
-            users: ks("users").map_err(unavailable)?,
             idem: ks("idem").map_err(unavailable)?,
             groups: ks("groups").map_err(unavailable)?,
             pushes: ks("pushes").map_err(unavailable)?,
@@ -159,6 +159,7 @@ impl FjallStore {
 /// last sender) is dropped.
 fn writer_loop(t: &Tables, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
+    let mut cache = WriterCache::default();
     while let Some(job) = rx.blocking_recv() {
         jobs.push(job);
         while jobs.len() < MAX_BATCH {
@@ -167,7 +168,10 @@ fn writer_loop(t: &Tables, mut rx: mpsc::UnboundedReceiver<Job>) {
                 Err(_) => break,
             }
         }
-        let mut batch = Batch::new(t);
+        if cache.len() > CACHE_ENTRIES {
+            cache = WriterCache::default();
+        }
+        let mut batch = Batch::new(t, &mut cache);
         let completions: Vec<Completion> = jobs.drain(..).map(|job| job(&mut batch)).collect();
         let committed = if completions.iter().any(|c| c.poisoned) {
             Err(StoreError::Unavailable(
@@ -182,6 +186,8 @@ fn writer_loop(t: &Tables, mut rx: mpsc::UnboundedReceiver<Job>) {
         };
         if let Err(e) = &committed {
             tracing::error!(error = %e, "fjall batch not committed; answering unavailable");
+            // The cache saw writes that did not land: start again from the tree.
+            cache = WriterCache::default();
         }
         for c in completions {
             let outcome = match &committed {
@@ -193,37 +199,51 @@ fn writer_loop(t: &Tables, mut rx: mpsc::UnboundedReceiver<Job>) {
     }
 }
 
-/// One write batch with a read-your-writes overlay: later requests of the same batch must
-/// see the counters earlier ones moved, before anything is committed.
-struct Batch<'a> {
-    t: &'a Tables,
-    wb: OwnedWriteBatch,
-    idem: HashMap<(UserId, String), IdemRecord>,
+/// Entries the writer's cache holds before it starts afresh (between batches).
+const CACHE_ENTRIES: usize = 1_000_000;
+
+/// What the writer knows of the counters and markers, so a send needs no point lookups
+/// for them: the writer is the only one who changes them, so its copy is the truth. A
+/// miss reads the tree; the copy is dropped after a failed commit.
+#[derive(Default)]
+struct WriterCache {
+    /// Last seq and time per conversation (derived from its newest message on a miss).
     convs: HashMap<ConvId, ConvMeta>,
+    /// Last useq per user (derived from the newest inbox entry on a miss).
     users: HashMap<UserId, u64>,
-    marks: HashMap<(UserId, ConvId), Marks>,
-    /// (conversation, seq, sender) of the messages written in this batch.
-    msgs: Vec<(ConvId, u64, UserId)>,
-    removed_marks: HashSet<(UserId, ConvId)>,
+    /// Markers per (user, conversation); `None` caches an absent entry.
+    marks: HashMap<(UserId, ConvId), Option<Marks>>,
     groups: HashMap<u64, Group>,
     last_group: Option<u64>,
     last_dead: Option<u64>,
 }
 
+impl WriterCache {
+    fn len(&self) -> usize {
+        self.convs.len() + self.users.len() + self.marks.len() + self.groups.len()
+    }
+}
+
+/// One write batch. Requests of the same batch see each other's writes through the
+/// writer's cache (counters, markers, groups) and the batch's own idempotency records and
+/// messages, before anything is committed.
+struct Batch<'a> {
+    t: &'a Tables,
+    wb: OwnedWriteBatch,
+    cache: &'a mut WriterCache,
+    idem: HashMap<(UserId, String), IdemRecord>,
+    /// (conversation, seq, sender) of the messages written in this batch.
+    msgs: Vec<(ConvId, u64, UserId)>,
+}
+
 impl<'a> Batch<'a> {
-    fn new(t: &'a Tables) -> Self {
+    fn new(t: &'a Tables, cache: &'a mut WriterCache) -> Self {
         Batch {
             t,
             wb: t.db.batch(),
+            cache,
             idem: HashMap::new(),
-            convs: HashMap::new(),
-            users: HashMap::new(),
-            marks: HashMap::new(),
             msgs: Vec::new(),
-            removed_marks: HashSet::new(),
-            groups: HashMap::new(),
-            last_group: None,
-            last_dead: None,
         }
     }
 }
@@ -247,48 +267,43 @@ impl WriteTables for Batch<'_> {
         self.idem.insert((user, id.to_owned()), rec);
     }
     fn conv_get(&mut self, conv: ConvId) -> Result<ConvMeta, StoreError> {
-        if let Some(m) = self.convs.get(&conv) {
+        if let Some(m) = self.cache.convs.get(&conv) {
             return Ok(*m);
         }
-        Ok(get(&self.t.convs, &conv_key(conv))?
-            .map(|v| decode(&v, "conversation record"))
-            .transpose()?
-            .unwrap_or_default())
+        let meta = self.t.conv_meta(conv)?;
+        self.cache.convs.insert(conv, meta);
+        Ok(meta)
     }
     fn conv_put(&mut self, conv: ConvId, meta: ConvMeta) {
-        self.wb.insert(&self.t.convs, conv_key(conv), encode(&meta));
-        self.convs.insert(conv, meta);
+        // Nothing to write: the conversation's newest message carries its seq and time.
+        self.cache.convs.insert(conv, meta);
     }
     fn last_useq(&mut self, user: UserId) -> Result<u64, StoreError> {
-        if let Some(u) = self.users.get(&user) {
+        if let Some(u) = self.cache.users.get(&user) {
             return Ok(*u);
         }
-        Ok(get(&self.t.users, &user.to_be_bytes())?
-            .map(|v| decode(&v, "user record"))
-            .transpose()?
-            .unwrap_or(0))
+        let useq = self.t.inbox_head(user)?;
+        self.cache.users.insert(user, useq);
+        Ok(useq)
     }
     fn last_useq_put(&mut self, user: UserId, useq: u64) {
-        self.wb
-            .insert(&self.t.users, user.to_be_bytes(), encode(&useq));
-        self.users.insert(user, useq);
+        // Nothing to write: the newest inbox entry carries it.
+        self.cache.users.insert(user, useq);
     }
     fn marks_get(&mut self, user: UserId, conv: ConvId) -> Result<Option<Marks>, StoreError> {
-        if let Some(m) = self.marks.get(&(user, conv)) {
-            return Ok(Some(*m));
+        if let Some(m) = self.cache.marks.get(&(user, conv)) {
+            return Ok(*m);
         }
-        if self.removed_marks.contains(&(user, conv)) {
-            return Ok(None);
-        }
-        get(&self.t.marks, &marks_key(user, conv))?
+        let marks = get(&self.t.marks, &marks_key(user, conv))?
             .map(|v| decode(&v, "marker record"))
-            .transpose()
+            .transpose()?;
+        self.cache.marks.insert((user, conv), marks);
+        Ok(marks)
     }
     fn marks_put(&mut self, user: UserId, conv: ConvId, marks: Marks) {
         self.wb
             .insert(&self.t.marks, marks_key(user, conv), encode(&marks));
-        self.removed_marks.remove(&(user, conv));
-        self.marks.insert((user, conv), marks);
+        self.cache.marks.insert((user, conv), Some(marks));
     }
     fn message_put(&mut self, msg: &StoredMessage) {
         let value = MsgValue {
@@ -335,41 +350,44 @@ impl WriteTables for Batch<'_> {
     }
     fn marks_remove(&mut self, user: UserId, conv: ConvId) {
         self.wb.remove(&self.t.marks, marks_key(user, conv));
-        self.removed_marks.insert((user, conv));
-        self.marks.remove(&(user, conv));
+        self.cache.marks.insert((user, conv), None);
     }
     fn group_get(&mut self, id: u64) -> Result<Option<Group>, StoreError> {
-        if let Some(g) = self.groups.get(&id) {
+        if let Some(g) = self.cache.groups.get(&id) {
             return Ok(Some(g.clone()));
         }
-        self.t.group(id)
+        let group = self.t.group(id)?;
+        if let Some(g) = &group {
+            self.cache.groups.insert(id, g.clone());
+        }
+        Ok(group)
     }
     fn group_put(&mut self, group: &Group) {
         self.wb
             .insert(&self.t.groups, group.id.to_be_bytes(), encode(group));
-        self.groups.insert(group.id, group.clone());
+        self.cache.groups.insert(group.id, group.clone());
     }
     fn last_group_id(&mut self) -> Result<u64, StoreError> {
-        match self.last_group {
+        match self.cache.last_group {
             Some(id) => Ok(id),
             None => self.t.counter(META_LAST_GROUP),
         }
     }
     fn last_group_id_put(&mut self, id: u64) {
         self.wb.insert(&self.t.meta, META_LAST_GROUP, encode(&id));
-        self.last_group = Some(id);
+        self.cache.last_group = Some(id);
     }
 }
 
 impl Batch<'_> {
     /// Hands out the next dead-letter id.
     fn next_dead_id(&mut self) -> Result<u64, StoreError> {
-        let id = match self.last_dead {
+        let id = match self.cache.last_dead {
             Some(id) => id,
             None => self.t.counter(META_LAST_DEAD)?,
         } + 1;
         self.wb.insert(&self.t.meta, META_LAST_DEAD, encode(&id));
-        self.last_dead = Some(id);
+        self.cache.last_dead = Some(id);
         Ok(id)
     }
 }
@@ -474,6 +492,32 @@ fn decode_message(key: &[u8], value: &[u8]) -> Result<StoredMessage, StoreError>
 }
 
 impl Tables {
+    /// A conversation's last seq and time: those of its newest message.
+    fn conv_meta(&self, conv: ConvId) -> Result<ConvMeta, StoreError> {
+        match self.msgs.prefix(conv_key(conv)).next_back() {
+            None => Ok(ConvMeta::default()),
+            Some(g) => {
+                let (k, v) = g.into_inner().map_err(unavailable)?;
+                let m = decode_message(&k, &v)?;
+                Ok(ConvMeta {
+                    last_seq: m.seq,
+                    last_ts: m.ts,
+                })
+            }
+        }
+    }
+
+    /// A user's last useq: that of the newest inbox entry.
+    fn inbox_head(&self, user: UserId) -> Result<u64, StoreError> {
+        match self.inbox.prefix(user.to_be_bytes()).next_back() {
+            None => Ok(0),
+            Some(g) => {
+                let k = g.key().map_err(unavailable)?;
+                be_u64(k.get(8..).unwrap_or_default())
+            }
+        }
+    }
+
     fn group(&self, id: u64) -> Result<Option<Group>, StoreError> {
         get(&self.groups, &id.to_be_bytes())?
             .map(|v| decode(&v, "group record"))
@@ -552,13 +596,7 @@ impl Store for FjallStore {
     }
 
     async fn inbox_head(&self, user: UserId) -> Result<u64, StoreError> {
-        self.read(move |t| {
-            Ok(get(&t.users, &user.to_be_bytes())?
-                .map(|v| decode(&v, "user record"))
-                .transpose()?
-                .unwrap_or(0))
-        })
-        .await
+        self.read(move |t| t.inbox_head(user)).await
     }
 
     async fn mark(
@@ -583,10 +621,7 @@ impl Store for FjallStore {
                 let (k, v) = g.into_inner().map_err(unavailable)?;
                 let (conv, _) = split_conv(&k[8..])?;
                 let marks: Marks = decode(&v, "marker record")?;
-                let meta: ConvMeta = get(&t.convs, &conv_key(conv))?
-                    .map(|v| decode(&v, "conversation record"))
-                    .transpose()?
-                    .unwrap_or_default();
+                let meta = t.conv_meta(conv)?;
                 list.push(ConvSummary {
                     conv,
                     last_seq: meta.last_seq,

@@ -19,9 +19,11 @@
 
 pub mod cache;
 pub mod conformance;
+mod cql;
 mod fjall;
 mod logic;
 mod memory;
+mod postgres;
 pub mod timed;
 
 use std::sync::Arc;
@@ -31,8 +33,10 @@ use thiserror::Error;
 
 use crate::model::{ClientMsgId, ConvId, UserId};
 
+pub use self::cql::{CqlStore, Settings as CqlSettings};
 pub use self::fjall::FjallStore;
 pub use self::memory::MemoryStore;
+pub use self::postgres::PostgresStore;
 
 /// Messages of one conversation sharing a storage partition bucket: `seq / BUCKET_SIZE`.
 pub const BUCKET_SIZE: u64 = 65_536;
@@ -306,8 +310,15 @@ pub async fn open(spec: &str) -> Result<Arc<dyn Store>, OpenError> {
         ("fjall", _) => Err(OpenError::Spec(
             "fjall needs a directory: --store fjall:PATH".into(),
         )),
+        ("postgres" | "postgresql", Some(rest)) if rest.starts_with("//") => {
+            Ok(Arc::new(PostgresStore::open(spec).await?))
+        }
+        ("cql", Some(rest)) if rest.starts_with("//") => {
+            let settings = CqlSettings::parse(spec).map_err(OpenError::Spec)?;
+            Ok(Arc::new(CqlStore::open_with(settings).await?))
+        }
         _ => Err(OpenError::Spec(format!(
-            "unknown store {spec:?}: expected `memory` or `fjall:PATH`"
+            "unknown store {spec:?}: expected `memory`, `fjall:PATH`, `postgres://…` or `cql://HOST:PORT/KEYSPACE`"
         ))),
     }
 }

@@ -275,17 +275,22 @@ async fn handle(svc: &Service, who: &Identity, me: &DeviceHandle, frame: ClientF
     Ok(Some(text.into()))
 }
 
-/// Writes with a way out: a close request abandons a write the peer does not read.
-async fn write(
+/// Queues a frame for writing, with a way out: a close request abandons a write the peer
+/// does not read. The sink writes to the socket by itself once its buffer is full.
+async fn feed(
     sink: &mut SplitSink<WebSocket, Message>,
     msg: Message,
     close: &CloseSignal,
 ) -> Result<(), u16> {
     tokio::select! {
-        r = sink.send(msg) => r.map_err(|_| CLOSE_NORMAL),
+        r = sink.feed(msg) => r.map_err(|_| CLOSE_NORMAL),
         code = close.requested() => Err(code),
     }
 }
+
+/// Frames written between two flushes at most: under load many frames share one write
+/// to the socket, when idle each goes out at once.
+const MAX_FRAMES_PER_FLUSH: usize = 256;
 
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
@@ -297,8 +302,8 @@ async fn write_loop(
 ) {
     let gap_wait = svc.config.gap_wait;
     let mut gap_deadline: Option<tokio::time::Instant> = None;
-    let code = loop {
-        let item = tokio::select! {
+    let code = 'run: loop {
+        let first = tokio::select! {
             biased;
             code = close.requested() => break code,
             item = rx.recv() => match item {
@@ -307,36 +312,61 @@ async fn write_loop(
             },
             () = sleep_until(gap_deadline) => None,
         };
-        match item {
-            Some(Outbound::Frame(text)) => {
-                if let Err(code) = write(&mut sink, Message::Text(text), &close).await {
-                    break code;
-                }
-                continue;
-            }
-            Some(Outbound::Inbox { useq, frame }) => order.push(useq, Some(frame)),
-            Some(Outbound::Own { useq }) => order.push(useq, None),
-            None => {
-                // A position stayed missing: read it from the store.
-                gap_deadline = None;
-                if let Some((from, to)) = order.gap()
-                    && let Err(code) = fill_gap(&svc, user, from, to, &mut order).await
-                {
-                    break code;
-                }
+        if first.is_none() {
+            // A position stayed missing: read it from the store.
+            gap_deadline = None;
+            if let Some((from, to)) = order.gap()
+                && let Err(code) = fill_gap(&svc, user, from, to, &mut order).await
+            {
+                break code;
             }
         }
-        let mut failed = None;
-        while let Some(next) = order.pop() {
-            let Some(text) = next else { continue };
-            if let Err(code) = write(&mut sink, Message::Text(text), &close).await {
-                failed = Some(code);
+        // Take whatever else is queued, write it all, then flush once.
+        let mut item = first;
+        let mut written = 0;
+        loop {
+            let frames: Vec<Utf8Bytes> = match item.take() {
+                Some(Outbound::Frame(text)) => vec![text],
+                Some(Outbound::Inbox { useq, frame }) => {
+                    order.push(useq, Some(frame));
+                    Vec::new()
+                }
+                Some(Outbound::Own { useq }) => {
+                    order.push(useq, None);
+                    Vec::new()
+                }
+                None => Vec::new(),
+            };
+            for text in frames {
+                if let Err(code) = feed(&mut sink, Message::Text(text), &close).await {
+                    break 'run code;
+                }
+                written += 1;
+            }
+            while let Some(next) = order.pop() {
+                let Some(text) = next else { continue };
+                if let Err(code) = feed(&mut sink, Message::Text(text), &close).await {
+                    break 'run code;
+                }
+                svc.metrics.messages_delivered.inc();
+                written += 1;
+            }
+            if written >= MAX_FRAMES_PER_FLUSH {
                 break;
             }
-            svc.metrics.messages_delivered.inc();
+            match rx.try_recv() {
+                Ok(next) => item = Some(next),
+                Err(_) => break,
+            }
         }
-        if let Some(code) = failed {
-            break code;
+        if written > 0 {
+            let flushed = tokio::select! {
+                r = sink.flush() => r.map_err(|_| CLOSE_NORMAL),
+                code = close.requested() => Err(code),
+            };
+            if let Err(code) = flushed {
+                break code;
+            }
         }
         gap_deadline = match (order.gap(), gap_deadline) {
             (None, _) => None,

@@ -12,7 +12,7 @@ use chat_server::store::{AppendRequest, Marker, MemoryStore, Store};
 chat_server::store_conformance!(async {
     Subject::new(Arc::new(Cached::new(
         Arc::new(MemoryStore::new()),
-        &Metrics::new()
+        &Metrics::new(),
     )))
 });
 
@@ -40,12 +40,28 @@ async fn hits_are_counted_and_writes_invalidate() {
     let page = store.history(conv, None, 15).await.unwrap();
     assert_eq!(page.len(), 2, "the append invalidated the page");
     store.mark(2, conv, Marker::Read, 1).await.unwrap();
-    assert_eq!(store.conversations(2, 5).await.unwrap()[0].unread, 0, "the read invalidated the list");
+    assert_eq!(
+        store.conversations(2, 5).await.unwrap()[0].unread,
+        0,
+        "the read invalidated the list"
+    );
     // Outside the cached window: straight to the store.
     assert_eq!(store.history(conv, Some(2), 15).await.unwrap().len(), 1);
     let text = metrics.render();
-    assert!(text.contains("chat_cache_hits_total{cache=\"messages\"} 1"), "{text}");
-    assert!(text.contains("chat_cache_misses_total{cache=\"messages\"} 2"), "{text}");
-    assert!(text.contains("chat_cache_hits_total{cache=\"conversations\"} 1"), "{text}");
-    assert!(text.contains("chat_cache_misses_total{cache=\"conversations\"} 2"), "{text}");
+    assert!(
+        text.contains("chat_cache_hits_total{cache=\"messages\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chat_cache_misses_total{cache=\"messages\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chat_cache_hits_total{cache=\"conversations\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chat_cache_misses_total{cache=\"conversations\"} 2"),
+        "{text}"
+    );
 }

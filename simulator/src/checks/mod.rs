@@ -1,0 +1,588 @@
+//! The chat-semantics checks that run on every run, and the record each device keeps so
+//! they can run.
+//!
+//! Every device keeps a [`DeviceLog`]: its user's inbox as this device learned it (live
+//! `msg` frames, `sync` pages, and its own `sent` answers), and per connection the order
+//! live frames came in. The shard keeps a registry of every send it made. At the end each
+//! device syncs to the end of its inbox, and the checks compare the logs with each other
+//! and with the registry:
+//!
+//! | check | what fails it |
+//! |---|---|
+//! | `order` | a live frame out of inbox order; a conversation's seqs not increasing along the inbox; a history page out of order |
+//! | `gaps` | a position missing from a device's inbox, from a conversation's seqs, or skipped by the live stream |
+//! | `exactly_once` | an acknowledged message missing on a participant device, stored twice in an inbox, or delivered live twice |
+//! | `no_phantoms` | a message nobody sent, or one whose body or conversation changed on the way |
+//! | `consistency` | two devices disagreeing on what is at a (conversation, seq) or inbox position, a device lacking a message the others have, or a seq other than the one the sender was told |
+//!
+//! [`ordering`], [`delivery`] and [`consistency`] hold the three families of rules; this
+//! module holds the shared types and [`run_final`], which runs them all.
+
+pub mod consistency;
+pub mod delivery;
+pub mod ordering;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Examples of faults kept per check; the counts are always complete.
+pub const MAX_EXAMPLES: usize = 10;
+
+/// One of the checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    Order,
+    Gaps,
+    ExactlyOnce,
+    NoPhantoms,
+    Consistency,
+}
+
+impl Check {
+    pub const ALL: [Check; 5] = [
+        Check::Order,
+        Check::Gaps,
+        Check::ExactlyOnce,
+        Check::NoPhantoms,
+        Check::Consistency,
+    ];
+
+    /// The name used in scenarios, reports and failure lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::Order => "order",
+            Check::Gaps => "gaps",
+            Check::ExactlyOnce => "exactly_once",
+            Check::NoPhantoms => "no_phantoms",
+            Check::Consistency => "consistency",
+        }
+    }
+
+    /// What passing the check means, for reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Check::Order => "per-conversation order and live inbox order on every device",
+            Check::Gaps => "no missing inbox positions or conversation seqs once sync filled in",
+            Check::ExactlyOnce => {
+                "every acknowledged message reached every participant device exactly once"
+            }
+            Check::NoPhantoms => "nothing was delivered that was not sent, nor altered",
+            Check::Consistency => "all devices of all participants ended with identical histories",
+        }
+    }
+}
+
+/// Fault counts and examples per check, plus what was checked. Merges exactly.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckResults {
+    pub faults: BTreeMap<Check, u64>,
+    pub examples: BTreeMap<Check, Vec<String>>,
+    /// Acknowledged messages whose delivery was checked.
+    pub messages_checked: u64,
+    /// Devices whose logs were checked.
+    pub devices_checked: u64,
+    /// Inbox entries held by all devices at the end.
+    pub entries_checked: u64,
+    /// Conversations compared across devices.
+    pub conversations_checked: u64,
+}
+
+impl CheckResults {
+    /// Records one fault.
+    pub fn fault(&mut self, check: Check, detail: impl FnOnce() -> String) {
+        *self.faults.entry(check).or_default() += 1;
+        let ex = self.examples.entry(check).or_default();
+        if ex.len() < MAX_EXAMPLES {
+            ex.push(detail());
+        }
+    }
+
+    /// Faults of one check.
+    pub fn count(&self, check: Check) -> u64 {
+        self.faults.get(&check).copied().unwrap_or(0)
+    }
+
+    pub fn passed(&self, check: Check) -> bool {
+        self.count(check) == 0
+    }
+
+    /// Adds another shard's results.
+    pub fn merge(&mut self, other: &CheckResults) {
+        for (c, n) in &other.faults {
+            *self.faults.entry(*c).or_default() += n;
+        }
+        for (c, ex) in &other.examples {
+            let mine = self.examples.entry(*c).or_default();
+            for e in ex {
+                if mine.len() < MAX_EXAMPLES {
+                    mine.push(e.clone());
+                }
+            }
+        }
+        self.messages_checked += other.messages_checked;
+        self.devices_checked += other.devices_checked;
+        self.entries_checked += other.entries_checked;
+        self.conversations_checked += other.conversations_checked;
+    }
+}
+
+/// A conversation id as the protocol writes it: `d:<lo>:<hi>` or `g:<group>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Conv {
+    Direct(u64, u64),
+    Group(u64),
+}
+
+impl Conv {
+    /// The direct conversation of two users.
+    pub fn direct(a: u64, b: u64) -> Conv {
+        Conv::Direct(a.min(b), a.max(b))
+    }
+}
+
+impl fmt::Display for Conv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Conv::Direct(lo, hi) => write!(f, "d:{lo}:{hi}"),
+            Conv::Group(g) => write!(f, "g:{g}"),
+        }
+    }
+}
+
+impl FromStr for Conv {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("not a conversation id: {s:?}");
+        let mut parts = s.split(':');
+        let conv = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("d"), Some(lo), Some(hi), None) => Conv::Direct(
+                lo.parse().map_err(|_| bad())?,
+                hi.parse().map_err(|_| bad())?,
+            ),
+            (Some("g"), Some(g), None, None) => Conv::Group(g.parse().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        };
+        Ok(conv)
+    }
+}
+
+/// A message's identity: its sender and the number in its client id `m<n>`.
+pub type MsgKey = (u64, u64);
+
+/// The client message id of the n-th send of a user.
+pub fn client_id(n: u64) -> String {
+    format!("m{n}")
+}
+
+/// The n of a client id `m<n>`, or `None` for an id this simulator never makes.
+pub fn parse_client_id(id: &str) -> Option<u64> {
+    id.strip_prefix('m')?.parse().ok()
+}
+
+/// A stable 64-bit hash of a body, so logs need not keep bodies.
+pub fn body_hash(body: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    h.finish()
+}
+
+/// One message as a device holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub conv: Conv,
+    pub seq: u64,
+    pub from: u64,
+    /// `None` when the client id is not one of ours (a phantom).
+    pub n: Option<u64>,
+    pub body_hash: u64,
+}
+
+impl Entry {
+    pub fn key(&self) -> Option<MsgKey> {
+        self.n.map(|n| (self.from, n))
+    }
+
+    fn describe(&self) -> String {
+        match self.n {
+            Some(n) => format!("{}:m{n} at {} seq {}", self.from, self.conv, self.seq),
+            None => format!(
+                "{}:<foreign id> at {} seq {}",
+                self.from, self.conv, self.seq
+            ),
+        }
+    }
+}
+
+/// How a device learned of an inbox entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Live,
+    Sync,
+    /// The device's own `sent` answer.
+    Own,
+}
+
+/// What [`DeviceLog::observe`] made of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// First time this device holds this message.
+    New,
+    /// The position was already known with the same message.
+    Known,
+    /// The position was known with a different message (already recorded as a fault).
+    Conflict,
+}
+
+/// Everything one device learned, for the checks.
+#[derive(Debug, Default)]
+pub struct DeviceLog {
+    pub user: u64,
+    pub device: String,
+    /// The inbox as this device knows it: useq → entry.
+    pub inbox: BTreeMap<u64, Entry>,
+    /// Where each message sits in this device's inbox (more than one place is a fault).
+    pub positions: HashMap<MsgKey, Vec<u64>>,
+    /// The largest k with 1..=k all known: where a sync resumes.
+    pub contiguous: u64,
+    /// Live useqs of the current connection, in arrival order.
+    epoch_live: Vec<u64>,
+    epoch_live_set: HashSet<u64>,
+    /// Useqs of this device's own sends on the current connection.
+    epoch_own: HashSet<u64>,
+    /// Faults found while the run went on.
+    pub online: CheckResults,
+}
+
+impl DeviceLog {
+    pub fn new(user: u64, device: String) -> Self {
+        DeviceLog {
+            user,
+            device,
+            ..Default::default()
+        }
+    }
+
+    /// `user/device`, for fault messages.
+    pub fn who(&self) -> String {
+        format!("{}/{}", self.user, self.device)
+    }
+
+    /// Records an entry at `useq` learned `via`. Live frames also go through the live-order
+    /// rules of [`ordering`].
+    pub fn observe(&mut self, useq: u64, entry: Entry, via: Via) -> Observed {
+        if via == Via::Live {
+            ordering::on_live(self, useq);
+        }
+        if via == Via::Own {
+            self.epoch_own.insert(useq);
+        }
+        if let Some(known) = self.inbox.get(&useq) {
+            if *known == entry {
+                return Observed::Known;
+            }
+            let (who, known) = (self.who(), *known);
+            self.online.fault(Check::Consistency, || {
+                format!(
+                    "device {who}: inbox position {useq} held {} and then {}",
+                    known.describe(),
+                    entry.describe()
+                )
+            });
+            return Observed::Conflict;
+        }
+        self.inbox.insert(useq, entry);
+        if let Some(k) = entry.key() {
+            self.positions.entry(k).or_default().push(useq);
+        }
+        while self.inbox.contains_key(&(self.contiguous + 1)) {
+            self.contiguous += 1;
+        }
+        Observed::New
+    }
+
+    /// Ends the current connection: checks that the live stream skipped only the device's
+    /// own sends, then forgets the connection's order state.
+    pub fn end_connection(&mut self) {
+        ordering::check_live_gaps(self);
+        self.epoch_live.clear();
+        self.epoch_live_set.clear();
+        self.epoch_own.clear();
+    }
+
+    /// Whether the device holds message `key`.
+    pub fn holds(&self, key: &MsgKey) -> bool {
+        self.positions.contains_key(key)
+    }
+}
+
+/// What the shard sent: one record per send attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendRecord {
+    pub conv: Conv,
+    pub body_hash: u64,
+    /// What the server answered.
+    pub outcome: Outcome,
+}
+
+/// The server's answer to a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// No answer yet (or none before the timeout): it may or may not be stored.
+    Unknown,
+    /// `sent`: stored at `seq`, at `useq` in the sender's inbox.
+    Acked { seq: u64, useq: u64 },
+    /// An `error` answer: nothing stored.
+    Refused,
+}
+
+/// Runs every end-of-run check over a shard's devices.
+///
+/// `participants` names the users of a conversation (`None` for a conversation the shard
+/// does not know, e.g. a fabricated one); `devices_of` the indices into `logs` of a user's
+/// devices.
+pub fn run_final(
+    logs: &[&DeviceLog],
+    sends: &HashMap<MsgKey, SendRecord>,
+    participants: &dyn Fn(&Conv) -> Option<Vec<u64>>,
+    devices_of: &dyn Fn(u64) -> Vec<usize>,
+) -> CheckResults {
+    let mut r = CheckResults::default();
+    for log in logs {
+        r.merge(&log.online);
+        r.entries_checked += log.inbox.len() as u64;
+        ordering::check_inbox(log, &mut r);
+        delivery::check_duplicates(log, &mut r);
+        delivery::check_phantoms(log, sends, &mut r);
+    }
+    r.devices_checked = logs.len() as u64;
+    let canonical = consistency::canonical(logs, sends, &mut r);
+    ordering::check_conversation_gaps(&canonical, &mut r);
+    let lost = delivery::check_acknowledged(logs, sends, participants, devices_of, &mut r);
+    consistency::check_devices_agree(logs, &canonical, &lost, participants, devices_of, &mut r);
+    r
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A tiny world for the checks' tests: users 1 and 2 with one device each, writing in
+    /// d:1:2; the sends registry says what was acknowledged.
+    pub struct World {
+        pub logs: Vec<DeviceLog>,
+        pub sends: HashMap<MsgKey, SendRecord>,
+    }
+
+    pub fn entry(from: u64, n: u64, seq: u64) -> Entry {
+        Entry {
+            conv: Conv::direct(1, 2),
+            seq,
+            from,
+            n: Some(n),
+            body_hash: body_hash(&format!("{from}-{n}")),
+        }
+    }
+
+    impl World {
+        /// `msgs`: (from, n) in seq order; each is acknowledged and delivered correctly
+        /// (sender via `sent`, the other user live).
+        pub fn clean(msgs: &[(u64, u64)]) -> World {
+            let mut logs = vec![DeviceLog::new(1, "a".into()), DeviceLog::new(2, "b".into())];
+            let mut sends = HashMap::new();
+            for (i, &(from, n)) in msgs.iter().enumerate() {
+                let seq = i as u64 + 1;
+                let useq = seq;
+                let e = entry(from, n, seq);
+                sends.insert(
+                    (from, n),
+                    SendRecord {
+                        conv: e.conv,
+                        body_hash: e.body_hash,
+                        outcome: Outcome::Acked { seq, useq },
+                    },
+                );
+                for log in &mut logs {
+                    let via = if log.user == from {
+                        Via::Own
+                    } else {
+                        Via::Live
+                    };
+                    log.observe(useq, e, via);
+                }
+            }
+            World { logs, sends }
+        }
+
+        pub fn check(&mut self) -> CheckResults {
+            for l in &mut self.logs {
+                l.end_connection();
+            }
+            let logs: Vec<&DeviceLog> = self.logs.iter().collect();
+            run_final(
+                &logs,
+                &self.sends,
+                &|c| match c {
+                    Conv::Direct(a, b) => Some(vec![*a, *b]),
+                    Conv::Group(_) => None,
+                },
+                &|u| vec![(u - 1) as usize],
+            )
+        }
+    }
+
+    fn only(r: &CheckResults, check: Check) {
+        for c in Check::ALL {
+            if c == check {
+                assert!(r.count(c) > 0, "{c:?} should fail: {r:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_clean_history_passes_every_check() {
+        let mut w = World::clean(&[(1, 1), (2, 1), (1, 2), (2, 2)]);
+        let r = w.check();
+        assert!(r.faults.is_empty(), "{r:?}");
+        assert_eq!(r.messages_checked, 4);
+        assert_eq!(r.devices_checked, 2);
+        assert_eq!(r.entries_checked, 8);
+    }
+
+    #[test]
+    fn a_lost_message_fails_exactly_once_and_gaps() {
+        let mut w = World::clean(&[(1, 1), (1, 2), (1, 3)]);
+        // Device b never got seq 2.
+        let b = &mut w.logs[1];
+        b.inbox.remove(&2);
+        b.positions.remove(&(1, 2));
+        let r = w.check();
+        only(&r, Check::ExactlyOnce);
+        assert!(r.count(Check::Gaps) > 0);
+    }
+
+    #[test]
+    fn a_live_duplicate_fails_exactly_once() {
+        let mut w = World::clean(&[(1, 1), (1, 2)]);
+        w.logs[1].observe(2, entry(1, 2, 2), Via::Live);
+        let r = w.check();
+        assert!(r.count(Check::ExactlyOnce) > 0, "{r:?}");
+    }
+
+    #[test]
+    fn a_sync_repeat_of_a_live_message_is_normal() {
+        let mut w = World::clean(&[(1, 1), (1, 2)]);
+        w.logs[1].observe(2, entry(1, 2, 2), Via::Sync);
+        let r = w.check();
+        assert!(r.faults.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn reordered_live_frames_fail_order() {
+        let mut w = World::clean(&[]);
+        let mut sends = HashMap::new();
+        for (seq, n) in [(1u64, 1u64), (2, 2)] {
+            let e = entry(1, n, seq);
+            sends.insert(
+                (1, n),
+                SendRecord {
+                    conv: e.conv,
+                    body_hash: e.body_hash,
+                    outcome: Outcome::Acked { seq, useq: seq },
+                },
+            );
+            w.logs[0].observe(seq, e, Via::Own);
+        }
+        w.logs[1].observe(2, entry(1, 2, 2), Via::Live);
+        w.logs[1].observe(1, entry(1, 1, 1), Via::Live);
+        w.sends = sends;
+        let r = w.check();
+        assert!(r.count(Check::Order) > 0, "{r:?}");
+    }
+
+    #[test]
+    fn a_renumbered_message_fails_consistency() {
+        let mut w = World::clean(&[(1, 1), (1, 2)]);
+        // Device b saw message 2 at seq 3.
+        let e = w.logs[1].inbox.get_mut(&2).unwrap();
+        e.seq = 3;
+        let r = w.check();
+        assert!(r.count(Check::Consistency) > 0, "{r:?}");
+    }
+
+    #[test]
+    fn a_phantom_fails_no_phantoms() {
+        let mut w = World::clean(&[(1, 1)]);
+        let mut ghost = entry(1, 99, 2);
+        ghost.n = Some(99);
+        w.logs[1].observe(2, ghost, Via::Live);
+        let mut foreign = entry(1, 0, 3);
+        foreign.n = None;
+        w.logs[1].observe(3, foreign, Via::Live);
+        let r = w.check();
+        assert_eq!(r.count(Check::NoPhantoms), 2, "{r:?}");
+    }
+
+    #[test]
+    fn an_altered_body_is_a_phantom() {
+        let mut w = World::clean(&[(1, 1)]);
+        w.logs[1].inbox.get_mut(&1).unwrap().body_hash ^= 1;
+        let r = w.check();
+        assert!(r.count(Check::NoPhantoms) > 0, "{r:?}");
+    }
+
+    #[test]
+    fn a_skipped_live_position_fails_gaps() {
+        let mut w = World::clean(&[(1, 1), (1, 2), (1, 3)]);
+        // Rebuild b's live stream without position 2, then let sync fill it in.
+        let mut b = DeviceLog::new(2, "b".into());
+        b.observe(1, entry(1, 1, 1), Via::Live);
+        b.observe(3, entry(1, 3, 3), Via::Live);
+        b.observe(2, entry(1, 2, 2), Via::Sync);
+        w.logs[1] = b;
+        let r = w.check();
+        assert!(r.count(Check::Gaps) > 0, "{r:?}");
+        assert_eq!(r.count(Check::ExactlyOnce), 0);
+    }
+
+    #[test]
+    fn own_sends_are_not_live_gaps() {
+        let mut a = DeviceLog::new(1, "a".into());
+        a.observe(1, entry(2, 1, 1), Via::Live);
+        a.observe(3, entry(2, 2, 3), Via::Live);
+        a.observe(2, entry(1, 1, 2), Via::Own);
+        a.end_connection();
+        assert!(a.online.faults.is_empty(), "{:?}", a.online);
+    }
+
+    #[test]
+    fn merge_adds_counts_exactly() {
+        let mut a = CheckResults::default();
+        a.fault(Check::Order, || "x".into());
+        a.messages_checked = 3;
+        let mut b = CheckResults::default();
+        b.fault(Check::Order, || "y".into());
+        b.fault(Check::Gaps, || "z".into());
+        b.messages_checked = 4;
+        a.merge(&b);
+        assert_eq!(a.count(Check::Order), 2);
+        assert_eq!(a.count(Check::Gaps), 1);
+        assert_eq!(a.messages_checked, 7);
+        assert_eq!(a.examples[&Check::Order], vec!["x", "y"]);
+    }
+
+    #[test]
+    fn conv_ids_round_trip() {
+        for s in ["d:1:2", "g:77"] {
+            assert_eq!(s.parse::<Conv>().unwrap().to_string(), s);
+        }
+        assert!("x:1".parse::<Conv>().is_err());
+        assert!("d:1".parse::<Conv>().is_err());
+        assert_eq!(parse_client_id("m12"), Some(12));
+        assert_eq!(parse_client_id("zz"), None);
+    }
+}

@@ -1,0 +1,136 @@
+//! The command line of `chat-sim`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::child::ServeOptions;
+
+/// Every scenario knob in one place, for `--help`.
+pub const SCENARIO_KNOBS: &str = "\
+Scenario files (TOML; scenarios/README.md documents each knob):
+  name                                  names the report directory
+  [population] daily_active_users       real-world users the scenario stands for (500M)
+               scale                    simulated users = daily_active_users × scale
+               devices_per_user         mean WebSockets per user (⌊mean⌋ or ⌈mean⌉ each)
+               [[device_kinds]]         name, share, history_reads_per_day, history_page_size
+  [traffic]    messages_per_user_per_day  sends per user per simulated day (40)
+               day_seconds              time compression: a simulated day lasts N real seconds
+               presence_pulls_per_user_per_day
+               [message_size]           distribution (fixed|uniform|lognormal), mean_bytes (100),
+                                        sigma, min_bytes, max_bytes
+  [contacts]   contacts_per_user, zipf_exponent (who a user writes to most),
+               popularity_exponent (how skewed the graph is), crossing_share (pairs that
+               write to each other at the same instant)
+  [groups]     share (of messages), groups_per_user, min_size, max_size, required
+  [churn]      disconnects_per_device_per_day, offline_secs_min/max,
+               [[storms]] at_secs, share, offline_secs (reconnect storms)
+  [run]        duration_secs, ramp_up_secs, sample_interval_secs, drain_secs, seed,
+               workers, max_devices_per_process, request_timeout_secs, user_id_base
+  [server]     store (fjall|memory|STORE), connections_per_node (source design: 50K),
+               max_connections, send_rate (0 = off), send_burst, device_queue
+  [gates]      p50_send_to_sent_ms, p99_send_to_sent_ms, p50_send_to_delivery_ms,
+               p99_send_to_delivery_ms, p999_send_to_delivery_ms, p99_send_to_delivered_ms,
+               p99_history_ms, p99_reconnect_ms (milliseconds from intended times),
+               max_error_rate, min_sent_ratio, max_bytes_per_message,
+               checks (\"all\"|\"none\"|[order, gaps, exactly_once, no_phantoms, consistency]),
+               baseline_tolerance (for --baseline; 0.2 = 20 %)
+Rates are per simulated day; durations are real seconds. Any field can be overridden:
+  --set run.duration_secs=10 --set population.scale=1e-6 --set server.store=memory";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chat-sim",
+    version,
+    about = "Load simulator for the chat server: Goose-driven scenarios that check chat semantics, measure latency and storage growth, and write plotted reports and CI gates",
+    after_long_help = SCENARIO_KNOBS
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario and write its report; exits 1 when a gate or check fails.
+    #[command(after_long_help = SCENARIO_KNOBS)]
+    Run(RunArgs),
+    /// Read a scenario, apply overrides, and print what it would run (no load).
+    #[command(after_long_help = SCENARIO_KNOBS)]
+    Check(CheckArgs),
+    /// Serve the reference server for a run (started by `run` itself).
+    #[command(hide = true)]
+    ServeChild(ServeOptions),
+    /// Run one shard of users for a parent `run` (started by `run` itself).
+    #[command(hide = true)]
+    Worker,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The scenario file (TOML), e.g. scenarios/smoke.toml.
+    pub scenario: PathBuf,
+    /// Where run directories go: DIR/<scenario>-<UTC time>/.
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
+    /// Drive a server that runs elsewhere (http://HOST:PORT) instead of starting one.
+    #[arg(long, requires = "jwt_secret")]
+    pub target: Option<String>,
+    /// The secret the --target server signs tokens with.
+    #[arg(long, env = "CHAT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// An earlier run's summary.json: regressions beyond gates.baseline_tolerance fail.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Override a scenario field by its dotted path (repeatable), e.g. run.duration_secs=10.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// No progress line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The scenario file (TOML).
+    pub scenario: PathBuf,
+    /// Override a scenario field by its dotted path (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_every_documented_flag() {
+        let c = Cli::try_parse_from([
+            "chat-sim",
+            "run",
+            "s.toml",
+            "--out",
+            "o",
+            "--target",
+            "http://x:1",
+            "--jwt-secret",
+            "k",
+            "--baseline",
+            "b.json",
+            "--set",
+            "a.b=1",
+            "--set",
+            "c=2",
+        ])
+        .unwrap();
+        let Command::Run(r) = c.command else { panic!() };
+        assert_eq!(r.set, vec!["a.b=1", "c=2"]);
+        assert_eq!(r.target.as_deref(), Some("http://x:1"));
+    }
+}

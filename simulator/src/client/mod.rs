@@ -1,0 +1,5 @@
+//! The client side of the wire contract: WebSocket devices and HTTP calls.
+
+pub mod frames;
+pub mod http;
+pub mod ws;

@@ -1,0 +1,538 @@
+//! One simulated device: a real WebSocket to the server, a reader task that records every
+//! frame into the device's log and acknowledges what arrived, and a writer task.
+//!
+//! The reader is where most measurements are taken: it stamps `sent`, `msg`, `sync` and
+//! `delivered` frames as they arrive and looks up the intended time of the message in the
+//! shard's send registry. Requests that expect an answer (`send` by its id; `sync` and
+//! `history` in order, as the server answers a connection's frames one at a time) wait on
+//! a oneshot channel the reader completes.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use parking_lot::Mutex;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use super::frames::{self, MsgFrame, ServerFrame};
+use crate::checks::{self, Check, Conv, DeviceLog, Entry, Observed, Outcome, Via};
+use crate::load::shard::ShardCtx;
+use crate::metrics::Latency;
+
+/// Inbox entries asked for per `sync` request.
+pub const SYNC_PAGE: u32 = 500;
+
+/// Why a request got no good answer.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("the device is offline")]
+    Offline,
+    #[error("no answer within the timeout")]
+    Timeout,
+    #[error("the connection closed before the answer")]
+    Closed,
+    #[error("the server answered `{0}`")]
+    Server(String),
+    #[error("cannot connect: {0}")]
+    Connect(String),
+}
+
+impl RequestError {
+    /// A short label for Goose's error table.
+    pub fn label(&self) -> String {
+        match self {
+            RequestError::Server(code) => code.clone(),
+            RequestError::Connect(_) => "connect".into(),
+            other => format!("{other}"),
+        }
+    }
+}
+
+/// The `sent` answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    pub seq: u64,
+    pub useq: u64,
+}
+
+/// A `sync` answer.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncPage {
+    pub next: u64,
+    pub more: bool,
+}
+
+/// Answers to in-order requests.
+#[derive(Debug)]
+enum Answer {
+    Sync(SyncPage),
+    History,
+}
+
+type SendWaiter = oneshot::Sender<Result<Sent, RequestError>>;
+type RequestWaiter = oneshot::Sender<Result<Answer, RequestError>>;
+
+/// Requests waiting for the server.
+#[derive(Default)]
+struct Pending {
+    sends: HashMap<String, SendWaiter>,
+    requests: VecDeque<RequestWaiter>,
+}
+
+/// An open connection: where frames to write go, and its number.
+struct Conn {
+    out: mpsc::UnboundedSender<Message>,
+    number: u64,
+}
+
+/// A device of a simulated user.
+pub struct Device {
+    /// The user's global id.
+    pub user: u64,
+    /// The user's index in the shard.
+    pub user_idx: u32,
+    /// The device id sent in the token, e.g. `d0-phone`.
+    pub id: String,
+    /// Index into the scenario's device kinds.
+    pub kind: usize,
+    pub log: Mutex<DeviceLog>,
+    conn: Mutex<Option<Conn>>,
+    pending: Mutex<Pending>,
+    connections: AtomicU64,
+    readers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Device {
+    pub fn new(user: u64, user_idx: u32, id: String, kind: usize) -> Self {
+        Device {
+            user,
+            user_idx,
+            log: Mutex::new(DeviceLog::new(user, id.clone())),
+            id,
+            kind,
+            conn: Mutex::new(None),
+            pending: Mutex::new(Pending::default()),
+            connections: AtomicU64::new(0),
+            readers: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn online(&self) -> bool {
+        self.conn.lock().is_some()
+    }
+
+    fn write(&self, text: String) -> Result<(), RequestError> {
+        match &*self.conn.lock() {
+            Some(c) => c
+                .out
+                .send(Message::text(text))
+                .map_err(|_| RequestError::Closed),
+            None => Err(RequestError::Offline),
+        }
+    }
+
+    /// Writes a `send` and returns where its `sent` (or `error`) will arrive.
+    pub fn send(
+        &self,
+        id: &str,
+        to: &str,
+        body: &str,
+    ) -> Result<oneshot::Receiver<Result<Sent, RequestError>>, RequestError> {
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().sends.insert(id.to_owned(), tx);
+        if let Err(e) = self.write(frames::send(id, to, body)) {
+            self.pending.lock().sends.remove(id);
+            return Err(e);
+        }
+        Ok(rx)
+    }
+
+    fn request(
+        &self,
+        text: String,
+    ) -> Result<oneshot::Receiver<Result<Answer, RequestError>>, RequestError> {
+        let (tx, rx) = oneshot::channel();
+        // Queue before writing, so the answer always finds its waiter.
+        let mut p = self.pending.lock();
+        p.requests.push_back(tx);
+        if let Err(e) = self.write(text) {
+            p.requests.pop_back();
+            return Err(e);
+        }
+        Ok(rx)
+    }
+
+    /// Reads one history page of `conv`; Ok when the page came.
+    pub async fn history(
+        &self,
+        conv: &str,
+        limit: u32,
+        timeout: Duration,
+    ) -> Result<(), RequestError> {
+        let rx = self.request(frames::history(conv, limit))?;
+        match wait(rx, timeout).await? {
+            Answer::History => Ok(()),
+            Answer::Sync(_) => Err(RequestError::Server("unexpected sync answer".into())),
+        }
+    }
+
+    /// Syncs from the first hole of the inbox until the server says there is no more.
+    pub async fn sync_to_end(&self, timeout: Duration) -> Result<(), RequestError> {
+        let mut after = self.log.lock().contiguous;
+        loop {
+            let rx = self.request(frames::sync(after, SYNC_PAGE))?;
+            match wait(rx, timeout).await? {
+                Answer::Sync(page) => {
+                    if !page.more {
+                        return Ok(());
+                    }
+                    if page.next <= after {
+                        return Err(RequestError::Server(format!(
+                            "sync after {after} answered more=true without moving (next {})",
+                            page.next
+                        )));
+                    }
+                    after = page.next;
+                }
+                Answer::History => {
+                    return Err(RequestError::Server("unexpected history answer".into()));
+                }
+            }
+        }
+    }
+
+    /// Opens a WebSocket for this device and starts its reader and writer.
+    pub async fn connect(
+        self: &Arc<Self>,
+        ctx: &Arc<ShardCtx>,
+        timeout: Duration,
+    ) -> Result<(), RequestError> {
+        if self.online() {
+            return Ok(());
+        }
+        let token = ctx.token(self.user, &self.id);
+        let mut req = ctx
+            .ws_url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| RequestError::Connect(e.to_string()))?;
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| RequestError::Connect("token is not a valid header".into()))?;
+        req.headers_mut().insert("authorization", value);
+        // Small buffers: thousands of devices share this process.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_write_buffer_size(1 << 20);
+        let (ws, _) = tokio::time::timeout(
+            timeout,
+            tokio_tungstenite::connect_async_with_config(req, Some(config), true),
+        )
+        .await
+        .map_err(|_| RequestError::Connect("timed out".into()))?
+        .map_err(|e| RequestError::Connect(e.to_string()))?;
+        let (mut sink, stream) = ws.split();
+        let (out, mut rx) = mpsc::unbounded_channel::<Message>();
+        let number = self.connections.fetch_add(1, Relaxed) + 1;
+        *self.conn.lock() = Some(Conn {
+            out: out.clone(),
+            number,
+        });
+        ctx.counters.connected_up();
+        ctx.counters.add(&ctx.counters.connects, 1);
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                let close = matches!(m, Message::Close(_));
+                if sink.send(m).await.is_err() || close {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        let reader = tokio::spawn(read_loop(ctx.clone(), self.clone(), stream, out, number));
+        let mut readers = self.readers.lock();
+        readers.retain(|h| !h.is_finished());
+        readers.push(reader);
+        Ok(())
+    }
+
+    /// Closes the connection (a planned disconnect); the reader finishes the bookkeeping.
+    pub fn disconnect(&self) {
+        if let Some(c) = self.conn.lock().take() {
+            let _ = c.out.send(Message::Close(None));
+        }
+    }
+
+    /// Waits until every reader of this device has finished.
+    pub async fn wait_readers(&self, limit: Duration) {
+        let handles: Vec<_> = std::mem::take(&mut *self.readers.lock());
+        for h in handles {
+            let _ = tokio::time::timeout(limit, h).await;
+        }
+    }
+
+    /// Fails every waiting request: the connection they were written to is gone.
+    fn fail_pending(&self) {
+        let mut p = self.pending.lock();
+        for (_, w) in p.sends.drain() {
+            let _ = w.send(Err(RequestError::Closed));
+        }
+        for w in p.requests.drain(..) {
+            let _ = w.send(Err(RequestError::Closed));
+        }
+    }
+}
+
+async fn wait<T>(
+    rx: oneshot::Receiver<Result<T, RequestError>>,
+    timeout: Duration,
+) -> Result<T, RequestError> {
+    match tokio::time::timeout(timeout, rx).await {
+        Err(_) => Err(RequestError::Timeout),
+        Ok(Err(_)) => Err(RequestError::Closed),
+        Ok(Ok(r)) => r,
+    }
+}
+
+/// Waits for a send's answer.
+pub async fn wait_sent(
+    rx: oneshot::Receiver<Result<Sent, RequestError>>,
+    timeout: Duration,
+) -> Result<Sent, RequestError> {
+    wait(rx, timeout).await
+}
+
+type WsStream = futures_util::stream::SplitStream<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+>;
+
+async fn read_loop(
+    ctx: Arc<ShardCtx>,
+    dev: Arc<Device>,
+    mut stream: WsStream,
+    out: mpsc::UnboundedSender<Message>,
+    number: u64,
+) {
+    // Cumulative acks, one per conversation, written when no frame is waiting.
+    let mut acks: BTreeMap<String, u64> = BTreeMap::new();
+    let is_current = |dev: &Device| matches!(&*dev.conn.lock(), Some(c) if c.number == number);
+    // Planned when the device itself dropped the connection first (`disconnect`).
+    let planned = loop {
+        let next = match stream.next().now_or_never() {
+            Some(n) => n,
+            None => {
+                for (conv, seq) in std::mem::take(&mut acks) {
+                    let _ = out.send(Message::text(frames::ack(&conv, seq)));
+                }
+                stream.next().await
+            }
+        };
+        match next {
+            Some(Ok(Message::Text(t))) => handle(&ctx, &dev, t.as_str(), &mut acks),
+            Some(Ok(Message::Close(frame))) => {
+                let planned = !is_current(&dev);
+                if !planned {
+                    // The server ended the connection: say with which code.
+                    let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
+                    *ctx.close_codes.lock().entry(code).or_default() += 1;
+                }
+                break planned;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break !is_current(&dev),
+        }
+    };
+    {
+        let mut conn = dev.conn.lock();
+        if matches!(&*conn, Some(c) if c.number == number) {
+            *conn = None;
+        }
+    }
+    if !planned {
+        ctx.counters.add(&ctx.counters.disconnects_unexpected, 1);
+    }
+    ctx.counters.connected_down();
+    dev.fail_pending();
+    dev.log.lock().end_connection();
+}
+
+fn entry_of(m: &MsgFrame, conv: Conv) -> Entry {
+    Entry {
+        conv,
+        seq: m.seq,
+        from: m.from,
+        n: checks::parse_client_id(&m.id),
+        body_hash: checks::body_hash(&m.body),
+    }
+}
+
+fn micros_since(t: Instant) -> u64 {
+    t.elapsed().as_micros().min(u128::from(u64::MAX)) as u64
+}
+
+/// Records one message arriving at a device, live or through sync.
+fn arrive(ctx: &ShardCtx, dev: &Device, m: &MsgFrame, via: Via, acks: &mut BTreeMap<String, u64>) {
+    let Ok(conv) = m.conv.parse::<Conv>() else {
+        ctx.fault(Check::NoPhantoms, || {
+            format!(
+                "device {}/{}: a message in unknown conversation {:?}",
+                dev.user, dev.id, m.conv
+            )
+        });
+        return;
+    };
+    let Some(useq) = m.useq else {
+        ctx.fault(Check::Gaps, || {
+            format!(
+                "device {}/{}: a `msg` without its inbox position",
+                dev.user, dev.id
+            )
+        });
+        return;
+    };
+    let entry = entry_of(m, conv);
+    let observed = dev.log.lock().observe(useq, entry, via);
+    let ack = acks.entry(m.conv.clone()).or_default();
+    *ack = (*ack).max(m.seq);
+    if observed != Observed::New {
+        return;
+    }
+    let intended = entry
+        .key()
+        .and_then(|k| ctx.sends.get(&k).map(|s| s.intended));
+    match via {
+        Via::Live => {
+            ctx.counters.add(&ctx.counters.deliveries_live, 1);
+            if let Some(t) = intended {
+                let us = micros_since(t);
+                ctx.record(Latency::SendToDelivery, us);
+                ctx.series_delivery(us);
+            }
+        }
+        Via::Sync => {
+            ctx.counters.add(&ctx.counters.deliveries_catch_up, 1);
+            if let Some(t) = intended {
+                ctx.record(Latency::SendToCatchUp, micros_since(t));
+            }
+        }
+        Via::Own => {}
+    }
+}
+
+fn handle(ctx: &ShardCtx, dev: &Device, text: &str, acks: &mut BTreeMap<String, u64>) {
+    let frame: ServerFrame = match serde_json::from_str(text) {
+        Ok(f) => f,
+        Err(_) => {
+            ctx.counters.add(&ctx.counters.unmatched_errors, 1);
+            return;
+        }
+    };
+    match frame {
+        ServerFrame::Msg(m) => arrive(ctx, dev, &m, Via::Live, acks),
+        ServerFrame::Sent {
+            id,
+            conv,
+            seq,
+            useq,
+        } => {
+            if let (Some(n), Ok(conv_id)) = (checks::parse_client_id(&id), conv.parse::<Conv>()) {
+                let key = (dev.user, n);
+                let meta = ctx.sends.get_mut(&key).map(|mut s| {
+                    s.record.outcome = Outcome::Acked { seq, useq };
+                    (s.intended, s.record.body_hash)
+                });
+                if let Some((intended, body_hash)) = meta {
+                    let entry = Entry {
+                        conv: conv_id,
+                        seq,
+                        from: dev.user,
+                        n: Some(n),
+                        body_hash,
+                    };
+                    dev.log.lock().observe(useq, entry, Via::Own);
+                    ctx.record(Latency::SendToSent, micros_since(intended));
+                    ctx.series_acked();
+                    ctx.users[dev.user_idx as usize]
+                        .receipts
+                        .lock()
+                        .entry(conv_id)
+                        .or_default()
+                        .insert(seq, intended);
+                }
+            }
+            if let Some(w) = dev.pending.lock().sends.remove(&id) {
+                let _ = w.send(Ok(Sent { seq, useq }));
+            }
+        }
+        ServerFrame::Delivered { conv, seq } => {
+            let Ok(conv) = conv.parse::<Conv>() else {
+                return;
+            };
+            let done = {
+                let mut receipts = ctx.users[dev.user_idx as usize].receipts.lock();
+                match receipts.get_mut(&conv) {
+                    Some(waiting) => {
+                        let newer = waiting.split_off(&(seq + 1));
+                        std::mem::replace(waiting, newer)
+                    }
+                    None => BTreeMap::new(),
+                }
+            };
+            for intended in done.values() {
+                ctx.record(Latency::SendToDelivered, micros_since(*intended));
+            }
+            ctx.counters.add(&ctx.counters.receipts, done.len() as u64);
+        }
+        ServerFrame::Sync { items, next, more } => {
+            for m in &items {
+                arrive(ctx, dev, m, Via::Sync, acks);
+            }
+            if let Some(w) = dev.pending.lock().requests.pop_front() {
+                let _ = w.send(Ok(Answer::Sync(SyncPage { next, more })));
+            }
+        }
+        ServerFrame::History {
+            conv,
+            messages,
+            next_before,
+        } => {
+            ctx.check_history_page(dev, &conv, &messages, next_before);
+            if let Some(w) = dev.pending.lock().requests.pop_front() {
+                let _ = w.send(Ok(Answer::History));
+            }
+        }
+        ServerFrame::Error {
+            code,
+            message,
+            reference,
+        } => {
+            let mut p = dev.pending.lock();
+            let by_ref = reference
+                .as_ref()
+                .and_then(|r| r.as_str())
+                .and_then(|id| p.sends.remove(id).map(|w| (id.to_owned(), w)));
+            if let Some((id, w)) = by_ref {
+                if let Some(n) = checks::parse_client_id(&id)
+                    && let Some(mut s) = ctx.sends.get_mut(&(dev.user, n))
+                {
+                    s.record.outcome = Outcome::Refused;
+                }
+                let _ = w.send(Err(RequestError::Server(code)));
+            } else if let Some(w) = p.requests.pop_front() {
+                let _ = w.send(Err(RequestError::Server(code)));
+            } else {
+                drop(p);
+                ctx.counters.add(&ctx.counters.unmatched_errors, 1);
+                tracing::debug!(%code, %message, "error frame that answers no request");
+            }
+        }
+        ServerFrame::Other => {}
+    }
+}

@@ -1,0 +1,8 @@
+//! Making load: the open-model schedule, message bodies, the Goose users and the shard
+//! that runs them.
+
+pub mod body;
+pub mod schedule;
+pub mod shard;
+pub mod stats;
+pub mod user;

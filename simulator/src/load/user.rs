@@ -1,0 +1,586 @@
+//! The Goose side: one Goose user per simulated user, holding that user's devices.
+//!
+//! Goose starts the users at the scenario's hatch rate (a test plan: ramp up, hold, stop),
+//! runs their transactions in a loop and writes its own report. The transactions are:
+//!
+//! - `connect` (on start): every device connects and syncs; its schedules start;
+//! - `send`: every send whose intended time has come, each awaited until `sent`;
+//! - `history`: due history page reads, per device kind;
+//! - `presence`: due presence pulls over HTTP, through Goose's own client;
+//! - `churn`: due disconnects, storms, and reconnects (connect + sync to the end);
+//! - `wait`: sleeps until the next intended time (at most a second, so Goose can
+//!   stop a user promptly).
+//!
+//! Everything that is not HTTP is recorded with Goose's custom-request metrics
+//! (`record_custom_request_duration`, method `WS`), timed from the intended time, so
+//! Goose's report shows the same open-model latencies as the simulator's histograms.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use goose::config::GooseConfiguration;
+use goose::prelude::*;
+
+use super::body;
+use super::schedule::Poisson;
+use super::shard::{GooseRequestSummary, SendMeta, ShardCtx, ShardError};
+use crate::checks::{self, Conv, Outcome, SendRecord};
+use crate::client::ws::{self, RequestError};
+use crate::metrics::Latency;
+use crate::rng::{Rng, Zipf};
+
+/// The longest a `wait` sleeps, so a stopping Goose user is not held up.
+const MAX_NAP: f64 = 1.0;
+
+/// Per-user schedule state, kept in Goose's session data.
+struct Session {
+    u: u32,
+    rng: Rng,
+    /// Independent sends after the crossing pairs start (rate × (1 − crossing share)).
+    own: Poisson,
+    /// Independent sends standing in for the crossing share until the pairs start.
+    early: Poisson,
+    /// When crossing pairs start: every user has started by then.
+    pair_start: f64,
+    pair: Option<Poisson>,
+    history: Vec<Poisson>,
+    presence: Poisson,
+    disconnect: Vec<Poisson>,
+    reconnect_at: Vec<Option<f64>>,
+    /// Per device, storms still to come: (drop at, back at).
+    storms: Vec<Vec<(f64, f64)>>,
+    contacts: Zipf,
+    groups: Zipf,
+}
+
+type SessionRef = Arc<tokio::sync::Mutex<Session>>;
+
+impl Session {
+    fn new(ctx: &ShardCtx, u: u32, now: f64) -> Session {
+        let s = &ctx.scenario;
+        let seed = s.run.seed;
+        let shard = u64::from(ctx.shard);
+        let gid = ctx.user(u).id;
+        let rate = s.sends_per_user_per_sec();
+        let c = s.contacts.crossing_share;
+        let load_start = ctx.load_start_secs();
+        let pair_start = load_start + s.run.ramp_up_secs as f64;
+        let pair = ctx.graph.partner[u as usize].map(|p| {
+            let lo = u.min(p);
+            let mut sched = Poisson::new(
+                rate * c,
+                pair_start,
+                Rng::derive(seed, &[0x7061_6972, shard, u64::from(lo)]),
+            );
+            sched.skip_before(now);
+            sched
+        });
+        let (own_rate, early_rate) = if pair.is_some() {
+            (rate * (1.0 - c), rate * c)
+        } else {
+            (rate, 0.0)
+        };
+        let user = ctx.user(u);
+        let kinds = &s.population.device_kinds;
+        let history = user
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(d, dev)| {
+                Poisson::new(
+                    s.per_sec(kinds[dev.kind].history_reads_per_day),
+                    now,
+                    Rng::derive(seed, &[0x6869_7374, gid, d as u64]),
+                )
+            })
+            .collect();
+        let disconnect = (0..user.devices.len())
+            .map(|d| {
+                Poisson::new(
+                    s.per_sec(s.churn.disconnects_per_device_per_day),
+                    now,
+                    Rng::derive(seed, &[0x6368_726e, gid, d as u64]),
+                )
+            })
+            .collect();
+        let storms = (0..user.devices.len())
+            .map(|d| {
+                s.churn
+                    .storms
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, st)| {
+                        let mut r = Rng::derive(seed, &[0x7374_726d, i as u64, gid, d as u64]);
+                        let at = load_start + st.at_secs;
+                        (r.chance(st.share) && at >= now).then_some((at, at + st.offline_secs))
+                    })
+                    .collect()
+            })
+            .collect();
+        Session {
+            u,
+            rng: Rng::derive(seed, &[0x7573_6572, gid]),
+            own: Poisson::new(own_rate, now, Rng::derive(seed, &[0x6f77_6e73, gid])),
+            early: Poisson::new(early_rate, now, Rng::derive(seed, &[0x6561_726c, gid])),
+            pair_start,
+            pair,
+            history,
+            presence: Poisson::new(
+                s.per_sec(s.traffic.presence_pulls_per_user_per_day),
+                now,
+                Rng::derive(seed, &[0x7072_6573, gid]),
+            ),
+            disconnect,
+            reconnect_at: vec![None; user.devices.len()],
+            storms,
+            contacts: Zipf::new(
+                ctx.graph.contacts[u as usize].len(),
+                s.contacts.zipf_exponent,
+            ),
+            groups: Zipf::new(ctx.graph.user_groups[u as usize].len(), 1.0),
+        }
+    }
+
+    /// The next intended time of a send, and whether it is a crossing send.
+    fn next_send(&self) -> (f64, Kind) {
+        let mut best = (self.own.peek(), Kind::Own);
+        if self.early.peek() < self.pair_start && self.early.peek() < best.0 {
+            best = (self.early.peek(), Kind::Early);
+        }
+        if let Some(p) = &self.pair
+            && p.peek() < best.0
+        {
+            best = (p.peek(), Kind::Pair);
+        }
+        best
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Own,
+    Early,
+    Pair,
+}
+
+fn session(user: &GooseUser) -> Result<SessionRef, Box<TransactionError>> {
+    user.get_session_data::<SessionRef>()
+        .cloned()
+        .ok_or_else(|| {
+            Box::new(TransactionError::Custom(
+                "no session: connect did not run".into(),
+            ))
+        })
+}
+
+/// Records one request in Goose's metrics.
+async fn goose_record(
+    user: &mut GooseUser,
+    name: &str,
+    took: Duration,
+    result: &Result<(), RequestError>,
+) -> TransactionResult {
+    match result {
+        Ok(()) => {
+            user.record_custom_request_duration("WS", name, took, true, None, None)
+                .await
+        }
+        Err(e) => {
+            let label = e.label();
+            user.record_custom_request_duration("WS", name, took, false, None, Some(&label))
+                .await
+        }
+    }
+}
+
+fn count(ctx: &ShardCtx, result: &Result<(), RequestError>) {
+    ctx.counters.add(&ctx.counters.requests, 1);
+    if result.is_err() {
+        ctx.series_error();
+    }
+}
+
+async fn txn_connect(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult {
+    let u = user.weighted_users_index as u32;
+    if u as usize >= ctx.users.len() {
+        return Err(Box::new(TransactionError::Custom(format!(
+            "Goose started user {u} but the shard has {}",
+            ctx.users.len()
+        ))));
+    }
+    let devices = ctx.user(u).devices.clone();
+    let started = ctx.now_secs();
+    let results = futures_util::future::join_all(devices.iter().map(|d| {
+        let ctx = ctx.clone();
+        let d = d.clone();
+        async move {
+            let t0 = ctx.now_secs();
+            let r = async {
+                d.connect(&ctx, ctx.timeout).await?;
+                d.sync_to_end(ctx.timeout).await
+            }
+            .await;
+            (t0, r)
+        }
+    }))
+    .await;
+    let now = ctx.now_secs();
+    let mut s = Session::new(&ctx, u, started);
+    for (d, (t0, r)) in results.into_iter().enumerate() {
+        let took = Duration::from_secs_f64((now - t0).max(0.0));
+        count(&ctx, &r);
+        if r.is_ok() {
+            ctx.record(Latency::Connect, took.as_micros() as u64);
+        } else {
+            ctx.counters.add(&ctx.counters.connect_errors, 1);
+            s.reconnect_at[d] = Some(now + 1.0);
+        }
+        goose_record(user, "connect", took, &r).await?;
+    }
+    user.set_session_data(Arc::new(tokio::sync::Mutex::new(s)));
+    Ok(())
+}
+
+/// Picks who a send goes to: `u:<id>` or `g:<id>`, and its conversation.
+fn choose_target(ctx: &ShardCtx, s: &mut Session, kind: Kind) -> Option<(String, Conv, bool)> {
+    let me = ctx.user(s.u).id;
+    if kind == Kind::Pair {
+        let p = ctx.graph.partner[s.u as usize]?;
+        let peer = ctx.user(p).id;
+        return Some((format!("u:{peer}"), Conv::direct(me, peer), false));
+    }
+    let groups = &ctx.graph.user_groups[s.u as usize];
+    if !groups.is_empty() && s.rng.chance(ctx.scenario.groups.share) {
+        let pick = groups[s.groups.sample(&mut s.rng)] as usize;
+        if let Some(g) = ctx.group(pick) {
+            return Some((format!("g:{}", g.id), g.conv, true));
+        }
+    }
+    let contacts = &ctx.graph.contacts[s.u as usize];
+    if contacts.is_empty() {
+        return None;
+    }
+    let peer = ctx.user(contacts[s.contacts.sample(&mut s.rng)]).id;
+    Some((format!("u:{peer}"), Conv::direct(me, peer), false))
+}
+
+async fn txn_send(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult {
+    let sref = session(user)?;
+    let mut s = sref.lock().await;
+    loop {
+        let (t, kind) = s.next_send();
+        let now = ctx.now_secs();
+        if t > now || t >= ctx.load_end_secs() {
+            return Ok(());
+        }
+        match kind {
+            Kind::Own => s.own.pop(),
+            Kind::Early => s.early.pop(),
+            Kind::Pair => s.pair.as_mut().map(Poisson::pop).unwrap_or(t),
+        };
+        ctx.counters.add(&ctx.counters.sends_due, 1);
+        let u = ctx.user(s.u);
+        let online: Vec<usize> = (0..u.devices.len())
+            .filter(|&d| u.devices[d].online())
+            .collect();
+        if online.is_empty() {
+            ctx.counters.add(&ctx.counters.sends_skipped_offline, 1);
+            continue;
+        }
+        let dev = u.devices[online[s.rng.below(online.len() as u64) as usize]].clone();
+        let Some((to, conv, group)) = choose_target(&ctx, &mut s, kind) else {
+            continue;
+        };
+        let n = u.next_n.fetch_add(1, Relaxed) + 1;
+        let id = checks::client_id(n);
+        let size = body::sample_size(&ctx.scenario.traffic.message_size, &mut s.rng);
+        let text = body::make(size, u.id, n, &mut s.rng);
+        let intended = ctx.at(t);
+        ctx.sends.insert(
+            (u.id, n),
+            SendMeta {
+                record: SendRecord {
+                    conv,
+                    body_hash: checks::body_hash(&text),
+                    outcome: Outcome::Unknown,
+                },
+                intended,
+                body_len: text.len() as u32,
+            },
+        );
+        if kind == Kind::Pair {
+            ctx.counters.add(&ctx.counters.crossing_sends, 1);
+        }
+        if group {
+            ctx.counters.add(&ctx.counters.group_sends, 1);
+        }
+        let result = match dev.send(&id, &to, &text) {
+            Ok(rx) => {
+                ctx.counters.add(&ctx.counters.sends_written, 1);
+                ctx.series_send();
+                ws::wait_sent(rx, ctx.timeout).await.map(|_| ())
+            }
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(()) => {}
+            Err(RequestError::Server(_)) => ctx.counters.add(&ctx.counters.sends_refused, 1),
+            Err(_) => ctx.counters.add(&ctx.counters.sends_unanswered, 1),
+        }
+        count(&ctx, &result);
+        goose_record(user, "send", intended.elapsed(), &result).await?;
+    }
+}
+
+async fn txn_history(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult {
+    let sref = session(user)?;
+    let mut s = sref.lock().await;
+    let devices = ctx.user(s.u).devices.clone();
+    for (d, dev) in devices.iter().enumerate() {
+        while s.history[d].peek() <= ctx.now_secs() {
+            let t = s.history[d].pop();
+            if !dev.online() {
+                continue;
+            }
+            // A conversation the device has seen lately.
+            let conv = {
+                let log = dev.log.lock();
+                let recent: Vec<Conv> = log.inbox.values().rev().take(16).map(|e| e.conv).collect();
+                if recent.is_empty() {
+                    None
+                } else {
+                    Some(recent[s.rng.below(recent.len() as u64) as usize])
+                }
+            };
+            let Some(conv) = conv else { continue };
+            let page = ctx.scenario.population.device_kinds[dev.kind].history_page_size;
+            let result = dev.history(&conv.to_string(), page, ctx.timeout).await;
+            let took = ctx.at(t).elapsed();
+            ctx.counters.add(&ctx.counters.history_reads, 1);
+            if result.is_ok() {
+                ctx.record(Latency::History, took.as_micros() as u64);
+            } else {
+                ctx.counters.add(&ctx.counters.history_errors, 1);
+            }
+            count(&ctx, &result);
+            goose_record(user, "history", took, &result).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn txn_presence(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult {
+    let sref = session(user)?;
+    let mut s = sref.lock().await;
+    let supported = *ctx.presence_supported.lock() == Some(true);
+    while s.presence.peek() <= ctx.now_secs() {
+        let t = s.presence.pop();
+        if !supported {
+            continue;
+        }
+        let ids: Vec<String> = ctx.graph.contacts[s.u as usize]
+            .iter()
+            .take(50)
+            .map(|&c| ctx.user(c).id.to_string())
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let path = format!("/v1/presence?users={}", ids.join(","));
+        let u = ctx.user(s.u);
+        let token = ctx.token(u.id, &u.devices[0].id);
+        let rb = user
+            .get_request_builder(&GooseMethod::Get, &path)?
+            .bearer_auth(token);
+        let req = GooseRequest::builder()
+            .method(GooseMethod::Get)
+            .path(path.as_str())
+            .name("presence")
+            .set_request_builder(rb)
+            .build();
+        let ok = match user.request(req).await {
+            Ok(resp) => resp
+                .response
+                .map(|r| r.status().is_success())
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        let took = ctx.at(t).elapsed();
+        ctx.counters.add(&ctx.counters.presence_pulls, 1);
+        ctx.counters.add(&ctx.counters.requests, 1);
+        if ok {
+            ctx.record(Latency::Presence, took.as_micros() as u64);
+        } else {
+            ctx.counters.add(&ctx.counters.presence_errors, 1);
+            ctx.series_error();
+        }
+    }
+    Ok(())
+}
+
+async fn txn_churn(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult {
+    let sref = session(user)?;
+    let mut s = sref.lock().await;
+    let devices = ctx.user(s.u).devices.clone();
+    let ch = &ctx.scenario.churn;
+    for (d, dev) in devices.iter().enumerate() {
+        let now = ctx.now_secs();
+        if dev.online() {
+            // Planned drops: a storm or a random disconnect.
+            let storm = s.storms[d].first().copied().filter(|&(at, _)| at <= now);
+            let random = s.disconnect[d].peek() <= now;
+            if let Some((_, back)) = storm {
+                s.storms[d].remove(0);
+                dev.disconnect();
+                ctx.counters.add(&ctx.counters.disconnects_planned, 1);
+                s.reconnect_at[d] = Some(back);
+            } else if random {
+                s.disconnect[d].pop();
+                dev.disconnect();
+                ctx.counters.add(&ctx.counters.disconnects_planned, 1);
+                let (lo, hi) = (ch.offline_secs_min, ch.offline_secs_max);
+                s.reconnect_at[d] = Some(now + lo + s.rng.f64() * (hi - lo));
+            }
+            continue;
+        }
+        // Offline without a plan: the server or the network ended it; come back now.
+        let at = *s.reconnect_at[d].get_or_insert(now);
+        if at > now {
+            continue;
+        }
+        // Random disconnects that fell due while offline are skipped.
+        while s.disconnect[d].peek() <= now {
+            s.disconnect[d].pop();
+        }
+        let result = async {
+            dev.connect(&ctx, ctx.timeout).await?;
+            dev.sync_to_end(ctx.timeout).await
+        }
+        .await;
+        let took = ctx.at(at).elapsed();
+        count(&ctx, &result);
+        match &result {
+            Ok(()) => {
+                s.reconnect_at[d] = None;
+                ctx.counters.add(&ctx.counters.reconnects, 1);
+                ctx.record(Latency::Reconnect, took.as_micros() as u64);
+            }
+            Err(_) => {
+                ctx.counters.add(&ctx.counters.connect_errors, 1);
+                dev.disconnect();
+                s.reconnect_at[d] = Some(ctx.now_secs() + 1.0);
+            }
+        }
+        goose_record(user, "reconnect", took, &result).await?;
+    }
+    Ok(())
+}
+
+async fn txn_wait(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult {
+    let sref = session(user)?;
+    let next = {
+        let s = sref.lock().await;
+        let u = ctx.user(s.u);
+        let mut next = s.next_send().0;
+        for (d, dev) in u.devices.iter().enumerate() {
+            if dev.online() {
+                next = next.min(s.history[d].peek()).min(s.disconnect[d].peek());
+                if let Some(&(at, _)) = s.storms[d].first() {
+                    next = next.min(at);
+                }
+            } else {
+                next = next.min(s.reconnect_at[d].unwrap_or(0.0));
+            }
+        }
+        if *ctx.presence_supported.lock() == Some(true) {
+            next = next.min(s.presence.peek());
+        }
+        next
+    };
+    let nap = (next - ctx.now_secs()).clamp(0.0, MAX_NAP);
+    if nap > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(nap)).await;
+    }
+    Ok(())
+}
+
+macro_rules! txn {
+    ($ctx:expr, $f:ident, $name:literal) => {{
+        let ctx = $ctx.clone();
+        let f: TransactionFunction = Arc::new(move |user| {
+            let ctx = ctx.clone();
+            Box::pin(async move { $f(ctx, user).await })
+        });
+        Transaction::new(f).set_name($name)
+    }};
+}
+
+/// Runs the shard's users under Goose and returns Goose's own request figures.
+pub async fn attack(
+    ctx: &Arc<ShardCtx>,
+    report: Option<String>,
+) -> Result<Vec<GooseRequestSummary>, ShardError> {
+    let s = &ctx.scenario;
+    let users = ctx.users.len();
+    let plan = format!(
+        "{users},{}s;{users},{}s;0,0s",
+        s.run.ramp_up_secs, s.run.duration_secs
+    );
+    let mut args: Vec<String> = vec![
+        "--host".into(),
+        ctx.http_url.clone(),
+        "--test-plan".into(),
+        plan,
+        "--quiet".into(),
+        "--no-print-metrics".into(),
+        "--no-telnet".into(),
+        "--no-transaction-metrics".into(),
+        "--no-scenario-metrics".into(),
+        "--timeout".into(),
+        format!("{}", s.run.request_timeout_secs.ceil() as u64),
+    ];
+    if let Some(path) = report {
+        args.push("--report-file".into());
+        args.push(path);
+    }
+    let config = GooseConfiguration::parse_args_default(&args)
+        .map_err(|e| ShardError::Goose(e.to_string()))?;
+    let scenario = scenario!("ChatUser")
+        .register_transaction(txn!(ctx, txn_connect, "connect").set_on_start())
+        .register_transaction(txn!(ctx, txn_send, "send"))
+        .register_transaction(txn!(ctx, txn_history, "history"))
+        .register_transaction(txn!(ctx, txn_presence, "presence"))
+        .register_transaction(txn!(ctx, txn_churn, "churn"))
+        .register_transaction(txn!(ctx, txn_wait, "wait"));
+    let metrics = GooseAttack::initialize_with_config(config)
+        .map_err(|e| ShardError::Goose(e.to_string()))?
+        .set_client_builder_without_cookies(
+            goose::client::GooseClientBuilder::new().without_cookies(),
+        )
+        .map_err(|e| ShardError::Goose(e.to_string()))?
+        .register_scenario(scenario)
+        .execute()
+        .await
+        .map_err(|e| ShardError::Goose(e.to_string()))?;
+    let mut out: Vec<GooseRequestSummary> = metrics
+        .requests
+        .iter()
+        .map(|(name, r)| {
+            let d = &r.raw_data;
+            GooseRequestSummary {
+                name: name.clone(),
+                ok: r.success_count as u64,
+                failed: r.fail_count as u64,
+                mean_ms: if d.counter > 0 {
+                    d.total_time_us as f64 / d.counter as f64 / 1000.0
+                } else {
+                    0.0
+                },
+                max_ms: d.maximum_time_us as f64 / 1000.0,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}

@@ -1,0 +1,6 @@
+//! Integration tests of `chat-sim`: one binary, one module per topic.
+
+mod cli;
+mod end_to_end;
+mod faults;
+mod support;

@@ -15,8 +15,8 @@ use crate::run::RunData;
 
 /// The bundled font (DejaVu Sans; its license is beside it in `simulator/assets/`).
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
-const FAMILY: &str = "sans-serif";
-const SIZE: (u32, u32) = (960, 440);
+pub(crate) const FAMILY: &str = "sans-serif";
+pub(crate) const SIZE: (u32, u32) = (960, 440);
 
 /// A rendered plot.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub struct Plot {
     pub caption: String,
 }
 
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The font is compiled in; a failure would be a broken build, and plots then
@@ -36,13 +36,13 @@ fn register_font() {
     });
 }
 
-fn err<E: std::fmt::Debug>(e: E) -> std::io::Error {
+pub(crate) fn err<E: std::fmt::Debug>(e: E) -> std::io::Error {
     std::io::Error::other(format!("plot: {e:?}"))
 }
 
 type Series = (String, RGBColor, Vec<(f64, f64)>);
 
-const COLORS: [RGBColor; 6] = [
+pub(crate) const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -52,7 +52,7 @@ const COLORS: [RGBColor; 6] = [
 ];
 
 /// A tick label without needless decimals.
-fn tick(v: &f64) -> String {
+pub(crate) fn tick(v: &f64) -> String {
     let a = v.abs();
     if a >= 100.0 || (a - a.round()).abs() < 1e-9 {
         format!("{v:.0}")

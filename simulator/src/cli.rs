@@ -55,6 +55,11 @@ pub enum Command {
     /// Run a scenario and write its report; exits 1 when a gate or check fails.
     #[command(after_long_help = SCENARIO_KNOBS)]
     Run(RunArgs),
+    /// Run one scenario against several storage backends, one after another, and write a
+    /// side-by-side report (compare.json, compare.md, compare.html, plots); exits 1 when a
+    /// backend fails to run or a run's gate fails.
+    #[command(after_long_help = COMPARE_HELP)]
+    Compare(CompareArgs),
     /// Read a scenario, apply overrides, and print what it would run (no load).
     #[command(after_long_help = SCENARIO_KNOBS)]
     Check(CheckArgs),
@@ -83,6 +88,38 @@ pub struct RunArgs {
     #[arg(long)]
     pub baseline: Option<PathBuf>,
     /// Override a scenario field by its dotted path (repeatable), e.g. run.duration_secs=10.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// No progress line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `compare --help`, after the flags.
+pub const COMPARE_HELP: &str = "\
+Default stores: memory, fjall (a fresh temporary directory), PostgreSQL at
+postgres://chat:chat@127.0.0.1:5433/chat and Cassandra at cql://127.0.0.1:9042/chat_compare.
+scripts/postgres.sh and scripts/cassandra.sh start those two services locally; a backend
+whose service is down is reported as not run and the others still run.
+
+Each database backend gets a fresh namespace so bytes on disk per message are measured from
+empty: PostgreSQL runs in schema cmp_<UTC time>_<n> (set in the query string), Cassandra in
+keyspace <keyspace>_<UTC time>. They are left in place afterwards for inspection.
+
+Every run is a normal `chat-sim run` under DIR/compare-<scenario>-<UTC time>/<label>/
+(labels: memory, fjall, postgres, cql); the comparison's files sit in that directory.";
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The scenario file (TOML), e.g. scenarios/smoke.toml.
+    pub scenario: PathBuf,
+    /// Comma-separated `--store` strings: memory, fjall, postgres://…, cql://HOST:PORT/KEYSPACE.
+    #[arg(long, default_value = crate::compare::DEFAULT_STORES)]
+    pub stores: String,
+    /// Where the comparison goes: DIR/compare-<scenario>-<UTC time>/.
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
+    /// Override a scenario field for every run (repeatable), e.g. run.duration_secs=10.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// No progress line.
@@ -132,5 +169,15 @@ mod tests {
         let Command::Run(r) = c.command else { panic!() };
         assert_eq!(r.set, vec!["a.b=1", "c=2"]);
         assert_eq!(r.target.as_deref(), Some("http://x:1"));
+    }
+
+    #[test]
+    fn compare_defaults_to_the_four_stores() {
+        let c = Cli::try_parse_from(["chat-sim", "compare", "s.toml", "--quiet"]).unwrap();
+        let Command::Compare(a) = c.command else {
+            panic!()
+        };
+        assert_eq!(a.stores, crate::compare::DEFAULT_STORES);
+        assert!(a.quiet);
     }
 }

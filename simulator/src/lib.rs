@@ -19,11 +19,13 @@
 //! | [`storage`] | bytes on disk per message and their extrapolation |
 //! | [`report`] | summary.json, summary.md, report.html, plots, timeseries.csv |
 //! | [`gates`] | thresholds and baseline regressions |
+//! | [`compare`] | `chat-sim compare`: one scenario against several stores, side by side |
 
 pub mod checks;
 pub mod child;
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod gates;
 pub mod graph;
 pub mod load;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use chat_sim::cli::{Cli, Command};
+use chat_sim::compare::CompareOptions;
 use chat_sim::run::RunOptions;
 use clap::Parser;
 
@@ -49,6 +50,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!(
                     "PASSED: every gate and check of `{}`",
                     outcome.summary.scenario
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for f in outcome.failures() {
+                    println!("{f}");
+                }
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::Compare(a) => {
+            let outcome = rt.block_on(chat_sim::compare::compare(CompareOptions {
+                scenario: a.scenario,
+                stores: vec![a.stores],
+                out_dir: a.out,
+                overrides: a.set,
+                progress: !a.quiet,
+            }))?;
+            println!("comparison: {}", outcome.dir.display());
+            if outcome.failures().is_empty() {
+                println!(
+                    "PASSED: every backend ran and passed every gate of `{}`",
+                    outcome.comparison.scenario
                 );
                 Ok(ExitCode::SUCCESS)
             } else {

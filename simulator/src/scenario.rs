@@ -323,6 +323,12 @@ pub struct Server {
     pub send_burst: u32,
     /// Frames a device's outgoing queue holds before the server cuts it off.
     pub device_queue: u32,
+    /// Whether this run loads one node to the design's per-node load, so that the message
+    /// rate and connections it held may stand for a node's capacity in the capacity plan.
+    /// A run that is not (a smoke test, a correctness scenario) offers far less than a
+    /// node sustains; its rate and connections are left out of the calibration and the
+    /// plan keeps the design's assumptions for them.
+    pub capacity_run: bool,
 }
 
 impl Default for Server {
@@ -334,6 +340,7 @@ impl Default for Server {
             send_rate: 0,
             send_burst: 0,
             device_queue: 1024,
+            capacity_run: false,
         }
     }
 }

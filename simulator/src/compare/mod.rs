@@ -201,9 +201,7 @@ pub fn plan(stores: &[String], started_ms: u64) -> Vec<Backend> {
 pub fn redact(spec: &str) -> String {
     let mut s = spec.to_owned();
     if let Some(start) = s.find("://").map(|i| i + 3) {
-        let end = s[start..]
-            .find(['/', '?'])
-            .map_or(s.len(), |i| start + i);
+        let end = s[start..].find(['/', '?']).map_or(s.len(), |i| start + i);
         if let Some(at) = s[start..end].rfind('@').map(|i| start + i)
             && let Some(colon) = s[start..at].find(':').map(|i| start + i)
         {
@@ -257,11 +255,7 @@ fn make_dir(out: &Path, name: &str, ms: u64) -> Result<PathBuf, CompareError> {
 pub async fn compare(opts: CompareOptions) -> Result<CompareOutcome, CompareError> {
     // A bad scenario or override is an error of the whole command, found before any run.
     let scenario = Scenario::load(&opts.scenario, &opts.overrides)?;
-    let stores: Vec<String> = opts
-        .stores
-        .iter()
-        .flat_map(|s| split_stores(s))
-        .collect();
+    let stores: Vec<String> = opts.stores.iter().flat_map(|s| split_stores(s)).collect();
     if stores.is_empty() {
         return Err(CompareError::NoStores);
     }
@@ -382,7 +376,14 @@ mod tests {
             p[0].spec,
             "postgres://h/db?pool_size=4&schema=cmp_19700101_000000_1"
         );
-        let ks = p[1].spec.split('/').nth(3).unwrap().split('?').next().unwrap();
+        let ks = p[1]
+            .spec
+            .split('/')
+            .nth(3)
+            .unwrap()
+            .split('?')
+            .next()
+            .unwrap();
         assert!(ks.len() <= 48 && ks.ends_with("_19700101_000000"), "{ks}");
         assert!(ks.starts_with("a_very_long"), "{ks}");
         assert!(p[1].spec.ends_with("?rf=1"));

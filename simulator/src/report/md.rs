@@ -376,8 +376,11 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
     d.push(Block::Para(format!(
         "The estimation crate's plan for 500 M daily users with this run's measurements (bytes per message {}, messages/s per node {}, connections per node {}, memory per connection {}) in place of the assumptions, beside the source design's own figures. The same numbers: `chat-estimate --calibrate summary.json`.",
         opt(s.calibration.bytes_per_message_on_disk, " B"),
-        opt(s.calibration.messages_per_sec_per_node, ""),
-        s.calibration.connections_per_node.map_or("—".into(), |c| c.to_string()),
+        opt(s.calibration.messages_per_sec_per_node, "")
+            .replace('—', "— (not a capacity run)"),
+        s.calibration
+            .connections_per_node
+            .map_or("— (not a capacity run)".into(), |c| c.to_string()),
         s.calibration.memory_bytes_per_connection.map_or("—".into(), bytes),
     )));
     d.push(Block::Table {

@@ -336,10 +336,17 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
         users_equiv / s.server.connections_per_node as f64,
         s.server.connections_per_node
     ));
-    notes.push(
-        "the calibration's messages_per_sec_per_node and connections_per_node are what this run offered and the node kept up with: lower bounds of what a node sustains, so the plan from them is conservative unless the run pushed the node to its limits"
-            .into(),
-    );
+    if s.server.capacity_run {
+        notes.push(
+            "a capacity run: the calibration's messages_per_sec_per_node and connections_per_node are what this run offered and the node kept up with inside its gates; they are lower bounds of what a node sustains, so the plan from them is conservative unless the run pushed the node to its limits"
+                .into(),
+        );
+    } else {
+        notes.push(format!(
+            "not a capacity run (`server.capacity_run = false`): the {msg_rate:.0} messages/s and {connections_peak} connections it offered are far below what one node sustains, so the calibration leaves them out and the capacity plan keeps the design's {} connections per server; only bytes per message and memory per connection are taken from this run",
+            s.server.connections_per_node
+        ));
+    }
     let mut summary = Summary {
         schema_version: SCHEMA_VERSION,
         tool: format!("chat-sim {}", env!("CARGO_PKG_VERSION")),
@@ -414,8 +421,9 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
     let gates_passed = gate_results.iter().all(|g| g.passed);
     summary.calibration = Calibration {
         bytes_per_message_on_disk: summary.storage.bytes_per_message,
-        messages_per_sec_per_node: (msg_rate > 0.0).then_some(msg_rate),
-        connections_per_node: (connections_peak > 0).then_some(connections_peak as u64),
+        messages_per_sec_per_node: (s.server.capacity_run && msg_rate > 0.0).then_some(msg_rate),
+        connections_per_node: (s.server.capacity_run && connections_peak > 0)
+            .then_some(connections_peak as u64),
         memory_bytes_per_connection: summary
             .server
             .as_ref()

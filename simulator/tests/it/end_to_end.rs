@@ -56,6 +56,8 @@ fn a_run_against_its_own_server_writes_a_complete_report() {
             "server.store=fjall",
             "--set",
             "traffic.presence_pulls_per_user_per_day=10",
+            "--set",
+            "server.capacity_run=true",
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -203,4 +205,10 @@ fn a_failed_gate_exits_non_zero_with_one_line_per_failure() {
     assert_eq!(s["passed"], false);
     assert_eq!(s["failures"].as_array().unwrap().len(), lines.len());
     assert_eq!(s["calibration"]["gates_passed"], false);
+    // Not a capacity run: what it offered must not pass for a node's capacity.
+    assert!(
+        s["calibration"]["messages_per_sec_per_node"].is_null(),
+        "{s}"
+    );
+    assert!(s["calibration"]["connections_per_node"].is_null(), "{s}");
 }

@@ -32,7 +32,7 @@ const CHARTS: [Chart; 3] = [
     Chart {
         file: "latency.png",
         title: "Latency",
-        caption: "p50 and p99 of send → sent and send → first live delivery, from intended send times",
+        caption: "p50 and p99 of send → sent and send → first live delivery, from intended send times (log scale)",
     },
     Chart {
         file: "bytes_per_message.png",
@@ -45,7 +45,8 @@ const CHARTS: [Chart; 3] = [
 type Bars = (String, RGBColor, Vec<Option<f64>>);
 
 /// Grouped bars: one group per backend, one bar per series, the value over each bar; an
-/// optional dashed reference line (the source design's figure).
+/// optional dashed reference line (the source design's figure). A log scale keeps a
+/// store that is ten times slower from flattening the others' bars to nothing.
 fn bar_chart(
     path: &Path,
     title: &str,
@@ -53,25 +54,28 @@ fn bar_chart(
     groups: &[String],
     series: &[Bars],
     reference: Option<(&str, f64)>,
+    log_y: bool,
 ) -> std::io::Result<()> {
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let n = groups.len().max(1);
-    let top = series
+    let values: Vec<f64> = series
         .iter()
         .flat_map(|s| s.2.iter().flatten())
         .copied()
         .chain(reference.map(|r| r.1))
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, f64::max);
-    let top = if top > 0.0 { top * 1.18 } else { 1.0 };
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FAMILY, 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top)
-        .map_err(err)?;
+        .filter(|v| v.is_finite() && (!log_y || *v > 0.0))
+        .collect();
+    let hi = values.iter().copied().fold(0.0f64, f64::max);
+    let lo = values.iter().copied().fold(f64::MAX, f64::min);
+    // Room above the bars for their values and the legend.
+    let (y0, y1) = if log_y {
+        let lo = if lo < f64::MAX { lo / 2.0 } else { 0.1 };
+        let hi = if hi > 0.0 { hi * 12.0 } else { 10.0 };
+        (lo.max(1e-3), hi.max(lo * 100.0))
+    } else {
+        (0.0, if hi > 0.0 { hi * 1.45 } else { 1.0 })
+    };
     let names = groups.to_vec();
     let label = move |x: &f64| {
         let i = x.round();
@@ -81,65 +85,92 @@ fn bar_chart(
             String::new()
         }
     };
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(2 * n + 2)
-        .x_label_formatter(&label)
-        .y_label_formatter(&tick)
-        .y_desc(y_desc)
-        .label_style((FAMILY, 14))
-        .axis_desc_style((FAMILY, 14))
-        .draw()
-        .map_err(err)?;
     let k = series.len().max(1) as f64;
     let width = 0.8 / k;
-    for (j, (name, color, values)) in series.iter().enumerate() {
-        let color = *color;
-        let bars: Vec<(f64, f64)> = values
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.filter(|v| v.is_finite()).map(|v| (i as f64, v)))
-            .map(|(i, v)| (i - 0.4 + width * j as f64, v))
-            .collect();
-        chart
-            .draw_series(
-                bars.iter()
-                    .map(|&(x, v)| Rectangle::new([(x, 0.0), (x + width, v)], color.filled())),
-            )
-            .map_err(err)?
-            .label(name.as_str())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
-        chart
-            .draw_series(bars.iter().map(|&(x, v)| {
-                EmptyElement::at((x + width / 2.0, v))
-                    + Text::new(tick(&v), (-12, -16), (FAMILY, 12).into_font())
-            }))
-            .map_err(err)?;
+    let x_range = -0.5f64..(n as f64 - 0.5);
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(title, (FAMILY, 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70);
+    macro_rules! finish {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            let mut mesh = chart.configure_mesh();
+            mesh.disable_x_mesh()
+                .max_light_lines(2)
+                .x_labels(2 * n + 2)
+                .x_label_formatter(&label)
+                .y_desc(y_desc)
+                .label_style((FAMILY, 14))
+                .axis_desc_style((FAMILY, 14));
+            if !log_y {
+                mesh.y_label_formatter(&tick);
+            }
+            mesh.draw().map_err(err)?;
+            for (j, (name, color, values)) in series.iter().enumerate() {
+                let color = *color;
+                let bars: Vec<(f64, f64)> = values
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| {
+                        v.filter(|v| v.is_finite() && (!log_y || *v > 0.0))
+                            .map(|v| (i as f64 - 0.4 + width * j as f64, v))
+                    })
+                    .collect();
+                chart
+                    .draw_series(
+                        bars.iter().map(|&(x, v)| {
+                            Rectangle::new([(x, y0), (x + width, v)], color.filled())
+                        }),
+                    )
+                    .map_err(err)?
+                    .label(name.as_str())
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
+                    });
+                chart
+                    .draw_series(bars.iter().map(|&(x, v)| {
+                        EmptyElement::at((x + width / 2.0, v))
+                            + Text::new(tick(&v), (-12, -16), (FAMILY, 12).into_font())
+                    }))
+                    .map_err(err)?;
+            }
+            if let Some((name, v)) = reference {
+                let grey = COLORS[5];
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        [(-0.5, v), (n as f64 - 0.5, v)],
+                        8,
+                        6,
+                        grey.stroke_width(2),
+                    ))
+                    .map_err(err)?
+                    .label(name)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(2))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .label_font((FAMILY, 13))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()
+                .map_err(err)?;
+        }};
     }
-    if let Some((name, v)) = reference {
-        let grey = COLORS[5];
-        chart
-            .draw_series(DashedLineSeries::new(
-                [(-0.5, v), (n as f64 - 0.5, v)],
-                8,
-                6,
-                grey.stroke_width(2),
-            ))
-            .map_err(err)?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(2))
-            });
+    if log_y {
+        finish!(
+            builder
+                .build_cartesian_2d(x_range, (y0..y1).log_scale())
+                .map_err(err)?
+        );
+    } else {
+        finish!(builder.build_cartesian_2d(x_range, y0..y1).map_err(err)?);
     }
-    chart
-        .configure_series_labels()
-        .label_font((FAMILY, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(err)?;
     root.present().map_err(err)
 }
 
@@ -169,11 +200,12 @@ fn plots(dir: &Path, c: &Comparison) -> std::io::Result<()> {
             ),
         ],
         None,
+        false,
     )?;
     bar_chart(
         &dir.join(CHARTS[1].file),
         "Latency percentiles",
-        "milliseconds",
+        "milliseconds (log)",
         &groups,
         &[
             (
@@ -198,6 +230,7 @@ fn plots(dir: &Path, c: &Comparison) -> std::io::Result<()> {
             ),
         ],
         None,
+        true,
     )?;
     bar_chart(
         &dir.join(CHARTS[2].file),
@@ -206,6 +239,7 @@ fn plots(dir: &Path, c: &Comparison) -> std::io::Result<()> {
         &groups,
         &[("measured".into(), COLORS[3], col(|b| b.bytes_per_message))],
         Some(("100 B (source design)", SOURCE_BYTES_PER_MESSAGE)),
+        false,
     )?;
     Ok(())
 }
@@ -376,4 +410,55 @@ pub fn write_all(dir: &Path, c: &Comparison) -> std::io::Result<()> {
     std::fs::write(dir.join("compare.md"), markdown(c))?;
     std::fs::write(dir.join("compare.html"), html(c, &plots_dir)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::table::{BackendFigures, SCHEMA_VERSION};
+
+    #[test]
+    fn renders_every_file_with_a_backend_that_did_not_run() {
+        let ran = BackendFigures {
+            label: "fjall".into(),
+            store: "fjall".into(),
+            ran: true,
+            passed: true,
+            run_dir: Some("fjall/x".into()),
+            delivered_per_sec: Some(380.0),
+            acknowledged_per_sec: Some(190.0),
+            send_to_sent_p50_ms: Some(1.5),
+            send_to_sent_p99_ms: Some(4.0),
+            send_to_delivery_p50_ms: Some(1.6),
+            send_to_delivery_p99_ms: Some(800.0),
+            bytes_per_message: Some(525.0),
+            ..BackendFigures::default()
+        };
+        let c = Comparison {
+            schema_version: SCHEMA_VERSION,
+            tool: "t".into(),
+            scenario: "s".into(),
+            scenario_file: "s.toml".into(),
+            overrides: vec![],
+            started_at: String::new(),
+            finished_at: String::new(),
+            passed: false,
+            failures: vec!["BACKEND FAILED: x".into()],
+            backends: vec![
+                ran,
+                BackendFigures::failed("cql", "cql://h/k", "down <now>"),
+            ],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        write_all(dir.path(), &c).unwrap();
+        let md = std::fs::read_to_string(dir.path().join("compare.md")).unwrap();
+        assert!(md.contains("| figure | fjall | cql |"), "{md}");
+        assert!(
+            md.contains("[fjall/x/summary.md](fjall/x/summary.md)"),
+            "{md}"
+        );
+        let html = std::fs::read_to_string(dir.path().join("compare.html")).unwrap();
+        assert!(html.contains("down &lt;now&gt;"));
+        assert_eq!(html.matches("data:image/png;base64,").count(), 3);
+    }
 }

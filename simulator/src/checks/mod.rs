@@ -249,13 +249,23 @@ pub struct DeviceLog {
     pub positions: HashMap<MsgKey, Vec<u64>>,
     /// The largest k with 1..=k all known: where a sync resumes.
     pub contiguous: u64,
-    /// Live useqs of the current connection, in arrival order.
-    epoch_live: Vec<u64>,
-    epoch_live_set: HashSet<u64>,
-    /// Useqs of this device's own sends on the current connection.
-    epoch_own: HashSet<u64>,
+    /// The live-order state of each open connection, by connection number. A device
+    /// usually has one, but a connection it closed can still bring frames for a moment
+    /// after the next one opened (the server answers the close only after what it had
+    /// queued): each connection is checked on its own, never mixed with the next.
+    epochs: HashMap<u64, Epoch>,
     /// Faults found while the run went on.
     pub online: CheckResults,
+}
+
+/// What one connection of a device delivered live, for the live-order rules.
+#[derive(Debug, Default)]
+pub(super) struct Epoch {
+    /// Live useqs, in arrival order.
+    pub live: Vec<u64>,
+    pub live_set: HashSet<u64>,
+    /// Useqs of the device's own sends answered on this connection.
+    pub own: HashSet<u64>,
 }
 
 impl DeviceLog {
@@ -272,14 +282,19 @@ impl DeviceLog {
         format!("{}/{}", self.user, self.device)
     }
 
-    /// Records an entry at `useq` learned `via`. Live frames also go through the live-order
-    /// rules of [`ordering`].
+    /// Records an entry at `useq` learned `via` on the device's only connection.
     pub fn observe(&mut self, useq: u64, entry: Entry, via: Via) -> Observed {
+        self.observe_on(0, useq, entry, via)
+    }
+
+    /// Records an entry at `useq` learned `via` on connection `conn`. Live frames also go
+    /// through the live-order rules of [`ordering`] for that connection.
+    pub fn observe_on(&mut self, conn: u64, useq: u64, entry: Entry, via: Via) -> Observed {
         if via == Via::Live {
-            ordering::on_live(self, useq);
+            ordering::on_live(self, conn, useq);
         }
         if via == Via::Own {
-            self.epoch_own.insert(useq);
+            self.epochs.entry(conn).or_default().own.insert(useq);
         }
         if let Some(known) = self.inbox.get(&useq) {
             if *known == entry {
@@ -305,13 +320,17 @@ impl DeviceLog {
         Observed::New
     }
 
-    /// Ends the current connection: checks that the live stream skipped only the device's
-    /// own sends, then forgets the connection's order state.
+    /// Ends the device's only connection (see [`DeviceLog::end_connection_of`]).
     pub fn end_connection(&mut self) {
-        ordering::check_live_gaps(self);
-        self.epoch_live.clear();
-        self.epoch_live_set.clear();
-        self.epoch_own.clear();
+        self.end_connection_of(0);
+    }
+
+    /// Ends connection `conn`: checks that its live stream skipped only the device's own
+    /// sends, then forgets its order state.
+    pub fn end_connection_of(&mut self, conn: u64) {
+        if let Some(epoch) = self.epochs.remove(&conn) {
+            ordering::check_live_gaps(self, &epoch);
+        }
     }
 
     /// Whether the device holds message `key`.
@@ -469,6 +488,26 @@ pub(crate) mod tests {
     fn a_live_duplicate_fails_exactly_once() {
         let mut w = World::clean(&[(1, 1), (1, 2)]);
         w.logs[1].observe(2, entry(1, 2, 2), Via::Live);
+        let r = w.check();
+        assert!(r.count(Check::ExactlyOnce) > 0, "{r:?}");
+    }
+
+    #[test]
+    fn a_closing_connection_overlapping_the_next_is_checked_on_its_own() {
+        let mut w = World::clean(&[(1, 1), (1, 2), (1, 3)]);
+        // Connection 0 (the world's) delivered 1..=3; a closing connection 7 still brings
+        // position 2 while connection 8 delivers it too: no fault, each is in order.
+        w.logs[1].observe_on(7, 2, entry(1, 2, 2), Via::Live);
+        w.logs[1].observe_on(8, 2, entry(1, 2, 2), Via::Live);
+        w.logs[1].observe_on(8, 3, entry(1, 3, 3), Via::Live);
+        w.logs[1].end_connection_of(7);
+        w.logs[1].end_connection_of(8);
+        let r = w.check();
+        assert!(r.faults.is_empty(), "{r:?}");
+        // Twice on one connection is still a fault.
+        w.logs[1].observe_on(9, 3, entry(1, 3, 3), Via::Live);
+        w.logs[1].observe_on(9, 3, entry(1, 3, 3), Via::Live);
+        w.logs[1].end_connection_of(9);
         let r = w.check();
         assert!(r.count(Check::ExactlyOnce) > 0, "{r:?}");
     }

@@ -4,43 +4,43 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Check, CheckResults, Conv, DeviceLog, Entry};
+use super::{Check, CheckResults, Conv, DeviceLog, Entry, Epoch};
 
-/// A live `msg` at `useq`: it must come after every live frame of this connection, and
-/// never twice.
-pub(super) fn on_live(log: &mut DeviceLog, useq: u64) {
-    if !log.epoch_live_set.insert(useq) {
-        let who = log.who();
+/// A live `msg` at `useq` on connection `conn`: it must come after every live frame of
+/// that connection, and never twice on it.
+pub(super) fn on_live(log: &mut DeviceLog, conn: u64, useq: u64) {
+    let who = log.who();
+    let epoch = log.epochs.entry(conn).or_default();
+    if !epoch.live_set.insert(useq) {
         log.online.fault(Check::ExactlyOnce, || {
-            format!("device {who}: inbox position {useq} delivered live twice")
+            format!("device {who}: inbox position {useq} delivered live twice on one connection")
         });
         return;
     }
-    if let Some(&last) = log.epoch_live.last()
+    if let Some(&last) = epoch.live.last()
         && useq < last
     {
-        let who = log.who();
         log.online.fault(Check::Order, || {
             format!("device {who}: live inbox position {useq} arrived after {last}")
         });
     }
-    log.epoch_live.push(useq);
+    epoch.live.push(useq);
 }
 
 /// At the end of a connection: between two consecutive live frames, every skipped
 /// position must be one of the device's own sends (which come as `sent`, not `msg`).
-pub(super) fn check_live_gaps(log: &mut DeviceLog) {
+pub(super) fn check_live_gaps(log: &mut DeviceLog, epoch: &Epoch) {
     let mut faults = Vec::new();
-    for pair in log.epoch_live.windows(2) {
+    for pair in epoch.live.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         if b <= a {
             continue; // already an order fault
         }
         let mut u = a + 1;
         while u < b {
-            if !log.epoch_own.contains(&u) && !log.epoch_live_set.contains(&u) {
+            if !epoch.own.contains(&u) && !epoch.live_set.contains(&u) {
                 let start = u;
-                while u < b && !log.epoch_own.contains(&u) && !log.epoch_live_set.contains(&u) {
+                while u < b && !epoch.own.contains(&u) && !epoch.live_set.contains(&u) {
                     u += 1;
                 }
                 faults.push((start, u - 1, a, b));

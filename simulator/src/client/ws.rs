@@ -89,6 +89,10 @@ struct Pending {
 struct Conn {
     out: mpsc::UnboundedSender<Message>,
     number: u64,
+    /// The requests written to this connection and not answered yet. Per connection, not
+    /// per device: a closed connection can still bring answers after the next one opened,
+    /// and those must reach the waiters of the connection they were asked on.
+    pending: Arc<Mutex<Pending>>,
 }
 
 /// A device of a simulated user.
@@ -103,7 +107,6 @@ pub struct Device {
     pub kind: usize,
     pub log: Mutex<DeviceLog>,
     conn: Mutex<Option<Conn>>,
-    pending: Mutex<Pending>,
     connections: AtomicU64,
     readers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -117,7 +120,6 @@ impl Device {
             id,
             kind,
             conn: Mutex::new(None),
-            pending: Mutex::new(Pending::default()),
             connections: AtomicU64::new(0),
             readers: Mutex::new(Vec::new()),
         }
@@ -127,12 +129,12 @@ impl Device {
         self.conn.lock().is_some()
     }
 
-    fn write(&self, text: String) -> Result<(), RequestError> {
+    /// Where to write on the current connection, and its waiters.
+    fn current(
+        &self,
+    ) -> Result<(mpsc::UnboundedSender<Message>, Arc<Mutex<Pending>>), RequestError> {
         match &*self.conn.lock() {
-            Some(c) => c
-                .out
-                .send(Message::text(text))
-                .map_err(|_| RequestError::Closed),
+            Some(c) => Ok((c.out.clone(), c.pending.clone())),
             None => Err(RequestError::Offline),
         }
     }
@@ -144,11 +146,12 @@ impl Device {
         to: &str,
         body: &str,
     ) -> Result<oneshot::Receiver<Result<Sent, RequestError>>, RequestError> {
+        let (out, pending) = self.current()?;
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().sends.insert(id.to_owned(), tx);
-        if let Err(e) = self.write(frames::send(id, to, body)) {
-            self.pending.lock().sends.remove(id);
-            return Err(e);
+        pending.lock().sends.insert(id.to_owned(), tx);
+        if out.send(Message::text(frames::send(id, to, body))).is_err() {
+            pending.lock().sends.remove(id);
+            return Err(RequestError::Closed);
         }
         Ok(rx)
     }
@@ -157,13 +160,15 @@ impl Device {
         &self,
         text: String,
     ) -> Result<oneshot::Receiver<Result<Answer, RequestError>>, RequestError> {
+        let (out, pending) = self.current()?;
         let (tx, rx) = oneshot::channel();
-        // Queue before writing, so the answer always finds its waiter.
-        let mut p = self.pending.lock();
+        // Queue before writing, under the lock, so answers (which come in the order the
+        // requests were written) always find their waiters in order.
+        let mut p = pending.lock();
         p.requests.push_back(tx);
-        if let Err(e) = self.write(text) {
+        if out.send(Message::text(text)).is_err() {
             p.requests.pop_back();
-            return Err(e);
+            return Err(RequestError::Closed);
         }
         Ok(rx)
     }
@@ -241,9 +246,11 @@ impl Device {
         let (mut sink, stream) = ws.split();
         let (out, mut rx) = mpsc::unbounded_channel::<Message>();
         let number = self.connections.fetch_add(1, Relaxed) + 1;
+        let pending = Arc::new(Mutex::new(Pending::default()));
         *self.conn.lock() = Some(Conn {
             out: out.clone(),
             number,
+            pending: pending.clone(),
         });
         ctx.counters.connected_up();
         ctx.counters.add(&ctx.counters.connects, 1);
@@ -256,7 +263,14 @@ impl Device {
             }
             let _ = sink.close().await;
         });
-        let reader = tokio::spawn(read_loop(ctx.clone(), self.clone(), stream, out, number));
+        let reader = tokio::spawn(read_loop(
+            ctx.clone(),
+            self.clone(),
+            stream,
+            out,
+            number,
+            pending,
+        ));
         let mut readers = self.readers.lock();
         readers.retain(|h| !h.is_finished());
         readers.push(reader);
@@ -275,17 +289,6 @@ impl Device {
         let handles: Vec<_> = std::mem::take(&mut *self.readers.lock());
         for h in handles {
             let _ = tokio::time::timeout(limit, h).await;
-        }
-    }
-
-    /// Fails every waiting request: the connection they were written to is gone.
-    fn fail_pending(&self) {
-        let mut p = self.pending.lock();
-        for (_, w) in p.sends.drain() {
-            let _ = w.send(Err(RequestError::Closed));
-        }
-        for w in p.requests.drain(..) {
-            let _ = w.send(Err(RequestError::Closed));
         }
     }
 }
@@ -319,6 +322,7 @@ async fn read_loop(
     mut stream: WsStream,
     out: mpsc::UnboundedSender<Message>,
     number: u64,
+    pending: Arc<Mutex<Pending>>,
 ) {
     // Cumulative acks, one per conversation, written when no frame is waiting.
     let mut acks: BTreeMap<String, u64> = BTreeMap::new();
@@ -335,7 +339,9 @@ async fn read_loop(
             }
         };
         match next {
-            Some(Ok(Message::Text(t))) => handle(&ctx, &dev, t.as_str(), &mut acks),
+            Some(Ok(Message::Text(t))) => {
+                handle(&ctx, &dev, number, &pending, t.as_str(), &mut acks)
+            }
             Some(Ok(Message::Close(frame))) => {
                 let planned = !is_current(&dev);
                 if !planned {
@@ -359,8 +365,8 @@ async fn read_loop(
         ctx.counters.add(&ctx.counters.disconnects_unexpected, 1);
     }
     ctx.counters.connected_down();
-    dev.fail_pending();
-    dev.log.lock().end_connection();
+    fail_pending(&pending);
+    dev.log.lock().end_connection_of(number);
 }
 
 fn entry_of(m: &MsgFrame, conv: Conv) -> Entry {
@@ -378,7 +384,14 @@ fn micros_since(t: Instant) -> u64 {
 }
 
 /// Records one message arriving at a device, live or through sync.
-fn arrive(ctx: &ShardCtx, dev: &Device, m: &MsgFrame, via: Via, acks: &mut BTreeMap<String, u64>) {
+fn arrive(
+    ctx: &ShardCtx,
+    dev: &Device,
+    number: u64,
+    m: &MsgFrame,
+    via: Via,
+    acks: &mut BTreeMap<String, u64>,
+) {
     let Ok(conv) = m.conv.parse::<Conv>() else {
         ctx.fault(Check::NoPhantoms, || {
             format!(
@@ -398,7 +411,7 @@ fn arrive(ctx: &ShardCtx, dev: &Device, m: &MsgFrame, via: Via, acks: &mut BTree
         return;
     };
     let entry = entry_of(m, conv);
-    let observed = dev.log.lock().observe(useq, entry, via);
+    let observed = dev.log.lock().observe_on(number, useq, entry, via);
     let ack = acks.entry(m.conv.clone()).or_default();
     *ack = (*ack).max(m.seq);
     if observed != Observed::New {
@@ -426,7 +439,15 @@ fn arrive(ctx: &ShardCtx, dev: &Device, m: &MsgFrame, via: Via, acks: &mut BTree
     }
 }
 
-fn handle(ctx: &ShardCtx, dev: &Device, text: &str, acks: &mut BTreeMap<String, u64>) {
+/// Handles one frame that arrived on connection `number` of `dev`.
+fn handle(
+    ctx: &ShardCtx,
+    dev: &Device,
+    number: u64,
+    pending: &Mutex<Pending>,
+    text: &str,
+    acks: &mut BTreeMap<String, u64>,
+) {
     let frame: ServerFrame = match serde_json::from_str(text) {
         Ok(f) => f,
         Err(_) => {
@@ -435,7 +456,7 @@ fn handle(ctx: &ShardCtx, dev: &Device, text: &str, acks: &mut BTreeMap<String, 
         }
     };
     match frame {
-        ServerFrame::Msg(m) => arrive(ctx, dev, &m, Via::Live, acks),
+        ServerFrame::Msg(m) => arrive(ctx, dev, number, &m, Via::Live, acks),
         ServerFrame::Sent {
             id,
             conv,
@@ -456,7 +477,7 @@ fn handle(ctx: &ShardCtx, dev: &Device, text: &str, acks: &mut BTreeMap<String, 
                         n: Some(n),
                         body_hash,
                     };
-                    dev.log.lock().observe(useq, entry, Via::Own);
+                    dev.log.lock().observe_on(number, useq, entry, Via::Own);
                     ctx.record(Latency::SendToSent, micros_since(intended));
                     ctx.series_acked();
                     ctx.users[dev.user_idx as usize]
@@ -467,7 +488,7 @@ fn handle(ctx: &ShardCtx, dev: &Device, text: &str, acks: &mut BTreeMap<String, 
                         .insert(seq, intended);
                 }
             }
-            if let Some(w) = dev.pending.lock().sends.remove(&id) {
+            if let Some(w) = pending.lock().sends.remove(&id) {
                 let _ = w.send(Ok(Sent { seq, useq }));
             }
         }
@@ -492,9 +513,9 @@ fn handle(ctx: &ShardCtx, dev: &Device, text: &str, acks: &mut BTreeMap<String, 
         }
         ServerFrame::Sync { items, next, more } => {
             for m in &items {
-                arrive(ctx, dev, m, Via::Sync, acks);
+                arrive(ctx, dev, number, m, Via::Sync, acks);
             }
-            if let Some(w) = dev.pending.lock().requests.pop_front() {
+            if let Some(w) = pending.lock().requests.pop_front() {
                 let _ = w.send(Ok(Answer::Sync(SyncPage { next, more })));
             }
         }
@@ -504,7 +525,7 @@ fn handle(ctx: &ShardCtx, dev: &Device, text: &str, acks: &mut BTreeMap<String, 
             next_before,
         } => {
             ctx.check_history_page(dev, &conv, &messages, next_before);
-            if let Some(w) = dev.pending.lock().requests.pop_front() {
+            if let Some(w) = pending.lock().requests.pop_front() {
                 let _ = w.send(Ok(Answer::History));
             }
         }
@@ -513,7 +534,7 @@ fn handle(ctx: &ShardCtx, dev: &Device, text: &str, acks: &mut BTreeMap<String, 
             message,
             reference,
         } => {
-            let mut p = dev.pending.lock();
+            let mut p = pending.lock();
             let by_ref = reference
                 .as_ref()
                 .and_then(|r| r.as_str())
@@ -534,5 +555,16 @@ fn handle(ctx: &ShardCtx, dev: &Device, text: &str, acks: &mut BTreeMap<String, 
             }
         }
         ServerFrame::Other => {}
+    }
+}
+
+/// Fails every request still waiting on a connection that ended.
+fn fail_pending(pending: &Mutex<Pending>) {
+    let mut p = pending.lock();
+    for (_, w) in p.sends.drain() {
+        let _ = w.send(Err(RequestError::Closed));
+    }
+    for w in p.requests.drain(..) {
+        let _ = w.send(Err(RequestError::Closed));
     }
 }

@@ -161,7 +161,9 @@ async fn read_loop(
             }
         };
         let out = match serde_json::from_str::<ClientFrame>(&text) {
-            Ok(frame) => handle(svc, who, me, frame).await,
+            // Boxed: the operations' state is large and only lives while a frame is
+            // handled; inline it would sit in every idle connection's task.
+            Ok(frame) => Box::pin(handle(svc, who, me, frame)).await,
             Err(e) => {
                 let reference = serde_json::from_str::<FrameRef>(&text)
                     .ok()
@@ -316,7 +318,7 @@ async fn write_loop(
             // A position stayed missing: read it from the store.
             gap_deadline = None;
             if let Some((from, to)) = order.gap()
-                && let Err(code) = fill_gap(&svc, user, from, to, &mut order).await
+                && let Err(code) = Box::pin(fill_gap(&svc, user, from, to, &mut order)).await
             {
                 break code;
             }

@@ -104,7 +104,7 @@ whose service is down is reported as not run and the others still run.
 
 Each database backend gets a fresh namespace so bytes on disk per message are measured from
 empty: PostgreSQL runs in schema cmp_<UTC time>_<n> (set in the query string), Cassandra in
-keyspace <keyspace>_<UTC time>. They are left in place afterwards for inspection.
+keyspace <keyspace>_<UTC time>. Each is dropped after its run unless --keep-data.
 
 Every run is a normal `chat-sim run` under DIR/compare-<scenario>-<UTC time>/<label>/
 (labels: memory, fjall, postgres, cql); the comparison's files sit in that directory.";
@@ -125,6 +125,9 @@ pub struct CompareArgs {
     /// No progress line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Keep each database backend's schema or keyspace after its run, to inspect it.
+    #[arg(long)]
+    pub keep_data: bool,
 }
 
 #[derive(Debug, Args)]

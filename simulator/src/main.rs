@@ -66,6 +66,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out_dir: a.out,
                 overrides: a.set,
                 progress: !a.quiet,
+                keep_data: a.keep_data,
             }))?;
             println!("comparison: {}", outcome.dir.display());
             if outcome.failures().is_empty() {

@@ -323,6 +323,19 @@ pub async fn open(spec: &str) -> Result<Arc<dyn Store>, OpenError> {
     }
 }
 
+/// Drops the schema (`postgres://…?schema=NAME`) or keyspace (`cql://…/KEYSPACE`) a
+/// spec names, with all its data, and returns its name; `None` for stores without one
+/// (`memory`, `fjall:PATH`, a PostgreSQL spec without `schema=`). For tools that ran on a
+/// throwaway namespace.
+pub async fn drop_namespace(spec: &str) -> Result<Option<String>, StoreError> {
+    let scheme = spec.split_once("://").map(|(s, _)| s);
+    match scheme {
+        Some("postgres" | "postgresql") => PostgresStore::drop_schema(spec).await,
+        Some("cql") => CqlStore::drop_keyspace(spec).await.map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// Why [`open`] failed.
 #[derive(Debug, Error)]
 pub enum OpenError {

@@ -796,3 +796,35 @@ impl Lwt {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drop_namespace_removes_the_keyspace() {
+    if unreachable().is_some() {
+        return;
+    }
+    let _node = NODE.clone().read_owned().await;
+    let ks = keyspace("dropped");
+    let store = CqlStore::open(&spec(&ks))
+        .await
+        .expect("open the cql store");
+    store.append(req(1, 2, "a")).await.unwrap();
+    async fn count(store: &CqlStore, ks: &str) -> usize {
+        store
+            .session()
+            .query_unpaged(
+                "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?",
+                (ks,),
+            )
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap()
+            .rows_num()
+    }
+    assert_eq!(count(&store, &ks).await, 1);
+    let dropped = chat_server::store::drop_namespace(&spec(&ks))
+        .await
+        .unwrap();
+    assert_eq!(dropped.as_deref(), Some(ks.as_str()));
+    assert_eq!(count(&store, &ks).await, 0, "the keyspace is gone");
+}

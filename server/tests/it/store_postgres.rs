@@ -966,3 +966,40 @@ async fn append_throughput() {
     }
     let _ = writeln!(std::io::stderr(), "PostgreSQL append throughput:\n{out}");
 }
+
+#[tokio::test]
+async fn drop_namespace_removes_the_schema_and_spares_the_default() {
+    let Some(url) = database().await else {
+        return;
+    };
+    let schema = Schema::new(&url, "dropped");
+    let store = open(&schema).await;
+    store.append(direct(1, 2, "a")).await.unwrap();
+    drop(store);
+    let exists = |name: String| {
+        let url = url.clone();
+        async move {
+            let client = probe(&url).await.unwrap();
+            client
+                .query_opt(
+                    "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1",
+                    &[&name],
+                )
+                .await
+                .unwrap()
+                .is_some()
+        }
+    };
+    assert!(exists(schema.name.clone()).await);
+    let dropped = chat_server::store::drop_namespace(&schema.spec())
+        .await
+        .unwrap();
+    assert_eq!(dropped.as_deref(), Some(schema.name.as_str()));
+    assert!(!exists(schema.name.clone()).await, "the schema is gone");
+    // A spec without `schema=` names the default schema, which is never dropped.
+    assert_eq!(
+        chat_server::store::drop_namespace(&url).await.unwrap(),
+        None
+    );
+    assert!(exists("public".into()).await);
+}

@@ -40,6 +40,9 @@ pub struct CompareOptions {
     pub out_dir: PathBuf,
     pub overrides: Vec<String>,
     pub progress: bool,
+    /// Keep each database backend's schema or keyspace after its run (by default they are
+    /// dropped: every comparison makes new ones, which would otherwise pile up).
+    pub keep_data: bool,
 }
 
 /// Why no comparison could be written. A backend that fails to run is not an error: it is
@@ -314,6 +317,9 @@ pub async fn compare(opts: CompareOptions) -> Result<CompareOutcome, CompareErro
             }
         };
         figures.push(f);
+        if !opts.keep_data {
+            drop_namespace(&b.spec, &shown).await;
+        }
     }
     let comparison = Comparison {
         schema_version: table::SCHEMA_VERSION,
@@ -329,6 +335,18 @@ pub async fn compare(opts: CompareOptions) -> Result<CompareOutcome, CompareErro
     };
     render::write_all(&dir, &comparison).map_err(io_err(&dir))?;
     Ok(CompareOutcome { dir, comparison })
+}
+
+/// Drops the schema or keyspace a backend's run used. A namespace that cannot be dropped
+/// costs disk, not correctness: it is said on standard error and the comparison goes on.
+async fn drop_namespace(spec: &str, shown: &str) {
+    match chat_server::store::drop_namespace(spec).await {
+        Ok(Some(name)) => tracing::info!(store = shown, name, "dropped the run's namespace"),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("warning: could not drop the namespace of {shown} (drop it by hand): {e}")
+        }
+    }
 }
 
 #[cfg(test)]

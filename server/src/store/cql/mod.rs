@@ -216,6 +216,29 @@ impl CqlStore {
         Ok(CqlStore { shared, writer })
     }
 
+    /// Drops the keyspace a spec names, with everything in it, and returns its name. For
+    /// tools that made a throwaway keyspace, such as `chat-sim compare`.
+    pub async fn drop_keyspace(spec: &str) -> Result<String, StoreError> {
+        let settings = Settings::parse(spec).map_err(StoreError::Invalid)?;
+        let session = tokio::time::timeout(
+            Duration::from_secs(30),
+            SessionBuilder::new()
+                .known_nodes(&settings.nodes)
+                .connection_timeout(Duration::from_secs(5))
+                .build(),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("no CQL node answered within 30 s".into()))?
+        .map_err(db_err)?;
+        // The keyspace is letters, digits and _ only (checked by `Settings::parse`).
+        let ks = settings.keyspace;
+        session
+            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
+            .await
+            .map_err(db_err)?;
+        Ok(ks)
+    }
+
     /// The settings the store runs with.
     pub fn settings(&self) -> &Settings {
         &self.shared.settings

@@ -474,6 +474,30 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// Drops the schema a spec names with `schema=NAME`, with everything in it; returns
+    /// its name, or `None` for a spec without one (the database's default schema is never
+    /// dropped). For tools that made a throwaway schema, such as `chat-sim compare`.
+    pub async fn drop_schema(spec: &str) -> Result<Option<String>, StoreError> {
+        let spec = Spec::parse(spec)?;
+        let Some(schema) = spec.schema else {
+            return Ok(None);
+        };
+        let (client, connection) = spec
+            .pg
+            .connect(NoTls)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect: {e}")))?;
+        let task = tokio::spawn(connection);
+        // `schema` is [a-z0-9_] only (checked by `Spec::parse`): safe to put in the text.
+        let dropped = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .map_err(pg_error);
+        drop(client);
+        let _ = task.await;
+        dropped.map(|()| Some(schema))
+    }
+
     /// Waits for the conversation's turn. The sends of one conversation are serialized by
     /// its row lock in the database anyway; queueing them here first, in arrival order,
     /// keeps a busy conversation from occupying many pooled connections with sessions that

@@ -145,11 +145,21 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// `DIR/<scenario>-<UTC time>/`, with `-2`, `-3` … if that exists already.
 fn make_run_dir(out: &Path, name: &str, ms: u64) -> Result<PathBuf, RunError> {
+    stamped_dir(out, name, ms).map_err(|(path, source)| RunError::Io { path, source })
+}
+
+/// Creates `DIR/<name>-<UTC time>/`, or `…-2`, `…-3` if that exists already, so two runs
+/// in the same second never share a directory. An error names the path it failed on.
+pub(crate) fn stamped_dir(
+    out: &Path,
+    name: &str,
+    ms: u64,
+) -> Result<PathBuf, (PathBuf, std::io::Error)> {
     let stamp: String = utc_string(ms)
         .chars()
         .filter(|c| *c != '-' && *c != ':')
         .collect();
-    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    std::fs::create_dir_all(out).map_err(|e| (out.to_owned(), e))?;
     let base = out.join(format!("{name}-{stamp}"));
     let mut dir = base.clone();
     let mut n = 2;
@@ -160,7 +170,7 @@ fn make_run_dir(out: &Path, name: &str, ms: u64) -> Result<PathBuf, RunError> {
                 dir = PathBuf::from(format!("{}-{n}", base.display()));
                 n += 1;
             }
-            Err(e) => return Err(io_err(&dir)(e)),
+            Err(e) => return Err((dir, e)),
         }
     }
 }

@@ -2,76 +2,15 @@
 //! acknowledged message survives with its seq, sequences stay gap-free, retries of
 //! unacknowledged ids are idempotent, and the next message continues the sequence.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use chat_server::auth::{Auth, now_secs};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::SECRET;
-
-/// A server child process, killed with SIGKILL when dropped.
-struct ChildServer {
-    child: Child,
-    addr: String,
-}
-
-impl ChildServer {
-    fn start(dir: &std::path::Path) -> ChildServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .args([
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--send-rate",
-                "0",
-                "--jwt-secret",
-                SECRET,
-            ])
-            .arg("--store")
-            .arg(format!("fjall:{}", dir.display()))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start chat-server");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        ChildServer { child, addr }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn token(user: u64) -> String {
-    Auth::new(SECRET)
-        .unwrap()
-        .issue(user, &"d".parse().unwrap(), now_secs() + 600)
-}
-
-/// (sender, id) → (conv, seq, body) of every acknowledged message.
-type Acked = Arc<Mutex<HashMap<(u64, String), (String, u64, String)>>>;
+use crate::child::{Acked, ChildServer, history, token};
 
 /// Sends as fast as `sent` comes back until the connection dies; records what was
 /// acknowledged and the id that was in flight.
@@ -110,32 +49,6 @@ async fn sender(addr: String, from: u64, to: u64, round: usize, acked: Acked) ->
     }
 }
 
-async fn history(addr: &str, user: u64, conv: &str) -> Vec<Value> {
-    let http = reqwest::Client::new();
-    let mut out = Vec::new();
-    let mut before: Option<u64> = None;
-    loop {
-        let mut url = format!("http://{addr}/v1/conversations/{conv}/messages?limit=200");
-        if let Some(b) = before {
-            url.push_str(&format!("&before={b}"));
-        }
-        let page: Value = http
-            .get(url)
-            .bearer_auth(token(user))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        out.extend(page["messages"].as_array().unwrap().iter().cloned());
-        match page["next_before"].as_u64() {
-            Some(b) => before = Some(b),
-            None => return out,
-        }
-    }
-}
-
 async fn send_http(addr: &str, from: u64, to: u64, id: &str) -> Value {
     reqwest::Client::new()
         .post(format!("http://{addr}/v1/messages"))
@@ -156,7 +69,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
     // Users 1..=4 and 5..=8 talk in pairs, both directions at once.
     let pairs: Vec<(u64, u64)> = vec![(1, 2), (2, 1), (3, 4), (4, 3), (5, 6), (6, 5)];
     for round in 0..3 {
-        let server = ChildServer::start(dir.path());
+        let server = ChildServer::start(&format!("fjall:{}", dir.path().display()));
         let tasks: Vec<_> = pairs
             .iter()
             .map(|&(from, to)| {
@@ -172,7 +85,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
             }
         }
         // Restart on the same directory.
-        let server = ChildServer::start(dir.path());
+        let server = ChildServer::start(&format!("fjall:{}", dir.path().display()));
         let acked_now = acked.lock().unwrap().clone();
         assert!(
             acked_now.len() > 10,

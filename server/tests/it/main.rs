@@ -1,6 +1,7 @@
 //! The server's integration tests: one binary, one module per topic. Every test talks to
 //! real things: a real server on 127.0.0.1:0, a real fjall directory, a real child process.
 
+mod child;
 mod durability;
 mod errors;
 mod groups;

@@ -9,20 +9,18 @@
 //! with `CI=true` a skip is a failure.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use chat_server::auth::{Auth, now_secs};
 use chat_server::model::ConvId;
 use chat_server::store::conformance::Subject;
 use chat_server::store::{AppendRequest, CqlStore, Store};
 use serde_json::{Value, json};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
-use crate::support::SECRET;
+use crate::child::{Acked, ChildServer, history, token};
 
 fn cql_addr() -> String {
     std::env::var("CHAT_TEST_CQL_ADDR").unwrap_or_else(|_| "127.0.0.1:9042".into())
@@ -230,65 +228,6 @@ async fn rows_past_the_counters_are_invisible_and_overwritten() {
 // ---------------------------------------------------------------------------------------
 // A real `chat-server` process on the CQL store.
 
-/// A server child process, killed with SIGKILL when dropped.
-struct ChildServer {
-    child: Child,
-    addr: String,
-}
-
-impl ChildServer {
-    fn start(store: &str) -> ChildServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .args([
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--send-rate",
-                "0",
-                "--jwt-secret",
-                SECRET,
-                "--store",
-                store,
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start chat-server");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        ChildServer { child, addr }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn token(user: u64) -> String {
-    Auth::new(SECRET)
-        .unwrap()
-        .issue(user, &"d".parse().unwrap(), now_secs() + 600)
-}
-
-/// (sender, id) → (conv, seq, body) of every acknowledged message.
-type Acked = Arc<Mutex<HashMap<(u64, String), (String, u64, String)>>>;
-
-/// One send over HTTP: the JSON answer, or `None` when the server is gone.
 async fn send_http(
     http: &reqwest::Client,
     addr: &str,
@@ -346,32 +285,6 @@ async fn sender(
         i += 1;
     }
     (None, unavailable)
-}
-
-async fn history(addr: &str, user: u64, conv: &str) -> Vec<Value> {
-    let http = reqwest::Client::new();
-    let mut out = Vec::new();
-    let mut before: Option<u64> = None;
-    loop {
-        let mut url = format!("http://{addr}/v1/conversations/{conv}/messages?limit=200");
-        if let Some(b) = before {
-            url.push_str(&format!("&before={b}"));
-        }
-        let page: Value = http
-            .get(url)
-            .bearer_auth(token(user))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        out.extend(page["messages"].as_array().unwrap().iter().cloned());
-        match page["next_before"].as_u64() {
-            Some(b) => before = Some(b),
-            None => return out,
-        }
-    }
 }
 
 const PAIRS: [(u64, u64); 6] = [(1, 2), (2, 1), (3, 4), (4, 3), (5, 6), (6, 5)];

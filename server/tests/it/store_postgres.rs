@@ -10,13 +10,12 @@
 //! (port 5439), so that stopping it disturbs no other test.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chat_server::auth::{Auth, now_secs};
 use chat_server::model::ConvId;
 use chat_server::store::conformance::Subject;
 use chat_server::store::{AppendRequest, PostgresStore, Store, StoreError};
@@ -25,7 +24,7 @@ use serde_json::{Value, json};
 use tokio_postgres::NoTls;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::SECRET;
+use crate::child::{Acked, ChildServer, history, token};
 
 /// The database the tests use unless `CHAT_TEST_POSTGRES_URL` names another.
 const DEFAULT_URL: &str = "postgres://chat:chat@127.0.0.1:5433/chat";
@@ -420,66 +419,6 @@ async fn any_unicode_text_round_trips() {
 // ---------------------------------------------------------------------------------------
 // A real server process on PostgreSQL.
 
-/// A `chat-server serve` child process, killed with SIGKILL when dropped.
-struct ChildServer {
-    child: Child,
-    addr: String,
-}
-
-impl ChildServer {
-    fn start(store: &str) -> ChildServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .args([
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--send-rate",
-                "0",
-                "--jwt-secret",
-                SECRET,
-                "--store",
-                store,
-            ])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start chat-server");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the first line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        ChildServer { child, addr }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn token(user: u64) -> String {
-    Auth::new(SECRET)
-        .unwrap()
-        .issue(user, &"d".parse().unwrap(), now_secs() + 600)
-}
-
-/// (sender, id) → (conv, seq, body) of every acknowledged message.
-type Acked = Arc<Mutex<HashMap<(u64, String), (String, u64, String)>>>;
-
 fn record(acked: &Acked, from: u64, id: &str, v: &Value, body: &str) {
     let conv = v["conv"].as_str().expect("conv").to_owned();
     let seq = v["seq"].as_u64().expect("seq");
@@ -520,32 +459,6 @@ async fn sender(addr: String, from: u64, to: u64, round: usize, acked: Acked) ->
             }
         }
         i += 1;
-    }
-}
-
-async fn history(addr: &str, user: u64, conv: &str) -> Vec<Value> {
-    let http = reqwest::Client::new();
-    let mut out = Vec::new();
-    let mut before: Option<u64> = None;
-    loop {
-        let mut url = format!("http://{addr}/v1/conversations/{conv}/messages?limit=200");
-        if let Some(b) = before {
-            url.push_str(&format!("&before={b}"));
-        }
-        let page: Value = http
-            .get(url)
-            .bearer_auth(token(user))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        out.extend(page["messages"].as_array().unwrap().iter().cloned());
-        match page["next_before"].as_u64() {
-            Some(b) => before = Some(b),
-            None => return out,
-        }
     }
 }
 
@@ -612,7 +525,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
     let pairs: Vec<(u64, u64)> = vec![(1, 2), (2, 1), (3, 4), (4, 3), (5, 6), (6, 5)];
     let convs = ["d:1:2", "d:3:4", "d:5:6"];
     for round in 0..3 {
-        let server = ChildServer::start(&spec);
+        let server = ChildServer::start_logging(&spec, "error");
         let tasks: Vec<_> = pairs
             .iter()
             .map(|&(from, to)| {
@@ -633,7 +546,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
                 in_flight.push((from, to, id));
             }
         }
-        let server = ChildServer::start(&spec);
+        let server = ChildServer::start_logging(&spec, "error");
         let acked_now = acked.lock().unwrap().len();
         assert!(acked_now > 10, "load was running: {acked_now} acknowledged");
         check_histories(&server.addr, &convs, &acked).await;
@@ -660,7 +573,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         }
         server.kill9();
     }
-    let server = ChildServer::start(&spec);
+    let server = ChildServer::start_logging(&spec, "error");
     check_histories(&server.addr, &convs, &acked).await;
 }
 
@@ -808,7 +721,7 @@ async fn postgres_outage_under_load_is_unavailable_then_recovers_by_itself() {
         return;
     }
     let schema = Schema::new(&cluster.url(), "outage");
-    let server = ChildServer::start(&schema.spec());
+    let server = ChildServer::start_logging(&schema.spec(), "error");
     let acked: Acked = Arc::default();
     let seen = Arc::new(Seen::default());
     let stop = Arc::new(AtomicBool::new(false));

@@ -234,24 +234,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CompareError + '_ {
 
 /// `DIR/compare-<scenario>-<UTC time>/`, with `-2`, `-3` … if that exists already.
 fn make_dir(out: &Path, name: &str, ms: u64) -> Result<PathBuf, CompareError> {
-    let stamp: String = utc_string(ms)
-        .chars()
-        .filter(|c| *c != '-' && *c != ':')
-        .collect();
-    std::fs::create_dir_all(out).map_err(io_err(out))?;
-    let base = out.join(format!("compare-{name}-{stamp}"));
-    let mut dir = base.clone();
-    let mut n = 2;
-    loop {
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                dir = PathBuf::from(format!("{}-{n}", base.display()));
-                n += 1;
-            }
-            Err(e) => return Err(io_err(&dir)(e)),
-        }
-    }
+    run::stamped_dir(out, &format!("compare-{name}"), ms)
+        .map_err(|(path, source)| CompareError::Io { path, source })
 }
 
 /// Runs the scenario once per backend, one after another, and writes the comparison.

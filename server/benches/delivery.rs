@@ -686,7 +686,7 @@ async fn run_phase(store: StoreKind, spec: PhaseSpec, args: &Args) -> Result<Pha
         None => "memory".to_string(),
         Some(d) => format!("fjall:{}", d.path().join("data").display()),
     };
-    let server = ServerProcess::start(&[
+    let mut server = common::start_server(&[
         "--store".into(),
         store_arg,
         "--send-rate".into(),
@@ -817,7 +817,7 @@ async fn run_phase(store: StoreKind, spec: PhaseSpec, args: &Args) -> Result<Pha
     }
     r.server_max_rss = server.max_rss_bytes()?;
     r.client_max_rss = common::self_max_rss_bytes()?;
-    let (status, killed) = server.stop(Duration::from_secs(15))?;
+    let (status, killed) = server.terminate(Duration::from_secs(15))?;
     r.server_exit = if killed {
         format!("did not stop within 15 s of SIGTERM: killed ({status})")
     } else if status.success() {

@@ -23,7 +23,7 @@ use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use common::{ServerProcess, Tokens, Ws, human_bytes};
+use common::{Tokens, Ws, human_bytes};
 
 /// Server memory per idle connection the design allows, in bytes.
 const TARGET_BYTES_PER_CONN: f64 = 6.0 * 1024.0;
@@ -91,7 +91,7 @@ fn main() -> Result<()> {
 
 async fn run(args: &Args) -> Result<()> {
     let max = *args.counts.last().unwrap_or(&0);
-    let mut server = ServerProcess::start(&[
+    let mut server = common::start_server(&[
         "--store".into(),
         "memory".into(),
         "--max-connections".into(),
@@ -179,7 +179,7 @@ async fn run(args: &Args) -> Result<()> {
     }
     let server_max = server.max_rss_bytes()?;
     drop(conns);
-    let (status, killed) = server.stop(Duration::from_secs(15))?;
+    let (status, killed) = server.terminate(Duration::from_secs(15))?;
 
     println!();
     println!(

@@ -37,7 +37,7 @@ async fn run(watchers: usize, rounds: usize) {
     for conn in 0..watchers as u64 {
         let (tx, rx) = mpsc::channel(rounds * 2 + 8);
         let handle = DeviceHandle {
-            conn,
+            conn: chat_server::hub::ConnId(conn),
             device: format!("w{conn}").parse().expect("device id"),
             tx,
             close: Arc::new(CloseSignal::default()),

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::auth::AuthError;
 use crate::model::InvalidId;
-use crate::store::StoreError;
+use crate::store::{RefusalKind, StoreError};
 
 /// The `code` of an error, as the contract's table lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,9 +97,18 @@ impl From<StoreError> for ApiError {
                     "the store is unavailable: nothing was stored, retry with the same id",
                 )
             }
-            StoreError::Invalid(msg) => ApiError::bad_request(msg),
-            StoreError::NotFound(msg) => ApiError::new(Code::NotFound, msg),
-            StoreError::Forbidden(msg) => ApiError::forbidden(msg),
+            StoreError::Refused(r) => {
+                let code = match r.kind() {
+                    RefusalKind::NotFound => Code::NotFound,
+                    RefusalKind::Forbidden => Code::Forbidden,
+                    RefusalKind::Invalid => Code::BadRequest,
+                };
+                ApiError::new(code, r.to_string())
+            }
+            StoreError::Spec(detail) => {
+                tracing::error!(%detail, "store misconfigured");
+                ApiError::new(Code::Internal, "internal error")
+            }
             StoreError::Corrupt(detail) => {
                 tracing::error!(%detail, "corrupt store data");
                 ApiError::new(Code::Internal, "internal error")

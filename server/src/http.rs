@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{AuthError, Identity};
 use crate::error::{ApiError, Code};
-use crate::model::{UserId, parse_user};
+use crate::model::{ClientMsgId, ConvId, Target, UserId, parse_user};
 use crate::protocol::SentOut;
 use crate::service::{GroupOut, MAX_WAIT_SECS, Service};
 
@@ -60,7 +60,7 @@ impl FromRequestParts<Arc<Service>> for Authed {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, svc: &Arc<Service>) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers).ok_or(AuthError::Missing)?;
-        Ok(Authed(svc.auth.verify(token)?))
+        Ok(Authed(svc.verify(token)?))
     }
 }
 
@@ -113,10 +113,7 @@ async fn ws_upgrade(
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let token = bearer(&headers).map(str::to_owned).or(q.token);
-    let who = match token
-        .ok_or(AuthError::Missing)
-        .and_then(|t| svc.auth.verify(&t))
-    {
+    let who = match token.ok_or(AuthError::Missing).and_then(|t| svc.verify(&t)) {
         Ok(who) => who,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -127,7 +124,7 @@ async fn ws_upgrade(
                 .into_response();
         }
     };
-    let c = &svc.config;
+    let c = svc.config();
     upgrade
         .read_buffer_size(c.ws_read_buffer_bytes)
         .write_buffer_size(c.ws_write_buffer_bytes)
@@ -138,8 +135,8 @@ async fn ws_upgrade(
 
 #[derive(Deserialize)]
 struct SendBody {
-    id: String,
-    to: String,
+    id: ClientMsgId,
+    to: Target,
     body: String,
 }
 
@@ -148,7 +145,7 @@ async fn post_message(
     Authed(who): Authed,
     JsonBody(b): JsonBody<SendBody>,
 ) -> Result<Json<SentOut>, ApiError> {
-    Ok(Json(svc.send(&who, &b.id, &b.to, b.body, None).await?))
+    Ok(Json(svc.send(&who, b.id, b.to, b.body, None).await?))
 }
 
 #[derive(Deserialize)]
@@ -201,12 +198,13 @@ async fn get_history(
     Path(conv): Path<String>,
     Params(q): Params<HistoryQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(svc.history(&who, &conv, q.before, q.limit).await?))
+    let conv: ConvId = conv.parse()?;
+    Ok(Json(svc.history(&who, conv, q.before, q.limit).await?))
 }
 
 #[derive(Deserialize)]
 struct MarkBody {
-    conv: String,
+    conv: ConvId,
     seq: u64,
 }
 
@@ -215,7 +213,7 @@ async fn post_ack(
     Authed(who): Authed,
     JsonBody(b): JsonBody<MarkBody>,
 ) -> Result<StatusCode, ApiError> {
-    svc.ack(&who, &b.conv, b.seq).await?;
+    svc.ack(&who, b.conv, b.seq).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -224,7 +222,7 @@ async fn post_read(
     Authed(who): Authed,
     JsonBody(b): JsonBody<MarkBody>,
 ) -> Result<StatusCode, ApiError> {
-    svc.read(&who, &b.conv, b.seq).await?;
+    svc.read(&who, b.conv, b.seq).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -326,6 +324,6 @@ async fn get_metrics(State(svc): Svc) -> impl IntoResponse {
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        svc.metrics.render(),
+        svc.metrics().render(),
     )
 }

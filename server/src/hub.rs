@@ -9,11 +9,21 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
-use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use tokio::sync::{Notify, mpsc};
 
 use crate::model::{DeviceId, UserId};
+use crate::protocol::Encoded;
+
+/// One connection of a device, unique within this process for its lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Close code for a device whose outgoing queue overflowed (RFC 6455 "try again later").
 pub const CLOSE_OVERFLOW: u16 = 1013;
@@ -22,9 +32,9 @@ pub const CLOSE_OVERFLOW: u16 = 1013;
 #[derive(Debug)]
 pub enum Outbound {
     /// A frame outside the inbox stream (answers, receipts, typing): written as it comes.
-    Frame(Utf8Bytes),
+    Frame(Encoded),
     /// A `msg` frame at inbox position `useq` of the device's user: written in useq order.
-    Inbox { useq: u64, frame: Utf8Bytes },
+    Inbox { useq: u64, frame: Encoded },
     /// Inbox position `useq` is this device's own send, answered with `sent`: the live
     /// stream moves past it without a `msg`.
     Own { useq: u64 },
@@ -69,7 +79,7 @@ impl CloseSignal {
 /// One online device: its queue and its close signal.
 #[derive(Clone)]
 pub struct DeviceHandle {
-    pub conn: u64,
+    pub conn: ConnId,
     pub device: DeviceId,
     pub tx: mpsc::Sender<Outbound>,
     pub close: Arc<CloseSignal>,
@@ -81,7 +91,7 @@ impl DeviceHandle {
         match self.tx.try_send(item) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::info!(conn = self.conn, device = %self.device, "outgoing queue full: closing 1013");
+                tracing::info!(conn = %self.conn, device = %self.device, "outgoing queue full: closing 1013");
                 self.close.close(CLOSE_OVERFLOW);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -110,8 +120,8 @@ impl Hub {
     }
 
     /// A fresh connection number.
-    pub fn next_conn(&self) -> u64 {
-        self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
+    pub fn next_conn(&self) -> ConnId {
+        ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
     /// Puts a device online.
@@ -121,7 +131,7 @@ impl Hub {
     }
 
     /// Takes a connection offline.
-    pub fn unregister(&self, user: UserId, conn: u64) {
+    pub fn unregister(&self, user: UserId, conn: ConnId) {
         let mut removed = false;
         self.users.remove_if_mut(&user, |_, entry| {
             let before = entry.devices.len();
@@ -141,7 +151,13 @@ impl Hub {
 
     /// Delivers inbox position `useq` of `user` to each online device: `frame` to all but
     /// `own_conn` (the connection that sent it, which got `sent`). Long polls wake up.
-    pub fn deliver_inbox(&self, user: UserId, useq: u64, frame: &Utf8Bytes, own_conn: Option<u64>) {
+    pub fn deliver_inbox(
+        &self,
+        user: UserId,
+        useq: u64,
+        frame: &Encoded,
+        own_conn: Option<ConnId>,
+    ) {
         let Some(entry) = self.users.get(&user) else {
             return;
         };
@@ -162,7 +178,7 @@ impl Hub {
 
     /// Sends a frame outside the inbox stream to every online device of `user`, except
     /// `skip_conn`.
-    pub fn send_to_user(&self, user: UserId, frame: &Utf8Bytes, skip_conn: Option<u64>) {
+    pub fn send_to_user(&self, user: UserId, frame: &Encoded, skip_conn: Option<ConnId>) {
         if let Some(entry) = self.users.get(&user) {
             for d in entry.devices.iter().filter(|d| Some(d.conn) != skip_conn) {
                 d.offer(Outbound::Frame(frame.clone()));

@@ -1,6 +1,6 @@
 //! The reference chat server of the capacity-planning harness: one-on-one chat over
 //! WebSocket and HTTP with one order on every device, offline catch-up through a per-user
-//! inbox, paginated history, and durable storage behind a [`store::Store`] trait.
+//! inbox, paginated history, and durable storage behind the [`store::Store`] traits.
 //!
 //! [`run`] serves on a listener the caller opened, with a store the caller chose, until a
 //! shutdown future resolves; the binary is a thin layer over it, and tests start it on
@@ -15,8 +15,10 @@ pub mod listener;
 pub mod metrics;
 pub mod model;
 pub mod presence;
+pub mod process;
 pub mod protocol;
 pub mod push;
+pub mod serve;
 pub mod service;
 pub mod store;
 pub mod ws;
@@ -39,13 +41,14 @@ use crate::service::Service;
 pub async fn run(
     listener: TcpListener,
     config: Config,
-    store: Arc<dyn store::Store>,
+    backend: impl Into<store::Backend>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = config.shutdown_grace;
     let max = config.max_connections;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let svc = Arc::new(Service::new(store, config, stop_rx).map_err(std::io::Error::other)?);
+    let svc =
+        Arc::new(Service::new(backend.into(), config, stop_rx).map_err(std::io::Error::other)?);
     let trimmer = tokio::spawn({
         let svc = svc.clone();
         async move {
@@ -62,7 +65,7 @@ pub async fn run(
         shutdown.await;
         tracing::info!("shutting down: draining connections");
         let _ = stop_tx.send(true);
-        hub_svc.hub.close_all(ws::CLOSE_GOING_AWAY);
+        hub_svc.close_all(ws::CLOSE_GOING_AWAY);
     };
     let serve = axum::serve(CappedListener::new(listener, max), app).with_graceful_shutdown(signal);
     let served = serve.into_future();
@@ -70,7 +73,7 @@ pub async fn run(
     let result = served.await;
     // Upgraded WebSockets are not tracked by the HTTP server: wait for them here.
     let deadline = tokio::time::Instant::now() + grace;
-    while svc.hub.online_devices() > 0 && tokio::time::Instant::now() < deadline {
+    while svc.online_devices() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     trimmer.abort();

@@ -189,6 +189,22 @@ impl FromStr for Target {
     }
 }
 
+/// Identities arrive in JSON as strings and are parsed while the frame or body is
+/// decoded, so a frame that gets past serde holds only valid values; the parse error's
+/// text becomes the `bad_request` message.
+macro_rules! deserialize_from_str {
+    ($($ty:ty),*) => {$(
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
+deserialize_from_str!(ClientMsgId, ConvId, Target, DeviceId);
+
 /// Milliseconds since the Unix epoch: the `ts` of the protocol.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -226,6 +242,18 @@ mod tests {
         assert!("é".parse::<ClientMsgId>().is_err());
         assert!("\n".parse::<ClientMsgId>().is_err());
         assert!("x".repeat(65).parse::<ClientMsgId>().is_err());
+    }
+
+    #[test]
+    fn identities_deserialize_from_json_strings() {
+        let c: ConvId = serde_json::from_str(r#""d:1:2""#).unwrap();
+        assert_eq!(c, ConvId::Direct { lo: 1, hi: 2 });
+        let e = serde_json::from_str::<ConvId>(r#""d:2:1""#).unwrap_err();
+        assert!(e.to_string().contains("invalid conversation id"), "{e}");
+        assert!(serde_json::from_str::<ConvId>("12").is_err());
+        let t: Target = serde_json::from_str(r#""u:4""#).unwrap();
+        assert_eq!(t, Target::User(4));
+        assert!(serde_json::from_str::<ClientMsgId>(r#""""#).is_err());
     }
 
     #[test]

@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use serde::Serialize;
 
-use crate::hub::{DeviceHandle, Outbound};
+use crate::hub::{ConnId, DeviceHandle, Outbound};
 use crate::metrics::Metrics;
 use crate::model::{UserId, now_ms};
+use crate::protocol::Encoded;
 
 /// How long an HTTP-only client counts as online after its last long poll ended.
 pub const HTTP_HOLD: Duration = Duration::from_secs(30);
@@ -72,9 +72,9 @@ impl Default for UserState {
 pub struct Presence {
     users: DashMap<UserId, UserState>,
     /// user → the connections watching them.
-    watchers: DashMap<UserId, HashMap<u64, DeviceHandle>>,
+    watchers: DashMap<UserId, HashMap<ConnId, DeviceHandle>>,
     /// connection → the users it watches.
-    subscriptions: DashMap<u64, Vec<UserId>>,
+    subscriptions: DashMap<ConnId, Vec<UserId>>,
     online_delay: Duration,
     offline_grace: Duration,
     online_users: AtomicI64,
@@ -242,7 +242,7 @@ impl Presence {
     }
 
     /// Drops every subscription of a connection (it closed, or subscribes anew).
-    pub fn unsubscribe(&self, conn: u64) {
+    pub fn unsubscribe(&self, conn: ConnId) {
         if let Some((_, old)) = self.subscriptions.remove(&conn) {
             for u in old {
                 self.watchers.remove_if_mut(&u, |_, w| {
@@ -255,7 +255,7 @@ impl Presence {
 }
 
 /// The `presence` frame of a status.
-pub fn frame(out: &PresenceOut) -> Utf8Bytes {
+pub fn frame(out: &PresenceOut) -> Encoded {
     #[derive(Serialize)]
     struct Frame<'a> {
         #[serde(rename = "type")]
@@ -263,7 +263,7 @@ pub fn frame(out: &PresenceOut) -> Utf8Bytes {
         #[serde(flatten)]
         out: &'a PresenceOut,
     }
-    Utf8Bytes::from(
+    Encoded::from(
         serde_json::to_string(&Frame {
             kind: "presence",
             out,

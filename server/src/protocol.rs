@@ -1,25 +1,29 @@
 //! The frames of WebSocket protocol v1 (docs/protocol.md) and their JSON form. HTTP
 //! answers reuse the same objects.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::model::{ClientMsgId, ConvId, Target, UserId};
 use crate::store::{InboxItem, StoredMessage};
 
-/// A frame from a client. Fields are checked further by the service (ids, limits).
+/// A frame from a client, with its identities parsed and checked while it is decoded:
+/// a frame with a bad id, target or conversation does not decode. Limits (page sizes,
+/// body length) are the service's.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     Send {
-        id: String,
-        to: String,
+        id: ClientMsgId,
+        to: Target,
         body: String,
     },
     Ack {
-        conv: String,
+        conv: ConvId,
         seq: u64,
     },
     Read {
-        conv: String,
+        conv: ConvId,
         seq: u64,
     },
     Sync {
@@ -28,15 +32,15 @@ pub enum ClientFrame {
         limit: Option<u64>,
     },
     History {
-        conv: String,
+        conv: ConvId,
         before: Option<u64>,
         limit: Option<u64>,
     },
     Typing {
-        conv: String,
+        conv: ConvId,
     },
     PresenceSub {
-        users: Vec<u64>,
+        users: Vec<UserId>,
     },
     Ping {},
 }
@@ -116,6 +120,30 @@ pub struct SentOut {
     pub ts: u64,
 }
 
+/// A server frame encoded once as JSON text and shared by every device it fans out to
+/// (cloning it copies no bytes). Only the WebSocket layer turns it into the transport's
+/// own type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded(Bytes);
+
+impl Encoded {
+    /// The frame's bytes (UTF-8 JSON).
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// The frame's bytes, taken.
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+}
+
+impl From<String> for Encoded {
+    fn from(text: String) -> Self {
+        Encoded(Bytes::from(text))
+    }
+}
+
 /// A frame from the server.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -156,6 +184,11 @@ impl ServerFrame<'_> {
     pub fn to_json(&self) -> String {
         // Plain data with string keys: serialization cannot fail.
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The frame encoded for fan-out.
+    pub fn encode(&self) -> Encoded {
+        Encoded::from(self.to_json())
     }
 }
 
@@ -209,5 +242,23 @@ mod tests {
         ));
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"nope"}"#).is_err());
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"ack","conv":"d:1:2"}"#).is_err());
+        // Identities are checked while decoding.
+        let f: ClientFrame =
+            serde_json::from_str(r#"{"type":"send","id":"m1","to":"u:2","body":"b"}"#).unwrap();
+        assert!(matches!(
+            f,
+            ClientFrame::Send {
+                to: Target::User(2),
+                ..
+            }
+        ));
+        for bad in [
+            r#"{"type":"send","id":"","to":"u:2","body":"b"}"#,
+            r#"{"type":"send","id":"m1","to":"u:0","body":"b"}"#,
+            r#"{"type":"read","conv":"d:2:1","seq":1}"#,
+            r#"{"type":"typing","conv":7}"#,
+        ] {
+            assert!(serde_json::from_str::<ClientFrame>(bad).is_err(), "{bad}");
+        }
     }
 }

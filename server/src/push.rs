@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::metrics::Metrics;
 use crate::model::{ConvId, UserId, now_ms};
-use crate::store::{DeadLetter, Store, StoreError};
+use crate::store::{DeadLetter, PushStore, StoreError};
 
 /// Jobs waiting for the worker; past this, new jobs are dead-lettered at once.
 const QUEUE: usize = 10_000;
@@ -35,6 +35,15 @@ pub struct PushConfig {
     pub attempts: u32,
     /// The first retry's delay; each retry doubles it.
     pub backoff: Duration,
+}
+
+impl PushConfig {
+    /// The coalescing window unless configured.
+    pub const DEFAULT_COALESCE: Duration = Duration::from_secs(10);
+    /// Attempts per notification unless configured.
+    pub const DEFAULT_ATTEMPTS: u32 = 5;
+    /// The first retry's delay unless configured.
+    pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(200);
 }
 
 /// A message stored for a user with no device online.
@@ -63,13 +72,13 @@ struct Notification<'a> {
 /// The handle the send path uses.
 pub struct Pusher {
     tx: mpsc::Sender<PushJob>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn PushStore>,
     metrics: Arc<Metrics>,
 }
 
 impl Pusher {
     /// Starts the worker.
-    pub fn start(config: PushConfig, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+    pub fn start(config: PushConfig, store: Arc<dyn PushStore>, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(worker(config, rx, store.clone(), metrics.clone()));
         Pusher { tx, store, metrics }
@@ -102,7 +111,7 @@ fn preview(body: &str) -> &str {
 async fn worker(
     config: PushConfig,
     mut rx: mpsc::Receiver<PushJob>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn PushStore>,
     metrics: Arc<Metrics>,
 ) {
     let client = reqwest::Client::builder()
@@ -209,7 +218,7 @@ async fn post(client: &reqwest::Client, gateway: &str, payload: &str) -> Result<
     }
 }
 
-async fn dead_letter(store: &dyn Store, metrics: &Metrics, payload: String, error: String) {
+async fn dead_letter(store: &dyn PushStore, metrics: &Metrics, payload: String, error: String) {
     metrics.push_dead_lettered.inc();
     let letter = DeadLetter {
         payload,
@@ -230,7 +239,7 @@ pub struct Replayed {
 
 /// Posts every dead letter to `gateway` once more; those accepted are removed, the others
 /// stay for a later replay.
-pub async fn replay(store: &dyn Store, gateway: &str) -> Result<Replayed, StoreError> {
+pub async fn replay(store: &dyn PushStore, gateway: &str) -> Result<Replayed, StoreError> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

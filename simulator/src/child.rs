@@ -103,7 +103,7 @@ pub async fn serve(o: ServeOptions) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     writeln!(out, "listening on {addr}")?;
     out.flush()?;
-    let stats_store = store.clone();
+    let stats_store = store.store();
     tokio::spawn(async move {
         loop {
             let disk = match stats_store.disk_bytes().await {

@@ -1,18 +1,17 @@
-//! Shared by the benchmark programs: the server binary as a child process on loopback,
-//! readings of a process's CPU time and memory from `/proc`, and authenticated WebSocket
-//! connections.
+//! Shared by the benchmark programs: the server binary as a child process on loopback
+//! and readings of CPU time and memory (both from the library's [`chat_server::process`]),
+//! and authenticated WebSocket connections.
 
 // Each benchmark uses a different part of this module.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use chat_server::auth::{Auth, now_secs};
+pub use chat_server::process::{self, ServerProcess};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -24,240 +23,48 @@ pub const SECRET: &str = "bench-secret";
 /// A client WebSocket.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// The server binary running as a child process. Dropping it kills the process, so no
-/// server outlives the benchmark, whatever path it leaves by.
-pub struct ServerProcess {
-    child: Option<Child>,
-    pub addr: SocketAddr,
-    pub pid: u32,
-}
-
-impl ServerProcess {
-    /// Starts `chat-server serve --addr 127.0.0.1:0 --jwt-secret SECRET <extra>` and waits
-    /// for the `listening on ADDR` line.
-    pub fn start(extra: &[String]) -> Result<ServerProcess> {
-        let bin = env!("CARGO_BIN_EXE_chat-server");
-        let mut child = Command::new(bin)
-            .args(["serve", "--addr", "127.0.0.1:0", "--jwt-secret", SECRET])
-            .args(extra)
-            // Warnings and errors reach the terminal; per-connection logs would cost CPU.
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {bin}"))?;
-        let pid = child.id();
-        let stdout = child.stdout.take().context("no stdout of the server")?;
-        // From here on the process is owned by `ServerProcess`: an early return kills it.
-        let mut server = ServerProcess {
-            child: Some(child),
-            addr: "127.0.0.1:0".parse()?,
-            pid,
-        };
-        server.addr = read_listening_line(stdout, &mut server)?;
-        Ok(server)
-    }
-
-    /// Whether the process has exited (and how), without waiting.
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-    }
-
-    /// Stops the server gracefully with SIGTERM and waits up to `grace` for it to exit,
-    /// then kills it. Returns the exit status, and whether it had to be killed.
-    pub fn stop(mut self, grace: Duration) -> Result<(ExitStatus, bool)> {
-        let mut child = self.child.take().context("server already stopped")?;
-        if let Some(status) = child.try_wait()? {
-            return Ok((status, false));
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait()? {
-                return Ok((status, false));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        Ok((child.wait()?, true))
-    }
-
-    /// Resident memory now (VmRSS), in bytes.
-    pub fn rss_bytes(&self) -> Result<u64> {
-        proc_status_kb(self.pid, "VmRSS:").map(|kb| kb * 1024)
-    }
-
-    /// Peak resident memory (VmHWM), in bytes.
-    pub fn max_rss_bytes(&self) -> Result<u64> {
-        proc_status_kb(self.pid, "VmHWM:").map(|kb| kb * 1024)
-    }
-
-    /// User plus system CPU time used so far, in seconds.
-    pub fn cpu_secs(&self) -> Result<f64> {
-        cpu_secs_of(&self.pid.to_string())
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take()
-            && child.try_wait().ok().flatten().is_none()
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Reads the server's first stdout line (`listening on ADDR`) within 30 s, then keeps
-/// draining its stdout on a thread so the server never blocks or fails on a full pipe.
-fn read_listening_line(stdout: ChildStdout, server: &mut ServerProcess) -> Result<SocketAddr> {
-    let (tx, rx) = std::sync::mpsc::channel::<std::io::Result<String>>();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let first = reader.read_line(&mut line).map(|_| line);
-        let _ = tx.send(first);
-        let mut sink = [0u8; 4096];
-        while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
-    });
-    let line = match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(Ok(line)) => line,
-        Ok(Err(e)) => return Err(e).context("reading the server's stdout"),
-        Err(_) => {
-            if let Some(status) = server.exited() {
-                bail!("the server exited before listening: {status}");
-            }
-            bail!("the server printed no `listening on` line within 30 s");
-        }
-    };
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .ok_or_else(|| match server.exited() {
-            Some(status) => anyhow!("the server exited before listening: {status}"),
-            None => anyhow!("unexpected first line from the server: {line:?}"),
-        })?;
-    addr.parse()
-        .with_context(|| format!("bad address from the server: {addr:?}"))
-}
-
-/// A `kB` field of `/proc/PID/status` (`pid` may be `self`).
-fn proc_status_kb(pid: impl std::fmt::Display, field: &str) -> Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no {field} in {path}"))
+/// Starts `chat-server serve --addr 127.0.0.1:0 --jwt-secret SECRET <extra>` as a child
+/// process and waits for its `listening on ADDR` line. Dropping it kills the process, so
+/// no server outlives the benchmark, whatever path it leaves by.
+pub fn start_server(extra: &[String]) -> Result<ServerProcess> {
+    let bin = env!("CARGO_BIN_EXE_chat-server");
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--jwt-secret", SECRET])
+        .args(extra)
+        // Warnings and errors reach the terminal; per-connection logs would cost CPU.
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stderr(Stdio::inherit());
+    ServerProcess::spawn(cmd, Duration::from_secs(30), |_| {})
+        .with_context(|| format!("cannot start {bin}"))
 }
 
 /// This process's resident memory now, in bytes.
 pub fn self_rss_bytes() -> Result<u64> {
-    proc_status_kb("self", "VmRSS:").map(|kb| kb * 1024)
+    Ok(process::status_kb(None, "VmRSS:")? * 1024)
 }
 
 /// This process's peak resident memory, in bytes.
 pub fn self_max_rss_bytes() -> Result<u64> {
-    proc_status_kb("self", "VmHWM:").map(|kb| kb * 1024)
+    Ok(process::status_kb(None, "VmHWM:")? * 1024)
 }
 
 /// This process's user plus system CPU time so far, in seconds.
 pub fn self_cpu_secs() -> Result<f64> {
-    cpu_secs_of("self")
+    Ok(process::cpu_secs(None)?)
 }
 
-/// Clock ticks per second for `/proc/PID/stat` times (`getconf CLK_TCK`, else 100).
-fn clock_ticks() -> f64 {
-    static TICKS: OnceLock<f64> = OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse::<f64>().ok())
-            .filter(|t| *t > 0.0)
-            .unwrap_or(100.0)
-    })
-}
-
-/// The whole machine's CPU time so far, from the `cpu` line of `/proc/stat`, in seconds
-/// summed over all cores: (busy, iowait). Busy counts user, nice, system, irq, softirq and
-/// steal.
+/// The whole machine's CPU time so far, in seconds summed over all cores: (busy,
+/// iowait).
 pub fn machine_cpu_secs() -> Result<(f64, f64)> {
-    let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("cpu "))
-        .context("no cpu line in /proc/stat")?;
-    let v: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    let at = |i: usize| v.get(i).copied().unwrap_or(0.0);
-    // user nice system idle iowait irq softirq steal
-    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
-    Ok((busy / clock_ticks(), at(4) / clock_ticks()))
+    Ok(process::machine_cpu_secs()?)
 }
 
-/// CPU seconds used so far by each thread of a process, summed by thread name (e.g.
-/// `tokio-runtime-w`), sorted by name.
+/// CPU seconds used so far by each thread of a process, by thread name.
 pub fn thread_cpu_secs(pid: u32) -> Result<Vec<(String, f64)>> {
-    let mut by_name = std::collections::BTreeMap::<String, f64>::new();
-    let dir = format!("/proc/{pid}/task");
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
-        let tid = entry?.file_name();
-        let tid = tid.to_string_lossy();
-        // A thread may end between the listing and the read: skip it.
-        let Ok(stat) = std::fs::read_to_string(format!("{dir}/{tid}/stat")) else {
-            continue;
-        };
-        let name = stat
-            .split_once('(')
-            .and_then(|(_, r)| r.rsplit_once(')'))
-            .map_or("?", |(n, _)| n)
-            .to_string();
-        if let Ok(secs) = parse_stat_cpu(&stat, &dir) {
-            *by_name.entry(name).or_default() += secs;
-        }
-    }
-    Ok(by_name.into_iter().collect())
-}
-
-/// utime + stime of `/proc/PID/stat`, in seconds.
-fn cpu_secs_of(pid: &str) -> Result<f64> {
-    let path = format!("/proc/{pid}/stat");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    parse_stat_cpu(&text, &path)
-}
-
-/// utime + stime of a `stat` file's text, in seconds.
-fn parse_stat_cpu(text: &str, path: &str) -> Result<f64> {
-    // The command name (field 2) is in parentheses and may hold spaces: split after it.
-    let rest = text
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .with_context(|| format!("malformed {path}"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
-    let tick = |i: usize| -> Result<f64> {
-        fields
-            .get(i - 3)
-            .and_then(|v| v.parse::<f64>().ok())
-            .with_context(|| format!("no field {i} in {path}"))
-    };
-    Ok((tick(14)? + tick(15)?) / clock_ticks())
+    Ok(process::thread_cpu_secs(pid)?)
 }
 
 /// Issues tokens for the benchmark server's secret.

@@ -17,8 +17,8 @@ use moka::sync::Cache;
 use prometheus_client::metrics::counter::Counter;
 
 use super::{
-    AppendRequest, Appended, ConvSummary, DeadLetter, Group, InboxItem, MarkOutcome, Marker,
-    MemberChange, PushRegistration, Store, StoreError, StoredMessage,
+    AppendRequest, Appended, ConvSummary, Group, GroupStore, InboxItem, MarkOutcome, Marker,
+    MemberChange, MessageStore, StoreError, StoredMessage,
 };
 use crate::metrics::{CacheLabel, Metrics};
 use crate::model::{ConvId, UserId};
@@ -33,7 +33,9 @@ const STRIPES: usize = 4096;
 
 /// A store with the recent-conversations cache in front.
 pub struct Cached {
-    inner: Arc<dyn Store>,
+    messages: Arc<dyn MessageStore>,
+    /// Group writes change conversation lists, so they pass through here too.
+    groups: Arc<dyn GroupStore>,
     lists: Cache<UserId, Arc<Vec<ConvSummary>>>,
     pages: Cache<ConvId, Arc<Vec<StoredMessage>>>,
     generations: Box<[AtomicU64]>,
@@ -49,7 +51,11 @@ enum Key {
 }
 
 impl Cached {
-    pub fn new(inner: Arc<dyn Store>, metrics: &Metrics) -> Self {
+    pub fn new(
+        messages: Arc<dyn MessageStore>,
+        groups: Arc<dyn GroupStore>,
+        metrics: &Metrics,
+    ) -> Self {
         // One statement per counter: `get_or_create` hands out a read guard that lives to
         // the end of its statement, and a second call in the same statement that has to
         // insert would wait for that guard forever.
@@ -62,7 +68,8 @@ impl Cached {
         let page_hits = counter(&metrics.cache_hits, "messages");
         let page_misses = counter(&metrics.cache_misses, "messages");
         Cached {
-            inner,
+            messages,
+            groups,
             lists: Cache::new(CAPACITY),
             pages: Cache::new(CAPACITY),
             generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
@@ -98,14 +105,14 @@ impl Cached {
 }
 
 #[async_trait]
-impl Store for Cached {
+impl MessageStore for Cached {
     fn name(&self) -> &'static str {
-        self.inner.name()
+        self.messages.name()
     }
 
     async fn append(&self, req: AppendRequest) -> Result<Appended, StoreError> {
         let conv = req.conv;
-        let a = self.inner.append(req).await?;
+        let a = self.messages.append(req).await?;
         if !a.duplicate {
             self.invalidate_conv(conv);
             for &(user, _) in &a.inboxes {
@@ -122,7 +129,7 @@ impl Store for Cached {
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         if before.is_some() || limit > RECENT_MESSAGES {
-            return self.inner.history(conv, before, limit).await;
+            return self.messages.history(conv, before, limit).await;
         }
         if let Some(page) = self.pages.get(&conv) {
             self.page_hits.inc();
@@ -130,7 +137,7 @@ impl Store for Cached {
         }
         self.page_misses.inc();
         let generation = self.generation(&Key::Conv(conv));
-        let page = self.inner.history(conv, None, RECENT_MESSAGES).await?;
+        let page = self.messages.history(conv, None, RECENT_MESSAGES).await?;
         let out = page.iter().take(limit).cloned().collect();
         if self.generation(&Key::Conv(conv)) == generation {
             self.pages.insert(conv, Arc::new(page));
@@ -144,11 +151,11 @@ impl Store for Cached {
         after: u64,
         limit: usize,
     ) -> Result<Vec<InboxItem>, StoreError> {
-        self.inner.inbox(user, after, limit).await
+        self.messages.inbox(user, after, limit).await
     }
 
     async fn inbox_head(&self, user: UserId) -> Result<u64, StoreError> {
-        self.inner.inbox_head(user).await
+        self.messages.inbox_head(user).await
     }
 
     async fn mark(
@@ -158,7 +165,7 @@ impl Store for Cached {
         marker: Marker,
         seq: u64,
     ) -> Result<MarkOutcome, StoreError> {
-        let m = self.inner.mark(user, conv, marker, seq).await?;
+        let m = self.messages.mark(user, conv, marker, seq).await?;
         if m.after > m.before {
             self.invalidate_user(user);
         }
@@ -171,7 +178,7 @@ impl Store for Cached {
         limit: usize,
     ) -> Result<Vec<ConvSummary>, StoreError> {
         if limit > RECENT_CONVERSATIONS {
-            return self.inner.conversations(user, limit).await;
+            return self.messages.conversations(user, limit).await;
         }
         if let Some(list) = self.lists.get(&user) {
             self.list_hits.inc();
@@ -179,7 +186,10 @@ impl Store for Cached {
         }
         self.list_misses.inc();
         let generation = self.generation(&Key::User(user));
-        let list = self.inner.conversations(user, RECENT_CONVERSATIONS).await?;
+        let list = self
+            .messages
+            .conversations(user, RECENT_CONVERSATIONS)
+            .await?;
         let out = list.iter().take(limit).cloned().collect();
         if self.generation(&Key::User(user)) == generation {
             self.lists.insert(user, Arc::new(list));
@@ -188,16 +198,19 @@ impl Store for Cached {
     }
 
     async fn disk_bytes(&self) -> Result<Option<u64>, StoreError> {
-        self.inner.disk_bytes().await
+        self.messages.disk_bytes().await
     }
+}
 
+#[async_trait]
+impl GroupStore for Cached {
     async fn create_group(
         &self,
         name: String,
         admin: UserId,
         members: Vec<UserId>,
     ) -> Result<Group, StoreError> {
-        let g = self.inner.create_group(name, admin, members).await?;
+        let g = self.groups.create_group(name, admin, members).await?;
         for &u in &g.members {
             self.invalidate_user(u);
         }
@@ -205,37 +218,13 @@ impl Store for Cached {
     }
 
     async fn group(&self, id: u64) -> Result<Option<Group>, StoreError> {
-        self.inner.group(id).await
+        self.groups.group(id).await
     }
 
     async fn change_members(&self, group: u64, change: MemberChange) -> Result<Group, StoreError> {
-        let g = self.inner.change_members(group, change).await?;
+        let g = self.groups.change_members(group, change).await?;
         let (MemberChange::Add { user, .. } | MemberChange::Remove { user, .. }) = change;
         self.invalidate_user(user);
         Ok(g)
-    }
-
-    async fn put_push(&self, reg: PushRegistration) -> Result<(), StoreError> {
-        self.inner.put_push(reg).await
-    }
-
-    async fn pushes(&self, user: UserId) -> Result<Vec<PushRegistration>, StoreError> {
-        self.inner.pushes(user).await
-    }
-
-    async fn put_dead_letter(&self, letter: DeadLetter) -> Result<u64, StoreError> {
-        self.inner.put_dead_letter(letter).await
-    }
-
-    async fn dead_letters(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, DeadLetter)>, StoreError> {
-        self.inner.dead_letters(after, limit).await
-    }
-
-    async fn remove_dead_letter(&self, id: u64) -> Result<(), StoreError> {
-        self.inner.remove_dead_letter(id).await
     }
 }

@@ -13,7 +13,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{AppendRequest, DeadLetter, Marker, MemberChange, PushRegistration, Store, StoreError};
+use super::{
+    AppendRequest, DeadLetter, Marker, MemberChange, PushRegistration, Refusal, Store, StoreError,
+};
 use crate::model::{ConvId, UserId};
 
 /// A store under test and whatever must live as long as it (a temporary directory).
@@ -223,7 +225,7 @@ pub async fn markers_are_cumulative(s: Arc<dyn Store>) {
     assert_eq!((m.before, m.after), (3, 3), "never backwards");
     assert!(matches!(
         s.mark(2, conv, Marker::Ack, 6).await,
-        Err(StoreError::Invalid(_))
+        Err(StoreError::Refused(Refusal::BeyondLast { .. }))
     ));
     let m = s.mark(2, conv, Marker::Read, 4).await.unwrap();
     assert_eq!((m.before, m.after), (0, 4));
@@ -343,11 +345,11 @@ pub async fn groups_sequence_and_fan_out(s: Arc<dyn Store>) {
     assert_eq!((b.seq, b.inboxes.len()), (2, 3));
     assert!(matches!(
         s.append(group_req(4, 1, "outsider")).await,
-        Err(StoreError::Forbidden(_))
+        Err(StoreError::Refused(Refusal::NotMember { .. }))
     ));
     assert!(matches!(
         s.append(group_req(1, 77, "nowhere")).await,
-        Err(StoreError::NotFound(_))
+        Err(StoreError::Refused(Refusal::NoGroup(77)))
     ));
     let list = s.conversations(2, 10).await.unwrap();
     assert_eq!(list[0].conv, ConvId::Group(1));
@@ -378,27 +380,27 @@ pub async fn group_membership_rules(s: Arc<dyn Store>) {
     };
     assert!(matches!(
         s.change_members(g, add(2, 4, 10)).await,
-        Err(StoreError::Forbidden(_))
+        Err(StoreError::Refused(Refusal::AdminAdds))
     ));
     let after = s.change_members(g, add(1, 4, 10)).await.unwrap();
     assert_eq!(after.members, vec![1, 2, 3, 4]);
     assert!(matches!(
         s.change_members(g, add(1, 4, 10)).await,
-        Err(StoreError::Invalid(_))
+        Err(StoreError::Refused(Refusal::AlreadyMember(4)))
     ));
     assert!(matches!(
         s.change_members(g, add(1, 5, 4)).await,
-        Err(StoreError::Invalid(_))
+        Err(StoreError::Refused(Refusal::GroupFull(4)))
     ));
     assert!(matches!(
         s.change_members(99, add(1, 5, 10)).await,
-        Err(StoreError::NotFound(_))
+        Err(StoreError::Refused(Refusal::NoGroup(99)))
     ));
     s.append(group_req(1, g, "before")).await.unwrap();
     assert!(matches!(
         s.change_members(g, MemberChange::Remove { by: 3, user: 2 })
             .await,
-        Err(StoreError::Forbidden(_))
+        Err(StoreError::Refused(Refusal::AdminRemoves))
     ));
     let left = s
         .change_members(g, MemberChange::Remove { by: 2, user: 2 })
@@ -408,7 +410,7 @@ pub async fn group_membership_rules(s: Arc<dyn Store>) {
     assert!(matches!(
         s.change_members(g, MemberChange::Remove { by: 1, user: 2 })
             .await,
-        Err(StoreError::Invalid(_))
+        Err(StoreError::Refused(Refusal::NoSuchMember(2)))
     ));
     let a = s.append(group_req(3, g, "after")).await.unwrap();
     assert!(a.inboxes.iter().all(|&(u, _)| u != 2), "{:?}", a.inboxes);
@@ -420,7 +422,7 @@ pub async fn group_membership_rules(s: Arc<dyn Store>) {
     assert!(s.conversations(2, 10).await.unwrap().is_empty());
     assert!(matches!(
         s.append(group_req(2, g, "not any more")).await,
-        Err(StoreError::Forbidden(_))
+        Err(StoreError::Refused(Refusal::NotMember { .. }))
     ));
     // The admin leaving hands the group to the lowest remaining id.
     let handed = s

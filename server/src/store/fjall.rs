@@ -2,7 +2,7 @@
 //!
 //! Writes go through one writer thread. It takes every request waiting in its queue,
 //! applies them to one write batch (sequencing them with the shared rules of
-//! [`super::logic`]), commits the batch and fsyncs the journal once, and only then answers
+//! [`super::sequencing`]), commits the batch and fsyncs the journal once, and only then answers
 //! every request of the batch. Many concurrent sends therefore share one fsync (group
 //! commit), and the single writer is the per-store sequencer that keeps `seq` and `useq`
 //! gap-free. Reads go straight to the LSM-tree from a blocking thread.
@@ -37,10 +37,11 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistM
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use super::logic::{self, ConvMeta, IdemRecord, Marks, WriteTables, decode, encode, unread};
+use super::rules::{Marks, unread};
+use super::sequencing::{self, ConvMeta, IdemRecord, WriteTables, decode, encode};
 use super::{
-    AppendRequest, Appended, ConvSummary, DeadLetter, Group, InboxItem, MarkOutcome, Marker,
-    MemberChange, PushRegistration, Store, StoreError, StoredMessage,
+    AppendRequest, Appended, ConvSummary, DeadLetter, Group, GroupStore, InboxItem, MarkOutcome,
+    Marker, MemberChange, MessageStore, PushRegistration, PushStore, StoreError, StoredMessage,
 };
 use crate::model::{ConvId, UserId};
 
@@ -127,7 +128,7 @@ impl FjallStore {
     }
 
     /// Runs `f` on the writer thread inside the next batch and answers once that batch is
-    /// durable. Validation errors (`Invalid`, `NotFound`, `Forbidden`) must be raised
+    /// durable. Refusals ([`StoreError::Refused`]) must be raised
     /// before `f` writes anything; any other error keeps the whole batch from committing.
     async fn write<T: Send + 'static>(
         &self,
@@ -539,13 +540,13 @@ impl Tables {
 }
 
 #[async_trait]
-impl Store for FjallStore {
+impl MessageStore for FjallStore {
     fn name(&self) -> &'static str {
         "fjall"
     }
 
     async fn append(&self, req: AppendRequest) -> Result<Appended, StoreError> {
-        self.write(move |b| logic::append(b, &req)).await
+        self.write(move |b| sequencing::append(b, &req)).await
     }
 
     async fn history(
@@ -606,7 +607,7 @@ impl Store for FjallStore {
         marker: Marker,
         seq: u64,
     ) -> Result<MarkOutcome, StoreError> {
-        self.write(move |b| logic::mark(b, user, conv, marker, seq))
+        self.write(move |b| sequencing::mark(b, user, conv, marker, seq))
             .await
     }
 
@@ -644,14 +645,17 @@ impl Store for FjallStore {
         self.read(|t| allocated_bytes(&t.path).map(Some).map_err(unavailable))
             .await
     }
+}
 
+#[async_trait]
+impl GroupStore for FjallStore {
     async fn create_group(
         &self,
         name: String,
         admin: UserId,
         members: Vec<UserId>,
     ) -> Result<Group, StoreError> {
-        self.write(move |b| logic::create_group(b, &name, admin, &members))
+        self.write(move |b| sequencing::create_group(b, &name, admin, &members))
             .await
     }
 
@@ -660,10 +664,13 @@ impl Store for FjallStore {
     }
 
     async fn change_members(&self, group: u64, change: MemberChange) -> Result<Group, StoreError> {
-        self.write(move |b| logic::change_members(b, group, change))
+        self.write(move |b| sequencing::change_members(b, group, change))
             .await
     }
+}
 
+#[async_trait]
+impl PushStore for FjallStore {
     async fn put_push(&self, reg: PushRegistration) -> Result<(), StoreError> {
         self.write(move |b| {
             let mut key = reg.user.to_be_bytes().to_vec();

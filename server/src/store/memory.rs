@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::logic::{self, ConvMeta, IdemRecord, Marks, WriteTables, unread};
+use super::rules::{Marks, unread};
+use super::sequencing::{self, ConvMeta, IdemRecord, WriteTables};
 use super::{
-    AppendRequest, Appended, ConvSummary, DeadLetter, Group, InboxItem, MarkOutcome, Marker,
-    MemberChange, PushRegistration, Store, StoreError, StoredMessage,
+    AppendRequest, Appended, ConvSummary, DeadLetter, Group, GroupStore, InboxItem, MarkOutcome,
+    Marker, MemberChange, MessageStore, PushRegistration, PushStore, StoreError, StoredMessage,
 };
 use crate::model::{ConvId, UserId};
 
@@ -106,13 +107,13 @@ impl WriteTables for State {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl MessageStore for MemoryStore {
     fn name(&self) -> &'static str {
         "memory"
     }
 
     async fn append(&self, req: AppendRequest) -> Result<Appended, StoreError> {
-        logic::append(&mut *self.state.lock(), &req)
+        sequencing::append(&mut *self.state.lock(), &req)
     }
 
     async fn history(
@@ -164,7 +165,7 @@ impl Store for MemoryStore {
         marker: Marker,
         seq: u64,
     ) -> Result<MarkOutcome, StoreError> {
-        logic::mark(&mut *self.state.lock(), user, conv, marker, seq)
+        sequencing::mark(&mut *self.state.lock(), user, conv, marker, seq)
     }
 
     async fn conversations(
@@ -198,14 +199,17 @@ impl Store for MemoryStore {
     async fn disk_bytes(&self) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }
+}
 
+#[async_trait]
+impl GroupStore for MemoryStore {
     async fn create_group(
         &self,
         name: String,
         admin: UserId,
         members: Vec<UserId>,
     ) -> Result<Group, StoreError> {
-        logic::create_group(&mut *self.state.lock(), &name, admin, &members)
+        sequencing::create_group(&mut *self.state.lock(), &name, admin, &members)
     }
 
     async fn group(&self, id: u64) -> Result<Option<Group>, StoreError> {
@@ -213,9 +217,12 @@ impl Store for MemoryStore {
     }
 
     async fn change_members(&self, group: u64, change: MemberChange) -> Result<Group, StoreError> {
-        logic::change_members(&mut *self.state.lock(), group, change)
+        sequencing::change_members(&mut *self.state.lock(), group, change)
     }
+}
 
+#[async_trait]
+impl PushStore for MemoryStore {
     async fn put_push(&self, reg: PushRegistration) -> Result<(), StoreError> {
         self.state
             .lock()

@@ -21,9 +21,10 @@ pub mod cache;
 pub mod conformance;
 mod cql;
 mod fjall;
-mod logic;
 mod memory;
 mod postgres;
+pub mod rules;
+mod sequencing;
 pub mod timed;
 
 use std::sync::Arc;
@@ -54,18 +55,78 @@ pub enum StoreError {
     /// operation was stored; the client may retry.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// The request contradicts the stored state (e.g. a marker beyond the last message).
-    #[error("{0}")]
-    Invalid(String),
+    /// A rule of the chat refused the operation; nothing was stored.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// Stored data could not be decoded: a bug or a damaged store.
     #[error("corrupt store data: {0}")]
     Corrupt(String),
-    /// The group (or other named thing) does not exist.
+    /// The `--store` spec or a setting of the backend is not one it can use.
     #[error("{0}")]
-    NotFound(String),
-    /// The caller is not allowed to do this (not a member, not the admin).
-    #[error("{0}")]
-    Forbidden(String),
+    Spec(String),
+}
+
+/// A rule of the chat that an operation broke ([`rules`] decides them all). The text is
+/// meant for the client; [`Refusal::kind`] says which error code answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Refusal {
+    #[error("no group {0}")]
+    NoGroup(u64),
+    #[error("user {user} is not a participant of {conv}")]
+    NotParticipant { user: UserId, conv: ConvId },
+    #[error("user {user} is not a member of group {group}")]
+    NotMember { user: UserId, group: u64 },
+    #[error("only the admin adds members")]
+    AdminAdds,
+    #[error("only the admin removes others; anyone may leave")]
+    AdminRemoves,
+    #[error("user {0} is already a member")]
+    AlreadyMember(UserId),
+    #[error("user {0} is not a member")]
+    NoSuchMember(UserId),
+    #[error("the group is full ({0} members)")]
+    GroupFull(usize),
+    #[error("seq {seq} is beyond the last message of {conv} ({last})")]
+    BeyondLast { seq: u64, conv: ConvId, last: u64 },
+    #[error("{what} {value} is out of range")]
+    OutOfRange { what: &'static str, value: u64 },
+}
+
+/// How a [`Refusal`] is answered: the contract's `not_found`, `forbidden` or
+/// `bad_request`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    NotFound,
+    Forbidden,
+    Invalid,
+}
+
+impl Refusal {
+    /// Which kind of refusal this is.
+    pub fn kind(&self) -> RefusalKind {
+        match self {
+            Refusal::NoGroup(_) => RefusalKind::NotFound,
+            Refusal::NotParticipant { .. }
+            | Refusal::NotMember { .. }
+            | Refusal::AdminAdds
+            | Refusal::AdminRemoves => RefusalKind::Forbidden,
+            Refusal::AlreadyMember(_)
+            | Refusal::NoSuchMember(_)
+            | Refusal::GroupFull(_)
+            | Refusal::BeyondLast { .. }
+            | Refusal::OutOfRange { .. } => RefusalKind::Invalid,
+        }
+    }
+}
+
+impl StoreError {
+    /// The kind of refusal, when a rule refused the operation.
+    pub fn refusal_kind(&self) -> Option<RefusalKind> {
+        match self {
+            StoreError::Refused(r) => Some(r.kind()),
+            _ => None,
+        }
+    }
 }
 
 /// A group: its members, with the admin among them.
@@ -196,18 +257,12 @@ pub struct ConvSummary {
     pub unread: u64,
 }
 
-/// The storage of the chat server. Every method is atomic; writes are durable when they
-/// return `Ok`.
+/// Messages and inboxes: the sequencer, history, sync, markers and conversation lists.
+/// Every method is atomic; writes are durable when they return `Ok`.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait MessageStore: Send + Sync + 'static {
     /// The backend's name for logs and reports (`memory`, `fjall`, …).
     fn name(&self) -> &'static str;
-
-    /// Whether reads cross a network: the server then puts the recent-conversations
-    /// cache ([`cache::Cached`]) in front of the store.
-    fn is_remote(&self) -> bool {
-        false
-    }
 
     /// Stores a message once, appends it to every participant's inbox and returns its
     /// `seq` and `useq`s. A repeated (sender, id) returns the first outcome with
@@ -234,7 +289,7 @@ pub trait Store: Send + Sync + 'static {
     async fn inbox_head(&self, user: UserId) -> Result<u64, StoreError>;
 
     /// Moves `user`'s cumulative marker on `conv` to `seq` if that is further. A seq beyond
-    /// the conversation's last message is refused with [`StoreError::Invalid`].
+    /// the conversation's last message is refused ([`Refusal::BeyondLast`]).
     async fn mark(
         &self,
         user: UserId,
@@ -252,7 +307,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Bytes the backend occupies on disk, when it can tell (`None` for memory).
     async fn disk_bytes(&self) -> Result<Option<u64>, StoreError>;
+}
 
+/// Groups and their membership. Membership changes are ordered with the sends of the
+/// group by the backend's sequencer.
+#[async_trait]
+pub trait GroupStore: Send + Sync + 'static {
     /// Creates a group with a fresh id; `admin` is a member. The caller validated names
     /// and the member cap.
     async fn create_group(
@@ -265,12 +325,15 @@ pub trait Store: Send + Sync + 'static {
     /// A group, if it exists.
     async fn group(&self, id: u64) -> Result<Option<Group>, StoreError>;
 
-    /// Adds or removes a member, ordered with sends (see [`MemberChange`]). Unknown
-    /// groups are [`StoreError::NotFound`]; a caller without the right is
-    /// [`StoreError::Forbidden`]; a full group or a redundant change is
-    /// [`StoreError::Invalid`].
+    /// Adds or removes a member, ordered with sends (see [`MemberChange`]), with the
+    /// checks of [`rules::change_members`]: an unknown group, a caller without the right,
+    /// a full group or a redundant change is refused.
     async fn change_members(&self, group: u64, change: MemberChange) -> Result<Group, StoreError>;
+}
 
+/// Push registrations and the dead letters of pushes that failed for good.
+#[async_trait]
+pub trait PushStore: Send + Sync + 'static {
     /// Registers (or replaces) a device's push token.
     async fn put_push(&self, reg: PushRegistration) -> Result<(), StoreError>;
 
@@ -291,31 +354,100 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_dead_letter(&self, id: u64) -> Result<(), StoreError>;
 }
 
+/// A whole backend: every concern of the chat in one place, as the conformance suite
+/// tests it. Implemented for everything that implements the three parts.
+pub trait Store: MessageStore + GroupStore + PushStore {}
+
+impl<T: MessageStore + GroupStore + PushStore + ?Sized> Store for T {}
+
+/// A backend whose data several server processes may read and write at once while each
+/// conversation keeps one gap-free sequence: the store a cluster of nodes can share.
+pub trait SharedStore: Store {}
+
+/// An opened backend, typed by where its data lives and who may write it.
+#[derive(Clone)]
+pub enum Backend {
+    /// In this process (memory, fjall): reads cost no round trip; one process owns it.
+    Embedded(Arc<dyn Store>),
+    /// Across the network, sequenced by this one process (CQL's in-process sequencer).
+    Remote(Arc<dyn Store>),
+    /// Across the network and shared by every node of a cluster (PostgreSQL).
+    Shared(Arc<dyn SharedStore>),
+}
+
+impl Backend {
+    /// The backend as a whole.
+    pub fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Embedded(s) | Backend::Remote(s) => s.clone(),
+            Backend::Shared(s) => s.clone(),
+        }
+    }
+
+    /// Whether reads cross a network: the server then puts the recent-conversations
+    /// cache ([`cache::Cached`]) in front of messages and groups.
+    pub fn is_networked(&self) -> bool {
+        !matches!(self, Backend::Embedded(_))
+    }
+
+    /// The backend's name for logs and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Embedded(s) | Backend::Remote(s) => s.name(),
+            Backend::Shared(s) => s.name(),
+        }
+    }
+}
+
+impl From<Arc<MemoryStore>> for Backend {
+    fn from(s: Arc<MemoryStore>) -> Self {
+        Backend::Embedded(s)
+    }
+}
+
+impl From<Arc<FjallStore>> for Backend {
+    fn from(s: Arc<FjallStore>) -> Self {
+        Backend::Embedded(s)
+    }
+}
+
+impl From<Arc<CqlStore>> for Backend {
+    fn from(s: Arc<CqlStore>) -> Self {
+        Backend::Remote(s)
+    }
+}
+
+impl From<Arc<PostgresStore>> for Backend {
+    fn from(s: Arc<PostgresStore>) -> Self {
+        Backend::Shared(s)
+    }
+}
+
 /// Opens the backend that a `--store` value names: `memory` or `fjall:PATH`. Unknown
 /// schemes are refused with a message listing the known ones.
-pub async fn open(spec: &str) -> Result<Arc<dyn Store>, OpenError> {
+pub async fn open(spec: &str) -> Result<Backend, OpenError> {
     let (scheme, rest) = match spec.split_once(':') {
         Some((s, r)) => (s, Some(r)),
         None => (spec, None),
     };
     match (scheme, rest) {
-        ("memory", None) => Ok(Arc::new(MemoryStore::new())),
+        ("memory", None) => Ok(Arc::new(MemoryStore::new()).into()),
         ("fjall", Some(path)) if !path.is_empty() => {
             let path = std::path::PathBuf::from(path);
             let store = tokio::task::spawn_blocking(move || FjallStore::open(&path))
                 .await
                 .map_err(|e| OpenError::Backend(e.to_string()))??;
-            Ok(Arc::new(store))
+            Ok(Arc::new(store).into())
         }
         ("fjall", _) => Err(OpenError::Spec(
             "fjall needs a directory: --store fjall:PATH".into(),
         )),
         ("postgres" | "postgresql", Some(rest)) if rest.starts_with("//") => {
-            Ok(Arc::new(PostgresStore::open(spec).await?))
+            Ok(Arc::new(PostgresStore::open(spec).await?).into())
         }
         ("cql", Some(rest)) if rest.starts_with("//") => {
             let settings = CqlSettings::parse(spec).map_err(OpenError::Spec)?;
-            Ok(Arc::new(CqlStore::open_with(settings).await?))
+            Ok(Arc::new(CqlStore::open_with(settings).await?).into())
         }
         _ => Err(OpenError::Spec(format!(
             "unknown store {spec:?}: expected `memory`, `fjall:PATH`, `postgres://…` or `cql://HOST:PORT/KEYSPACE`"

@@ -7,21 +7,34 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    AppendRequest, Appended, ConvSummary, DeadLetter, Group, InboxItem, MarkOutcome, Marker,
-    MemberChange, PushRegistration, Store, StoreError, StoredMessage,
+    AppendRequest, Appended, ConvSummary, DeadLetter, Group, GroupStore, InboxItem, MarkOutcome,
+    Marker, MemberChange, MessageStore, PushRegistration, PushStore, StoreError, StoredMessage,
 };
 use crate::metrics::{Metrics, OpLabel};
 use crate::model::{ConvId, UserId};
 
-/// Any store, timed.
+/// Any store's three parts, timed. The parts may be decorated apart (the cache sits in
+/// front of messages and groups only), so each is held on its own.
 pub struct Timed {
-    inner: Arc<dyn Store>,
+    messages: Arc<dyn MessageStore>,
+    groups: Arc<dyn GroupStore>,
+    pushes: Arc<dyn PushStore>,
     metrics: Arc<Metrics>,
 }
 
 impl Timed {
-    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
-        Timed { inner, metrics }
+    pub fn new(
+        messages: Arc<dyn MessageStore>,
+        groups: Arc<dyn GroupStore>,
+        pushes: Arc<dyn PushStore>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Timed {
+            messages,
+            groups,
+            pushes,
+            metrics,
+        }
     }
 
     fn observe<T>(&self, op: &'static str, start: Instant, r: &Result<T, StoreError>) {
@@ -46,32 +59,37 @@ macro_rules! timed {
 }
 
 #[async_trait]
-impl Store for Timed {
+impl MessageStore for Timed {
     fn name(&self) -> &'static str {
-        self.inner.name()
+        self.messages.name()
     }
+
     async fn append(&self, req: AppendRequest) -> Result<Appended, StoreError> {
-        timed!(self, "append", self.inner.append(req))
+        timed!(self, "append", self.messages.append(req))
     }
+
     async fn history(
         &self,
         conv: ConvId,
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        timed!(self, "history", self.inner.history(conv, before, limit))
+        timed!(self, "history", self.messages.history(conv, before, limit))
     }
+
     async fn inbox(
         &self,
         user: UserId,
         after: u64,
         limit: usize,
     ) -> Result<Vec<InboxItem>, StoreError> {
-        timed!(self, "inbox", self.inner.inbox(user, after, limit))
+        timed!(self, "inbox", self.messages.inbox(user, after, limit))
     }
+
     async fn inbox_head(&self, user: UserId) -> Result<u64, StoreError> {
-        timed!(self, "inbox_head", self.inner.inbox_head(user))
+        timed!(self, "inbox_head", self.messages.inbox_head(user))
     }
+
     async fn mark(
         &self,
         user: UserId,
@@ -79,18 +97,28 @@ impl Store for Timed {
         marker: Marker,
         seq: u64,
     ) -> Result<MarkOutcome, StoreError> {
-        timed!(self, "mark", self.inner.mark(user, conv, marker, seq))
+        timed!(self, "mark", self.messages.mark(user, conv, marker, seq))
     }
+
     async fn conversations(
         &self,
         user: UserId,
         limit: usize,
     ) -> Result<Vec<ConvSummary>, StoreError> {
-        timed!(self, "conversations", self.inner.conversations(user, limit))
+        timed!(
+            self,
+            "conversations",
+            self.messages.conversations(user, limit)
+        )
     }
+
     async fn disk_bytes(&self) -> Result<Option<u64>, StoreError> {
-        timed!(self, "disk_bytes", self.inner.disk_bytes())
+        timed!(self, "disk_bytes", self.messages.disk_bytes())
     }
+}
+
+#[async_trait]
+impl GroupStore for Timed {
     async fn create_group(
         &self,
         name: String,
@@ -100,40 +128,50 @@ impl Store for Timed {
         timed!(
             self,
             "create_group",
-            self.inner.create_group(name, admin, members)
+            self.groups.create_group(name, admin, members)
         )
     }
+
     async fn group(&self, id: u64) -> Result<Option<Group>, StoreError> {
-        timed!(self, "group", self.inner.group(id))
+        timed!(self, "group", self.groups.group(id))
     }
+
     async fn change_members(&self, group: u64, change: MemberChange) -> Result<Group, StoreError> {
         timed!(
             self,
             "change_members",
-            self.inner.change_members(group, change)
+            self.groups.change_members(group, change)
         )
     }
+}
+
+#[async_trait]
+impl PushStore for Timed {
     async fn put_push(&self, reg: PushRegistration) -> Result<(), StoreError> {
-        timed!(self, "put_push", self.inner.put_push(reg))
+        timed!(self, "put_push", self.pushes.put_push(reg))
     }
+
     async fn pushes(&self, user: UserId) -> Result<Vec<PushRegistration>, StoreError> {
-        timed!(self, "pushes", self.inner.pushes(user))
+        timed!(self, "pushes", self.pushes.pushes(user))
     }
+
     async fn put_dead_letter(&self, letter: DeadLetter) -> Result<u64, StoreError> {
-        timed!(self, "put_dead_letter", self.inner.put_dead_letter(letter))
+        timed!(self, "put_dead_letter", self.pushes.put_dead_letter(letter))
     }
+
     async fn dead_letters(
         &self,
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, DeadLetter)>, StoreError> {
-        timed!(self, "dead_letters", self.inner.dead_letters(after, limit))
+        timed!(self, "dead_letters", self.pushes.dead_letters(after, limit))
     }
+
     async fn remove_dead_letter(&self, id: u64) -> Result<(), StoreError> {
         timed!(
             self,
             "remove_dead_letter",
-            self.inner.remove_dead_letter(id)
+            self.pushes.remove_dead_letter(id)
         )
     }
 }

@@ -15,10 +15,9 @@ use tokio::sync::mpsc;
 use self::reorder::Reorder;
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::hub::{CloseSignal, DeviceHandle, Outbound};
-use crate::presence;
-use crate::protocol::{ClientFrame, FrameRef, MsgOut, ServerFrame};
-use crate::service::{Service, check_presence_list};
+use crate::hub::{CloseSignal, Outbound};
+use crate::protocol::{ClientFrame, Encoded, FrameRef, ServerFrame};
+use crate::service::{Device, Service, msg_frame};
 
 /// How long the writer tries to deliver a close frame before dropping the connection.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,52 +37,44 @@ pub const CLOSE_INTERNAL: u16 = 1011;
 
 /// Runs a session until either side closes it.
 pub async fn session(socket: WebSocket, svc: Arc<Service>, who: Identity) {
-    let conn = svc.hub.next_conn();
-    let (tx, rx) = mpsc::channel(svc.config.device_queue);
-    let close = Arc::new(CloseSignal::default());
-    // Register before reading the inbox head: a message stored in between is then both
-    // at or below the head (the client syncs it) or queued here (written live), never lost.
-    let handle = DeviceHandle {
-        conn,
-        device: who.device.clone(),
-        tx: tx.clone(),
-        close: close.clone(),
-    };
-    svc.hub.register(who.user, handle.clone());
-    svc.presence.connect(who.user);
-    svc.metrics.connections.inc();
-    tracing::debug!(conn, user = who.user, device = %who.device, "connected");
-    let (sink, stream) = socket.split();
-    match svc.store.inbox_head(who.user).await {
-        Ok(head) => {
-            let writer = tokio::spawn(write_loop(
-                sink,
-                rx,
-                close.clone(),
-                Reorder::new(head),
-                svc.clone(),
-                who.user,
-            ));
-            read_loop(stream, &svc, &who, &handle, &close).await;
-            svc.hub.unregister(who.user, conn);
-            svc.presence.unsubscribe(conn);
-            svc.presence.disconnect(who.user);
-            svc.metrics.connections.dec();
-            drop(handle);
-            close.close(CLOSE_NORMAL);
-            drop(tx);
-            let _ = writer.await;
-        }
+    let (device, rx) = svc.attach(&who);
+    let (mut sink, stream) = socket.split();
+    let head = match svc.inbox_head(who.user).await {
+        Ok(head) => head,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the inbox head: closing");
-            svc.hub.unregister(who.user, conn);
-            svc.presence.disconnect(who.user);
-            svc.metrics.connections.dec();
-            let mut sink = sink;
+            drop(device);
             let _ = sink.send(close_message(CLOSE_INTERNAL)).await;
+            return;
+        }
+    };
+    let close = device.close().clone();
+    let writer = tokio::spawn(write_loop(
+        sink,
+        rx,
+        close.clone(),
+        Reorder::new(head),
+        svc.clone(),
+        who.user,
+    ));
+    read_loop(stream, &svc, &who, &device).await;
+    // Detached before the writer finishes: nothing new is queued for a closing device.
+    drop(device);
+    close.close(CLOSE_NORMAL);
+    let _ = writer.await;
+}
+
+/// An encoded frame as a WebSocket text message. [`Encoded`] is only ever built from a
+/// `String`, so the UTF-8 check cannot fail; were it to, the frame would go out as a
+/// `ping` the client ignores rather than as broken text.
+fn text_message(frame: Encoded) -> Message {
+    match Utf8Bytes::try_from(frame.into_bytes()) {
+        Ok(text) => Message::Text(text),
+        Err(e) => {
+            tracing::error!(error = %e, "an encoded frame is not UTF-8: dropped");
+            Message::Ping(Default::default())
         }
     }
-    tracing::debug!(conn, user = who.user, "disconnected");
 }
 
 fn close_message(code: u16) -> Message {
@@ -121,18 +112,13 @@ impl ErrorBudget {
     }
 }
 
-async fn read_loop(
-    mut stream: SplitStream<WebSocket>,
-    svc: &Service,
-    who: &Identity,
-    me: &DeviceHandle,
-    close: &CloseSignal,
-) {
-    let tx = &me.tx;
+async fn read_loop(mut stream: SplitStream<WebSocket>, svc: &Service, who: &Identity, me: &Device) {
+    let tx = &me.handle.tx;
+    let close = &*me.handle.close;
     let mut budget = ErrorBudget {
         window_start: Instant::now(),
         count: 0,
-        max: svc.config.errors_per_minute,
+        max: svc.config().errors_per_minute,
     };
     loop {
         let next = tokio::select! {
@@ -212,49 +198,37 @@ async fn reply_error(
     true
 }
 
-type Handled = Result<Option<Utf8Bytes>, (ApiError, Option<serde_json::Value>)>;
+type Handled = Result<Option<Encoded>, (ApiError, Option<serde_json::Value>)>;
 
 /// Answers one frame: the text to send back, if any, or the error with the frame's id.
-async fn handle(svc: &Service, who: &Identity, me: &DeviceHandle, frame: ClientFrame) -> Handled {
-    let conn = me.conn;
+async fn handle(svc: &Service, who: &Identity, me: &Device, frame: ClientFrame) -> Handled {
     let no_ref = |e: ApiError| (e, None);
     let text = match frame {
         ClientFrame::Send { id, to, body } => {
             let sent = svc
-                .send(who, &id, &to, body, Some(conn))
+                .send(who, id.clone(), to, body, Some(me.conn()))
                 .await
-                .map_err(|e| (e, Some(serde_json::Value::String(id.clone()))))?;
+                .map_err(|e| (e, Some(serde_json::Value::String(id.as_str().to_owned()))))?;
             ServerFrame::Sent {
-                id: &id,
+                id: id.as_str(),
                 sent: &sent,
             }
             .to_json()
         }
         ClientFrame::Ack { conv, seq } => {
-            svc.ack(who, &conv, seq).await.map_err(no_ref)?;
+            svc.ack(who, conv, seq).await.map_err(no_ref)?;
             return Ok(None);
         }
         ClientFrame::Read { conv, seq } => {
-            svc.read(who, &conv, seq).await.map_err(no_ref)?;
+            svc.read(who, conv, seq).await.map_err(no_ref)?;
             return Ok(None);
         }
         ClientFrame::Typing { conv } => {
-            svc.typing(who, &conv).await.map_err(no_ref)?;
+            svc.typing(who, conv).await.map_err(no_ref)?;
             return Ok(None);
         }
         ClientFrame::PresenceSub { users } => {
-            check_presence_list(&users).map_err(no_ref)?;
-            // The snapshot goes out through the device's queue, ahead of later changes.
-            for out in svc.presence.subscribe(me, users) {
-                if me
-                    .tx
-                    .send(Outbound::Frame(presence::frame(&out)))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
+            svc.subscribe_presence(me, users).await.map_err(no_ref)?;
             return Ok(None);
         }
         ClientFrame::Sync { after, limit } => {
@@ -267,7 +241,7 @@ async fn handle(svc: &Service, who: &Identity, me: &DeviceHandle, frame: ClientF
             limit,
         } => {
             let out = svc
-                .history(who, &conv, before, limit)
+                .history(who, conv, before, limit)
                 .await
                 .map_err(no_ref)?;
             ServerFrame::History(&out).to_json()
@@ -302,7 +276,7 @@ async fn write_loop(
     svc: Arc<Service>,
     user: u64,
 ) {
-    let gap_wait = svc.config.gap_wait;
+    let gap_wait = svc.config().gap_wait;
     let mut gap_deadline: Option<tokio::time::Instant> = None;
     let code = 'run: loop {
         let first = tokio::select! {
@@ -327,30 +301,30 @@ async fn write_loop(
         let mut item = first;
         let mut written = 0;
         loop {
-            let frames: Vec<Utf8Bytes> = match item.take() {
-                Some(Outbound::Frame(text)) => vec![text],
+            let direct = match item.take() {
+                Some(Outbound::Frame(frame)) => Some(frame),
                 Some(Outbound::Inbox { useq, frame }) => {
                     order.push(useq, Some(frame));
-                    Vec::new()
+                    None
                 }
                 Some(Outbound::Own { useq }) => {
                     order.push(useq, None);
-                    Vec::new()
+                    None
                 }
-                None => Vec::new(),
+                None => None,
             };
-            for text in frames {
-                if let Err(code) = feed(&mut sink, Message::Text(text), &close).await {
+            if let Some(frame) = direct {
+                if let Err(code) = feed(&mut sink, text_message(frame), &close).await {
                     break 'run code;
                 }
                 written += 1;
             }
             while let Some(next) = order.pop() {
-                let Some(text) = next else { continue };
-                if let Err(code) = feed(&mut sink, Message::Text(text), &close).await {
+                let Some(frame) = next else { continue };
+                if let Err(code) = feed(&mut sink, text_message(frame), &close).await {
                     break 'run code;
                 }
-                svc.metrics.messages_delivered.inc();
+                svc.delivered_one();
                 written += 1;
             }
             if written >= MAX_FRAMES_PER_FLUSH {
@@ -377,7 +351,7 @@ async fn write_loop(
         };
     };
     if code == crate::hub::CLOSE_OVERFLOW {
-        svc.metrics.overflow_closed.inc();
+        svc.overflow_closed();
     }
     // A device cut off for not reading may still read later: give its close frame time
     // to get through the full socket before dropping the connection.
@@ -401,16 +375,14 @@ async fn fill_gap(
     order: &mut Reorder,
 ) -> Result<(), u16> {
     let items = svc
-        .store
-        .inbox(user, from - 1, (to - from) as usize)
+        .inbox_entries(user, from - 1, (to - from) as usize)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "gap fill failed: closing so the device resyncs");
             CLOSE_INTERNAL
         })?;
     for item in &items {
-        let text = ServerFrame::Msg(&MsgOut::from(item)).to_json();
-        order.push(item.useq, Some(text.into()));
+        order.push(item.useq, Some(msg_frame(item)));
     }
     if items.len() < (to - from) as usize {
         tracing::error!(

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::ws::Utf8Bytes;
+use crate::protocol::Encoded;
 
 /// The live inbox stream of one device.
 #[derive(Debug)]
@@ -15,7 +15,7 @@ pub struct Reorder {
     /// The next useq to write.
     next: u64,
     /// Early arrivals: a frame, or `None` for a position answered by `sent` on this device.
-    pending: BTreeMap<u64, Option<Utf8Bytes>>,
+    pending: BTreeMap<u64, Option<Encoded>>,
 }
 
 impl Reorder {
@@ -29,14 +29,14 @@ impl Reorder {
     }
 
     /// Accepts position `useq`; positions already written are dropped.
-    pub fn push(&mut self, useq: u64, frame: Option<Utf8Bytes>) {
+    pub fn push(&mut self, useq: u64, frame: Option<Encoded>) {
         if useq >= self.next {
             self.pending.insert(useq, frame);
         }
     }
 
     /// The next position in order, if it has arrived: `Some(None)` is a position to skip.
-    pub fn pop(&mut self) -> Option<Option<Utf8Bytes>> {
+    pub fn pop(&mut self) -> Option<Option<Encoded>> {
         let entry = self.pending.first_entry()?;
         if *entry.key() != self.next {
             return None;
@@ -61,8 +61,8 @@ impl Reorder {
 mod tests {
     use super::*;
 
-    fn f(s: &str) -> Option<Utf8Bytes> {
-        Some(Utf8Bytes::from(s.to_owned()))
+    fn f(s: &str) -> Option<Encoded> {
+        Some(Encoded::from(s.to_owned()))
     }
 
     #[test]

@@ -2,52 +2,12 @@
 //! acknowledged message survives with its seq, sequences stay gap-free, retries of
 //! unacknowledged ids are idempotent, and the next message continues the sequence.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::child::{Acked, ChildServer, history, token};
-
-/// Sends as fast as `sent` comes back until the connection dies; records what was
-/// acknowledged and the id that was in flight.
-async fn sender(addr: String, from: u64, to: u64, round: usize, acked: Acked) -> Option<String> {
-    let url = format!("ws://{addr}/v1/ws?token={}", token(from));
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.ok()?;
-    let mut i = 0;
-    loop {
-        let id = format!("r{round}-{from}-{i}");
-        let body = format!("body of {id}");
-        let frame = json!({"type": "send", "id": id, "to": format!("u:{to}"), "body": body});
-        if ws.send(Message::text(frame.to_string())).await.is_err() {
-            return Some(id);
-        }
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    let v: Value = serde_json::from_str(&t).unwrap();
-                    if v["type"] == "sent" {
-                        assert_eq!(v["id"], id.as_str());
-                        let conv = v["conv"].as_str().unwrap().to_owned();
-                        let seq = v["seq"].as_u64().unwrap();
-                        acked
-                            .lock()
-                            .unwrap()
-                            .insert((from, id.clone()), (conv, seq, body.clone()));
-                        break;
-                    }
-                    assert_ne!(v["type"], "error", "{v}");
-                }
-                Some(Ok(_)) => {}
-                _ => return Some(id),
-            }
-        }
-        i += 1;
-    }
-}
+use crate::child::{Acked, ChildServer, check_histories, history, token, ws_sender};
 
 async fn send_http(addr: &str, from: u64, to: u64, id: &str) -> Value {
     reqwest::Client::new()
@@ -73,7 +33,13 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         let tasks: Vec<_> = pairs
             .iter()
             .map(|&(from, to)| {
-                tokio::spawn(sender(server.addr.clone(), from, to, round, acked.clone()))
+                tokio::spawn(ws_sender(
+                    server.addr.clone(),
+                    from,
+                    to,
+                    round,
+                    acked.clone(),
+                ))
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -92,38 +58,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
             "load was running: {} acknowledged",
             acked_now.len()
         );
-        let mut per_conv: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for conv in ["d:1:2", "d:3:4", "d:5:6"] {
-            let user: u64 = conv[2..3].parse().unwrap();
-            per_conv.insert(conv.to_owned(), history(&server.addr, user, conv).await);
-        }
-        for ((from, id), (conv, seq, body)) in &acked_now {
-            let msgs = &per_conv[conv];
-            let found = msgs.iter().find(|m| m["seq"] == *seq).unwrap_or_else(|| {
-                panic!("acknowledged {id} (seq {seq} in {conv}) lost after kill -9")
-            });
-            assert_eq!(
-                (found["id"].as_str(), found["from"].as_u64()),
-                (Some(id.as_str()), Some(*from))
-            );
-            assert_eq!(found["body"], body.as_str());
-        }
-        for (conv, msgs) in &per_conv {
-            let mut seqs: Vec<u64> = msgs.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
-            seqs.reverse();
-            assert_eq!(
-                seqs,
-                (1..=seqs.len() as u64).collect::<Vec<_>>(),
-                "gap-free {conv}"
-            );
-            let mut ids: Vec<(u64, &str)> = msgs
-                .iter()
-                .map(|m| (m["from"].as_u64().unwrap(), m["id"].as_str().unwrap()))
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            assert_eq!(ids.len(), msgs.len(), "no duplicates in {conv}");
-        }
+        check_histories(&server.addr, &["d:1:2", "d:3:4", "d:5:6"], &acked).await;
         // Retrying what was in flight is idempotent: stored once at most.
         for (from, to, id) in &in_flight {
             let first = send_http(&server.addr, *from, *to, id).await;

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use chat_server::push::PushConfig;
-use chat_server::store::{MemoryStore, Store};
+use chat_server::store::{Backend, MemoryStore, PushStore};
 use serde_json::{Value, json};
 
 use crate::support::{Server, config};
@@ -55,7 +55,7 @@ async fn gateway(mode: u8) -> (Arc<Gateway>, String) {
     (gw, url)
 }
 
-async fn server(url: &str, store: Arc<dyn Store>) -> Server {
+async fn server(url: &str, store: impl Into<Backend>) -> Server {
     let mut c = config();
     c.push = Some(PushConfig {
         gateway: url.to_owned(),
@@ -220,8 +220,9 @@ async fn the_push_replay_command_works_on_a_stopped_servers_store() {
     let (gw, url) = gateway(FAIL_ALWAYS).await;
     let dir = tempfile::tempdir().unwrap();
     let spec = format!("fjall:{}", dir.path().display());
-    let store = chat_server::store::open(&spec).await.unwrap();
-    let s = server(&url, store.clone()).await;
+    let backend = chat_server::store::open(&spec).await.unwrap();
+    let store = backend.store();
+    let s = server(&url, backend).await;
     register(&s, 2, "phone").await;
     s.post(
         1,

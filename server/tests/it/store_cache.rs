@@ -7,12 +7,20 @@ use chat_server::metrics::Metrics;
 use chat_server::model::ConvId;
 use chat_server::store::cache::Cached;
 use chat_server::store::conformance::Subject;
-use chat_server::store::{AppendRequest, Marker, MemoryStore, Store};
+use chat_server::store::timed::Timed;
+use chat_server::store::{AppendRequest, Marker, MemoryStore, MessageStore};
+
+/// The cache sits in front of messages and groups; push registrations go straight to
+/// the store, assembled into one whole store as the server does it.
+fn cached(store: Arc<MemoryStore>, metrics: &Arc<Metrics>) -> Timed {
+    let cache = Arc::new(Cached::new(store.clone(), store.clone(), metrics));
+    Timed::new(cache.clone(), cache, store, metrics.clone())
+}
 
 chat_server::store_conformance!(async {
-    Subject::new(Arc::new(Cached::new(
+    Subject::new(Arc::new(cached(
         Arc::new(MemoryStore::new()),
-        &Metrics::new(),
+        &Arc::new(Metrics::new()),
     )))
 });
 
@@ -29,7 +37,8 @@ fn send(from: u64, to: u64, id: &str) -> AppendRequest {
 #[tokio::test]
 async fn hits_are_counted_and_writes_invalidate() {
     let metrics = Metrics::new();
-    let store = Cached::new(Arc::new(MemoryStore::new()), &metrics);
+    let inner = Arc::new(MemoryStore::new());
+    let store = Cached::new(inner.clone(), inner, &metrics);
     let conv = ConvId::direct(1, 2).unwrap();
     store.append(send(1, 2, "a")).await.unwrap();
     assert_eq!(store.history(conv, None, 15).await.unwrap().len(), 1);

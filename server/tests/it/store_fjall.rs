@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chat_server::model::ConvId;
 use chat_server::store::conformance::Subject;
-use chat_server::store::{AppendRequest, FjallStore, Store};
+use chat_server::store::{AppendRequest, FjallStore, MessageStore};
 
 async fn fresh() -> Subject {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -9,7 +9,7 @@
 //! test starts, stops and restarts a second cluster of its own with `scripts/postgres.sh`
 //! (port 5439), so that stopping it disturbs no other test.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::process::Command;
 use std::sync::Arc;
@@ -18,13 +18,15 @@ use std::time::{Duration, Instant};
 
 use chat_server::model::ConvId;
 use chat_server::store::conformance::Subject;
-use chat_server::store::{AppendRequest, PostgresStore, Store, StoreError};
+use chat_server::store::{
+    AppendRequest, GroupStore, MessageStore, PostgresStore, Store, StoreError,
+};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_postgres::NoTls;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::child::{Acked, ChildServer, history, token};
+use crate::child::{Acked, ChildServer, check_histories, history, record, skip, token, ws_sender};
 
 /// The database the tests use unless `CHAT_TEST_POSTGRES_URL` names another.
 const DEFAULT_URL: &str = "postgres://chat:chat@127.0.0.1:5433/chat";
@@ -47,23 +49,15 @@ fn shown(url: &str) -> String {
     }
 }
 
-/// Gives up on a test that cannot run here: a failure under `CI=true`, otherwise a line on
-/// standard error (written past the test harness's capture, so it shows) and a skip.
-fn skip(reason: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "{reason}; under CI=true the PostgreSQL tests must run: start the database \
-             with `scripts/postgres.sh start` (or set CHAT_TEST_POSTGRES_URL)"
-        );
-    }
-    static SAID: AtomicBool = AtomicBool::new(false);
-    if !SAID.swap(true, Ordering::Relaxed) {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED PostgreSQL store tests: {reason} (run `scripts/postgres.sh start`, or set \
+/// Gives up on a test that cannot run here (see [`skip`]).
+fn skip_postgres(reason: &str) {
+    skip(
+        "PostgreSQL store",
+        &format!(
+            "{reason}; start the database with `scripts/postgres.sh start` (or set \
              CHAT_TEST_POSTGRES_URL)"
-        );
-    }
+        ),
+    );
 }
 
 /// Connects once and runs `SELECT 1`.
@@ -93,7 +87,7 @@ async fn database() -> Option<String> {
     match probe(&url).await {
         Ok(_) => Some(url),
         Err(why) => {
-            skip(&format!(
+            skip_postgres(&format!(
                 "PostgreSQL at {} is not reachable: {why}",
                 shown(&url)
             ));
@@ -268,7 +262,7 @@ async fn an_unreachable_server_is_unavailable_quickly() {
     assert!(start.elapsed() < Duration::from_secs(10));
     assert!(matches!(
         PostgresStore::open("postgres://h/db?schema=Robert');DROP").await,
-        Err(StoreError::Invalid(_))
+        Err(StoreError::Spec(_))
     ));
 }
 
@@ -419,49 +413,6 @@ async fn any_unicode_text_round_trips() {
 // ---------------------------------------------------------------------------------------
 // A real server process on PostgreSQL.
 
-fn record(acked: &Acked, from: u64, id: &str, v: &Value, body: &str) {
-    let conv = v["conv"].as_str().expect("conv").to_owned();
-    let seq = v["seq"].as_u64().expect("seq");
-    let prev = acked
-        .lock()
-        .unwrap()
-        .insert((from, id.to_owned()), (conv.clone(), seq, body.to_owned()));
-    if let Some((c, s, _)) = prev {
-        assert_eq!((c, s), (conv, seq), "{id} acknowledged twice, differently");
-    }
-}
-
-/// Sends as fast as `sent` comes back until the connection dies; returns the id in flight.
-async fn sender(addr: String, from: u64, to: u64, round: usize, acked: Acked) -> Option<String> {
-    let url = format!("ws://{addr}/v1/ws?token={}", token(from));
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.ok()?;
-    let mut i = 0;
-    loop {
-        let id = format!("r{round}-{from}-{i}");
-        let body = format!("body of {id}");
-        let frame = json!({"type": "send", "id": id, "to": format!("u:{to}"), "body": body});
-        if ws.send(Message::text(frame.to_string())).await.is_err() {
-            return Some(id);
-        }
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    let v: Value = serde_json::from_str(&t).unwrap();
-                    if v["type"] == "sent" {
-                        assert_eq!(v["id"], id.as_str());
-                        record(&acked, from, &id, &v, &body);
-                        break;
-                    }
-                    assert_ne!(v["type"], "error", "{v}");
-                }
-                Some(Ok(_)) => {}
-                _ => return Some(id),
-            }
-        }
-        i += 1;
-    }
-}
-
 /// Posts a message over HTTP; returns the status and the answer.
 async fn send_http(addr: &str, from: u64, to: u64, id: &str) -> (u16, Value) {
     let r = reqwest::Client::new()
@@ -473,45 +424,6 @@ async fn send_http(addr: &str, from: u64, to: u64, id: &str) -> (u16, Value) {
         .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// Every acknowledged message is stored with its seq, id, sender and body; every
-/// conversation is gap-free and holds no message twice.
-async fn check_histories(addr: &str, convs: &[&str], acked: &Acked) {
-    let mut per_conv: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for conv in convs {
-        let user: u64 = conv[2..].split(':').next().unwrap().parse().unwrap();
-        per_conv.insert((*conv).to_owned(), history(addr, user, conv).await);
-    }
-    let acked_now = acked.lock().unwrap().clone();
-    for ((from, id), (conv, seq, body)) in &acked_now {
-        let msgs = &per_conv[conv];
-        let found = msgs
-            .iter()
-            .find(|m| m["seq"] == *seq)
-            .unwrap_or_else(|| panic!("acknowledged {id} (seq {seq} in {conv}) was lost"));
-        assert_eq!(
-            (found["id"].as_str(), found["from"].as_u64()),
-            (Some(id.as_str()), Some(*from))
-        );
-        assert_eq!(found["body"], body.as_str());
-    }
-    for (conv, msgs) in &per_conv {
-        let mut seqs: Vec<u64> = msgs.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
-        seqs.reverse();
-        assert_eq!(
-            seqs,
-            (1..=seqs.len() as u64).collect::<Vec<_>>(),
-            "gap-free {conv}"
-        );
-        let mut ids: Vec<(u64, &str)> = msgs
-            .iter()
-            .map(|m| (m["from"].as_u64().unwrap(), m["id"].as_str().unwrap()))
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        assert_eq!(ids.len(), msgs.len(), "no duplicates in {conv}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -529,7 +441,13 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         let tasks: Vec<_> = pairs
             .iter()
             .map(|&(from, to)| {
-                tokio::spawn(sender(server.addr.clone(), from, to, round, acked.clone()))
+                tokio::spawn(ws_sender(
+                    server.addr.clone(),
+                    from,
+                    to,
+                    round,
+                    acked.clone(),
+                ))
             })
             .collect();
         // Kill it mid-stream, once the load is well under way (however busy the machine).
@@ -715,7 +633,7 @@ async fn postgres_outage_under_load_is_unavailable_then_recovers_by_itself() {
     }
     let cluster = Cluster { port: OUTAGE_PORT };
     if let Err(why) = cluster.run("start").await {
-        skip(&format!(
+        skip_postgres(&format!(
             "cannot run a cluster of its own for the outage test: {why}"
         ));
         return;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chat_server::Config;
 use chat_server::auth::{Auth, now_secs};
-use chat_server::store::{MemoryStore, Store};
+use chat_server::store::{Backend, MemoryStore};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -44,11 +44,12 @@ impl Server {
     }
 
     /// A server with the given settings and store.
-    pub async fn with(config: Config, store: Arc<dyn Store>) -> Server {
+    pub async fn with(config: Config, store: impl Into<Backend>) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(chat_server::run(listener, config, store, async move {
+        let backend = store.into();
+        let task = tokio::spawn(chat_server::run(listener, config, backend, async move {
             let _ = rx.await;
         }));
         Server {

@@ -118,8 +118,7 @@ impl Server {
             let addr = listener.local_addr().unwrap();
             let mut config = chat_server::Config::new(SECRET);
             config.send_rate_per_sec = 0;
-            let store: Arc<dyn chat_server::store::Store> =
-                Arc::new(chat_server::store::MemoryStore::new());
+            let store = Arc::new(chat_server::store::MemoryStore::new());
             tokio::spawn(chat_server::run(
                 listener,
                 config,

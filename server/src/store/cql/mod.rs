@@ -48,10 +48,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::schema::Statements;
 use self::sequencer::{Done, Job, META_LAST_DEAD, Op};
-use super::logic::{ConvMeta, Marks, unread};
+use super::rules::{Marks, unread};
+use super::sequencing::ConvMeta;
 use super::{
-    AppendRequest, Appended, ConvSummary, DeadLetter, Group, InboxItem, MarkOutcome, Marker,
-    MemberChange, PushRegistration, Store, StoreError, StoredMessage, bucket_of,
+    AppendRequest, Appended, ConvSummary, DeadLetter, Group, GroupStore, InboxItem, MarkOutcome,
+    Marker, MemberChange, MessageStore, PushRegistration, PushStore, StoreError, StoredMessage,
+    bucket_of,
 };
 use crate::model::{ConvId, UserId};
 
@@ -181,7 +183,7 @@ impl CqlStore {
     /// Connects, creates the keyspace and tables if needed, prepares the statements and
     /// starts the sequencer. Fails (rather than waiting) when no node answers.
     pub async fn open(spec: &str) -> Result<CqlStore, StoreError> {
-        let settings = Settings::parse(spec).map_err(StoreError::Invalid)?;
+        let settings = Settings::parse(spec).map_err(StoreError::Spec)?;
         Self::open_with(settings).await
     }
 
@@ -219,7 +221,7 @@ impl CqlStore {
     /// Drops the keyspace a spec names, with everything in it, and returns its name. For
     /// tools that made a throwaway keyspace, such as `chat-sim compare`.
     pub async fn drop_keyspace(spec: &str) -> Result<String, StoreError> {
-        let settings = Settings::parse(spec).map_err(StoreError::Invalid)?;
+        let settings = Settings::parse(spec).map_err(StoreError::Spec)?;
         let session = tokio::time::timeout(
             Duration::from_secs(30),
             SessionBuilder::new()
@@ -429,13 +431,9 @@ fn unexpected(what: &str) -> StoreError {
 }
 
 #[async_trait]
-impl Store for CqlStore {
+impl MessageStore for CqlStore {
     fn name(&self) -> &'static str {
         "cql"
-    }
-
-    fn is_remote(&self) -> bool {
-        true
     }
 
     async fn append(&self, req: AppendRequest) -> Result<Appended, StoreError> {
@@ -610,7 +608,10 @@ impl Store for CqlStore {
         }
         Ok(Some(sstables + written.saturating_sub(disk.1)))
     }
+}
 
+#[async_trait]
+impl GroupStore for CqlStore {
     async fn create_group(
         &self,
         name: String,
@@ -640,7 +641,10 @@ impl Store for CqlStore {
             _ => Err(unexpected("answer to a membership change")),
         }
     }
+}
 
+#[async_trait]
+impl PushStore for CqlStore {
     /// A registration is not sequenced: one upsert.
     async fn put_push(&self, reg: PushRegistration) -> Result<(), StoreError> {
         let sh = &self.shared;

@@ -4,7 +4,7 @@
 //! The task owns the **committed state** ([`Cache`]): the counters and markers as
 //! Cassandra holds them, loaded lazily on first use. It takes every request waiting in its
 //! queue (up to [`MAX_JOBS`]) and applies them with the shared rules of
-//! [`crate::store::logic`] to an overlay ([`Pass`]). `WriteTables` is synchronous, so a
+//! [`crate::store::sequencing`] to an overlay ([`Pass`]). `WriteTables` is synchronous, so a
 //! pass never waits for Cassandra: a value it does not have yet is recorded as missing and
 //! a harmless default is used; the task then loads everything missing at once
 //! (concurrently) and runs the pass again from scratch, until a pass needs nothing new.
@@ -56,7 +56,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Shared, big, bounded, conv_text, is_definite_refusal, parse_conv};
 use crate::model::{ConvId, UserId};
-use crate::store::logic::{self, ConvMeta, IdemRecord, Marks, WriteTables};
+use crate::store::rules::Marks;
+use crate::store::sequencing::{self, ConvMeta, IdemRecord, WriteTables};
 use crate::store::{
     AppendRequest, Appended, DeadLetter, Group, MarkOutcome, Marker, MemberChange, StoreError,
     bucket_of,
@@ -492,20 +493,20 @@ impl WriteTables for Pass<'_> {
 
 fn run(op: &Op, t: &mut Pass<'_>) -> Result<Done, StoreError> {
     match op {
-        Op::Append(req) => logic::append(t, req).map(Done::Appended),
+        Op::Append(req) => sequencing::append(t, req).map(Done::Appended),
         Op::Mark {
             user,
             conv,
             marker,
             seq,
-        } => logic::mark(t, *user, *conv, *marker, *seq).map(Done::Marked),
+        } => sequencing::mark(t, *user, *conv, *marker, *seq).map(Done::Marked),
         Op::CreateGroup {
             name,
             admin,
             members,
-        } => logic::create_group(t, name, *admin, members).map(Done::Group),
+        } => sequencing::create_group(t, name, *admin, members).map(Done::Group),
         Op::ChangeMembers { group, change } => {
-            logic::change_members(t, *group, *change).map(Done::Group)
+            sequencing::change_members(t, *group, *change).map(Done::Group)
         }
         Op::DeadLetter(letter) => Ok(Done::DeadLetter(t.put_dead_letter(letter))),
     }

@@ -6,7 +6,7 @@
 //!
 //! # Sequencing
 //!
-//! The rules are those of [`super::logic`], which the memory and fjall backends run one
+//! The rules are those of [`super::rules`], which the memory and fjall backends run one
 //! request at a time. Here many requests run at once, each as one transaction, and the
 //! same results come from row locks taken in one canonical order:
 //!
@@ -66,24 +66,35 @@
 //! test), and `pool_size=N` caps the connections (default 16). Connections are not
 //! encrypted (no TLS): run it on loopback or a private network.
 
+// The module is split by what each file holds: the writing transactions (`writes`), value
+// and column conversions (`rows`), error classification (`failure`), the spec (`spec`) and
+// the migrations (`schema`); the store itself and its reads are here.
+mod failure;
+mod rows;
 mod schema;
+mod spec;
+mod writes;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
-use deadpool_postgres::{
-    GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
-};
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
 
-use super::logic::{Marks, unread};
+use self::failure::{Failure, pg_error, with_causes};
+use self::rows::{
+    Params, bound, conv_of, execute, get, id, id_of, int, limit_of, marks_of, members_of,
+    message_of, query, query_opt, u64_of, utf8_of,
+};
+use self::spec::Spec;
+use self::writes::{append_once, change_members_tx, create_group_tx, mark_tx};
+use super::rules::unread;
 use super::{
-    AppendRequest, Appended, ConvSummary, DeadLetter, Group, InboxItem, MarkOutcome, Marker,
-    MemberChange, PushRegistration, Store, StoreError, StoredMessage,
+    AppendRequest, Appended, ConvSummary, DeadLetter, Group, GroupStore, InboxItem, MarkOutcome,
+    Marker, MemberChange, MessageStore, PushRegistration, PushStore, SharedStore, StoreError,
+    StoredMessage,
 };
 use crate::model::{ConvId, UserId};
 
@@ -138,197 +149,6 @@ impl Drop for Turn<'_> {
     }
 }
 
-/// What a store call failed with inside: a PostgreSQL error (classified once, at the end,
-/// so a send can tell a race it should run again from a real failure) or a decided
-/// [`StoreError`].
-enum Failure {
-    Pg(tokio_postgres::Error),
-    Store(StoreError),
-}
-
-impl From<tokio_postgres::Error> for Failure {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Failure::Pg(e)
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Failure::Store(e)
-    }
-}
-
-impl From<Failure> for StoreError {
-    fn from(f: Failure) -> Self {
-        match f {
-            Failure::Pg(e) => pg_error(e),
-            Failure::Store(e) => e,
-        }
-    }
-}
-
-impl Failure {
-    /// Whether the transaction was rolled back by a race that running it again resolves:
-    /// the idempotency record of a concurrent copy of the same send, a deadlock broken by
-    /// the server, or a serialization failure.
-    fn is_race(&self) -> bool {
-        let Failure::Pg(e) = self else {
-            return false;
-        };
-        let Some(db) = e.as_db_error() else {
-            return false;
-        };
-        match db.code().code() {
-            "40P01" | "40001" => true,
-            "23505" => db.constraint() == Some("idem_pkey"),
-            _ => false,
-        }
-    }
-}
-
-/// Classifies a PostgreSQL error. Data exceptions, integrity violations the store does not
-/// expect, SQL the schema does not accept and internal errors mean a bug or a damaged
-/// store (`Corrupt`); everything else (no connection, the server shutting down, out of
-/// resources, a timeout, a broken deadlock) is `Unavailable`: the transaction did not
-/// commit, and a retry may succeed.
-pub(super) fn pg_error(e: tokio_postgres::Error) -> StoreError {
-    let Some(db) = e.as_db_error() else {
-        return StoreError::Unavailable(format!("PostgreSQL: {}", with_causes(&e)));
-    };
-    let code = db.code().code();
-    let text = format!("PostgreSQL {code}: {}", db.message());
-    match code.get(..2) {
-        Some("22" | "23" | "42" | "XX") => StoreError::Corrupt(text),
-        _ => StoreError::Unavailable(text),
-    }
-}
-
-/// An error with the chain of its causes ("error connecting to server: Connection
-/// refused"), which its own text leaves out.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
-}
-
-fn corrupt(what: impl Into<String>) -> Failure {
-    Failure::Store(StoreError::Corrupt(what.into()))
-}
-
-/// A user, group or dead-letter id as stored: the u64's bits in a bigint.
-fn id(v: u64) -> i64 {
-    v as i64
-}
-
-/// A counter value (seq, useq, time) as stored; those are far below 2^63 in practice, and
-/// a larger one is refused rather than wrapped.
-fn int(v: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{what} {v} is out of range")))
-}
-
-/// A query bound: values past the bigint range mean "no bound".
-fn bound(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn limit_of(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
-fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
-    row: &'a Row,
-    idx: usize,
-) -> Result<T, StoreError> {
-    row.try_get(idx)
-        .map_err(|e| StoreError::Corrupt(format!("column {idx}: {e}")))
-}
-
-/// A stored id column back as the u64 it was.
-fn id_of(row: &Row, idx: usize) -> Result<u64, StoreError> {
-    Ok(get::<i64>(row, idx)? as u64)
-}
-
-/// A stored counter column, which is never negative.
-pub(super) fn u64_of(row: &Row, idx: usize) -> Result<u64, StoreError> {
-    let v: i64 = get(row, idx)?;
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative counter {v}")))
-}
-
-/// A bytea column holding UTF-8 text.
-fn utf8_of(row: &Row, idx: usize) -> Result<String, StoreError> {
-    let bytes: Vec<u8> = get(row, idx)?;
-    String::from_utf8(bytes).map_err(|e| StoreError::Corrupt(format!("column {idx}: {e}")))
-}
-
-fn members_of(row: &Row, idx: usize) -> Result<Vec<UserId>, StoreError> {
-    Ok(get::<Vec<i64>>(row, idx)?
-        .into_iter()
-        .map(|m| m as u64)
-        .collect())
-}
-
-/// A conversation's stored key (`d:LO:HI`, `g:GROUP`) back as its id.
-fn conv_of(row: &Row, idx: usize) -> Result<ConvId, StoreError> {
-    let key: &str = get(row, idx)?;
-    parse_conv_key(key).ok_or_else(|| StoreError::Corrupt(format!("bad conversation key {key:?}")))
-}
-
-fn parse_conv_key(key: &str) -> Option<ConvId> {
-    if let Some(rest) = key.strip_prefix("d:") {
-        let (lo, hi) = rest.split_once(':')?;
-        Some(ConvId::Direct {
-            lo: lo.parse().ok()?,
-            hi: hi.parse().ok()?,
-        })
-    } else {
-        Some(ConvId::Group(key.strip_prefix("g:")?.parse().ok()?))
-    }
-}
-
-fn marks_of(row: &Row, from: usize) -> Result<Marks, StoreError> {
-    Ok(Marks {
-        ack: u64_of(row, from)?,
-        read: u64_of(row, from + 1)?,
-        last_own: u64_of(row, from + 2)?,
-        own_after_read: u64_of(row, from + 3)?,
-    })
-}
-
-type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
-
-/// Runs a statement, prepared once per connection (the pool's statement cache), so each
-/// call is one round trip.
-async fn query<C: GenericClient>(
-    c: &C,
-    sql: &str,
-    params: Params<'_>,
-) -> Result<Vec<Row>, Failure> {
-    let stmt = c.prepare_cached(sql).await?;
-    Ok(c.query(&stmt, params).await?)
-}
-
-async fn query_opt<C: GenericClient>(
-    c: &C,
-    sql: &str,
-    params: Params<'_>,
-) -> Result<Option<Row>, Failure> {
-    let stmt = c.prepare_cached(sql).await?;
-    Ok(c.query_opt(&stmt, params).await?)
-}
-
-async fn execute<C: GenericClient>(c: &C, sql: &str, params: Params<'_>) -> Result<u64, Failure> {
-    let stmt = c.prepare_cached(sql).await?;
-    Ok(c.execute(&stmt, params).await?)
-}
-
 /// Runs `$body` with a pooled connection bound to `$c`, within [`OP_TIMEOUT`].
 macro_rules! with_client {
     ($store:expr, $c:ident, $body:expr) => {{
@@ -354,87 +174,6 @@ fn settle<T>(
                 OP_TIMEOUT.as_secs()
             ))))
         }
-    }
-}
-
-/// What a `postgres://` spec says, once the store's own parameters are taken out.
-struct Spec {
-    pg: tokio_postgres::Config,
-    schema: Option<String>,
-    pool_size: usize,
-}
-
-impl Spec {
-    fn parse(spec: &str) -> Result<Spec, StoreError> {
-        let (base, query) = match spec.split_once('?') {
-            Some((b, q)) => (b, q),
-            None => (spec, ""),
-        };
-        let mut kept = Vec::new();
-        let mut schema = None;
-        let mut pool_size = DEFAULT_POOL_SIZE;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("schema", name)) => {
-                    let plain = (1..=63).contains(&name.len())
-                        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                        && name
-                            .bytes()
-                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-                    if !plain {
-                        return Err(StoreError::Invalid(format!(
-                            "schema={name:?}: expected 1-63 characters of [a-z0-9_], not starting with a digit"
-                        )));
-                    }
-                    schema = Some(name.to_owned());
-                }
-                Some(("pool_size", n)) => {
-                    pool_size = n
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=1000).contains(n))
-                        .ok_or_else(|| {
-                            StoreError::Invalid(format!("pool_size={n:?}: expected 1 to 1000"))
-                        })?;
-                }
-                _ => kept.push(pair),
-            }
-        }
-        let url = if kept.is_empty() {
-            base.to_owned()
-        } else {
-            format!("{base}?{}", kept.join("&"))
-        };
-        let mut pg: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Invalid(format!("invalid PostgreSQL URL: {e}")))?;
-        if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if pg.get_application_name().is_none() {
-            pg.application_name("chat-server");
-        }
-        // Notice a peer that vanished without closing (a crashed host, a cut network) in
-        // about a minute rather than the kernel's two hours.
-        pg.keepalives_idle(Duration::from_secs(30));
-        // The store's settings come last, so they win over the URL's `options`: the
-        // durability contract (`sent` only after a flushed COMMIT) is not negotiable.
-        let mut options = pg.get_options().map(str::to_owned).unwrap_or_default();
-        options.push_str(&format!(
-            " -c synchronous_commit=on -c statement_timeout={} \
-             -c idle_in_transaction_session_timeout={}",
-            STATEMENT_TIMEOUT.as_millis(),
-            IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
-        ));
-        if let Some(schema) = &schema {
-            options.push_str(&format!(" -c search_path={schema}"));
-        }
-        pg.options(options.trim_start());
-        Ok(Spec {
-            pg,
-            schema,
-            pool_size,
-        })
     }
 }
 
@@ -532,426 +271,6 @@ impl PostgresStore {
     }
 }
 
-/// The idempotency record of (sender, client id), with its conversation's key.
-const IDEM_GET: &str =
-    "SELECT c.key, i.seq, i.useq, i.ts FROM idem i JOIN convs c ON c.id = i.conv_id
-     WHERE i.user_id = $1 AND i.client_id = $2";
-
-/// Locks a group's row: sends and membership changes of the group are ordered by it.
-const GROUP_LOCK: &str = "SELECT name, admin, members FROM groups WHERE id = $1 FOR UPDATE";
-
-/// Takes the conversation's next seq, locking its row to the end of the transaction.
-const CONV_BUMP: &str = "UPDATE convs SET last_seq = last_seq + 1, last_ts = GREATEST(last_ts, $2)
-     WHERE key = $1 RETURNING id, last_seq";
-
-/// The first message of a conversation creates its row (locked, as the insert's own).
-const CONV_FIRST: &str = "INSERT INTO convs (key, last_seq, last_ts) VALUES ($1, 1, $2)
-     ON CONFLICT (key) DO NOTHING RETURNING id, last_seq";
-
-/// Everything else a send writes, in one round trip: each participant's next useq (their
-/// `users` rows locked in the order of the array, which is ascending: `unnest` yields the
-/// ids in order and the insert handles, and locks, each row before it reads the next); the
-/// message; an inbox entry per participant; the markers (the sender's own message is kept
-/// out of its unread count; the first message puts the conversation in a recipient's
-/// list); and the idempotency record, whose primary key catches a concurrent copy of the
-/// same send. Returns each participant's new useq.
-const APPEND_WRITE: &str = "WITH u AS (
-         INSERT INTO users (user_id, last_useq)
-         SELECT u, 1 FROM unnest($7::bigint[]) AS p(u)
-         ON CONFLICT (user_id) DO UPDATE SET last_useq = users.last_useq + 1
-         RETURNING user_id, last_useq
-     ), msg AS (
-         INSERT INTO messages (conv_id, seq, sender, ts, client_id, body)
-         VALUES ($1, $2, $3, $4, $5, $6)
-     ), inb AS (
-         INSERT INTO inbox (user_id, useq, conv_id, seq) SELECT user_id, last_useq, $1, $2 FROM u
-     ), mk AS (
-         INSERT INTO marks (user_id, conv_id, ack, read, last_own, own_after_read)
-         SELECT u, $1, 0, 0,
-                CASE WHEN u = $3::bigint THEN $2::bigint ELSE 0 END,
-                CASE WHEN u = $3::bigint THEN 1 ELSE 0 END
-         FROM unnest($7::bigint[]) AS p(u)
-         ON CONFLICT (user_id, conv_id) DO UPDATE
-             SET last_own = EXCLUDED.last_own, own_after_read = marks.own_after_read + 1
-             WHERE marks.user_id = $3::bigint
-     ), idm AS (
-         INSERT INTO idem (user_id, client_id, conv_id, seq, useq, ts)
-         SELECT $3, $5, $1, $2, last_useq, $4 FROM u WHERE user_id = $3::bigint
-     )
-     SELECT user_id, last_useq FROM u";
-
-/// Puts a conversation in each listed user's list, where it is not already.
-const MARKS_JOIN: &str = "INSERT INTO marks (user_id, conv_id, ack, read, last_own, own_after_read)
-     SELECT u, $2, 0, 0, 0, 0 FROM unnest($1::bigint[]) AS p(u)
-     ON CONFLICT (user_id, conv_id) DO NOTHING";
-
-/// The participants of a send, the sender first, as [`super::logic`] lists them: the two
-/// users of a direct chat, or the current members of a group (`group`: its row, locked).
-fn participants(req: &AppendRequest, group: Option<Row>) -> Result<Vec<UserId>, Failure> {
-    let from = req.from;
-    match req.conv {
-        ConvId::Direct { lo, hi } if from == lo => Ok(vec![lo, hi]),
-        ConvId::Direct { lo, hi } if from == hi => Ok(vec![hi, lo]),
-        conv @ ConvId::Direct { .. } => {
-            Err(StoreError::Forbidden(format!("user {from} is not a participant of {conv}")).into())
-        }
-        ConvId::Group(g) => {
-            let row = group.ok_or_else(|| StoreError::NotFound(format!("no group {g}")))?;
-            let members = members_of(&row, 2)?;
-            if members.binary_search(&from).is_err() {
-                return Err(StoreError::Forbidden(format!(
-                    "user {from} is not a member of group {g}"
-                ))
-                .into());
-            }
-            let mut list = Vec::with_capacity(members.len());
-            list.push(from);
-            list.extend(members.into_iter().filter(|&u| u != from));
-            Ok(list)
-        }
-    }
-}
-
-/// One attempt at a send, as one transaction, in four round trips: BEGIN; the idempotency
-/// lookup, the group's lock and the conversation's bump, pipelined (PostgreSQL runs them in
-/// that order); [`APPEND_WRITE`]; COMMIT. A duplicate or a refused send is rolled back,
-/// which also undoes the bump: no seq is lost. See the module documentation for the order
-/// of the locks.
-async fn append_once(c: &mut Object, req: &AppendRequest, ts: i64) -> Result<Appended, Failure> {
-    let from = id(req.from);
-    let client_id = req.id.as_str();
-    let key = req.conv.to_string();
-    let group = match req.conv {
-        ConvId::Group(g) => Some(id(g)),
-        ConvId::Direct { .. } => None,
-    };
-    // Prepared (or found in the connection's cache) before the transaction, so the three
-    // pipelined statements below are sent in order, in one write.
-    let idem_get = c.prepare_cached(IDEM_GET).await?;
-    let group_lock = c.prepare_cached(GROUP_LOCK).await?;
-    let conv_bump = c.prepare_cached(CONV_BUMP).await?;
-    let tx = c.transaction().await?;
-    let (idem, group, bumped) = futures_util::future::join3(
-        tx.query_opt(&idem_get, &[&from, &client_id]),
-        async {
-            match &group {
-                Some(g) => tx.query_opt(&group_lock, &[g]).await,
-                None => Ok(None),
-            }
-        },
-        tx.query_opt(&conv_bump, &[&key, &ts]),
-    )
-    .await;
-    if let Some(row) = idem? {
-        // Nothing to write; dropping the transaction rolls it back.
-        return Ok(Appended {
-            conv: conv_of(&row, 0)?,
-            seq: u64_of(&row, 1)?,
-            useq: u64_of(&row, 2)?,
-            ts: u64_of(&row, 3)?,
-            inboxes: Vec::new(),
-            duplicate: true,
-        });
-    }
-    let participants = participants(req, group?)?;
-    let bumped = match bumped? {
-        Some(row) => row,
-        None => match query_opt(&tx, CONV_FIRST, &[&key, &ts]).await? {
-            Some(row) => row,
-            // A concurrent first message created the row meanwhile: bump it.
-            None => query_opt(&tx, CONV_BUMP, &[&key, &ts])
-                .await?
-                .ok_or_else(|| corrupt(format!("conversation {key} has no row")))?,
-        },
-    };
-    let conv_id: i64 = get(&bumped, 0)?;
-    let seq = u64_of(&bumped, 1)?;
-    let mut sorted = participants.clone();
-    sorted.sort_unstable();
-    let sorted_ids: Vec<i64> = sorted.iter().map(|&u| id(u)).collect();
-    let rows = query(
-        &tx,
-        APPEND_WRITE,
-        &[
-            &conv_id,
-            &int(seq, "seq")?,
-            &from,
-            &ts,
-            &client_id,
-            &req.body.as_bytes(),
-            &sorted_ids,
-        ],
-    )
-    .await?;
-    let mut useq_of = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        useq_of.insert(id_of(row, 0)?, u64_of(row, 1)?);
-    }
-    let inboxes = participants
-        .iter()
-        .map(|u| match useq_of.get(u) {
-            Some(&q) => Ok((*u, q)),
-            None => Err(corrupt(format!("no inbox position for user {u}"))),
-        })
-        .collect::<Result<Vec<_>, Failure>>()?;
-    tx.commit().await?;
-    Ok(Appended {
-        conv: req.conv,
-        seq,
-        useq: inboxes.first().map_or(0, |&(_, q)| q),
-        ts: req.ts,
-        inboxes,
-        duplicate: false,
-    })
-}
-
-/// The id of a conversation's row, creating the row (no messages yet) when missing.
-async fn conv_id_or_create<C: GenericClient>(c: &C, key: &str) -> Result<i64, Failure> {
-    const FIND: &str = "SELECT id FROM convs WHERE key = $1";
-    if let Some(row) = query_opt(c, FIND, &[&key]).await? {
-        return Ok(get(&row, 0)?);
-    }
-    let created = query_opt(
-        c,
-        "INSERT INTO convs (key, last_seq, last_ts) VALUES ($1, 0, 0)
-         ON CONFLICT (key) DO NOTHING RETURNING id",
-        &[&key],
-    )
-    .await?;
-    let row = match created {
-        Some(row) => row,
-        None => query_opt(c, FIND, &[&key])
-            .await?
-            .ok_or_else(|| corrupt(format!("conversation {key} has no row")))?,
-    };
-    Ok(get(&row, 0)?)
-}
-
-async fn create_group_tx(
-    c: &mut Object,
-    name: &str,
-    admin: UserId,
-    members: &[UserId],
-) -> Result<Group, Failure> {
-    let tx = c.transaction().await?;
-    let row = query_opt(
-        &tx,
-        "UPDATE counters SET value = value + 1 WHERE name = 'last_group' RETURNING value",
-        &[],
-    )
-    .await?
-    .ok_or_else(|| corrupt("the group id counter is missing"))?;
-    let gid = u64_of(&row, 0)?;
-    let mut list = members.to_vec();
-    list.push(admin);
-    list.sort_unstable();
-    list.dedup();
-    let ids: Vec<i64> = list.iter().map(|&u| id(u)).collect();
-    execute(
-        &tx,
-        "INSERT INTO groups (id, name, admin, members) VALUES ($1, $2, $3, $4)",
-        &[&id(gid), &name.as_bytes(), &id(admin), &ids],
-    )
-    .await?;
-    let conv_id = conv_id_or_create(&tx, &ConvId::Group(gid).to_string()).await?;
-    execute(&tx, MARKS_JOIN, &[&ids, &conv_id]).await?;
-    tx.commit().await?;
-    Ok(Group {
-        id: gid,
-        name: name.to_owned(),
-        admin,
-        members: list,
-    })
-}
-
-/// A membership change under the group's lock, with the checks and messages of
-/// [`super::logic::change_members`].
-async fn change_members_tx(
-    c: &mut Object,
-    gid: u64,
-    change: MemberChange,
-) -> Result<Group, Failure> {
-    let tx = c.transaction().await?;
-    let row = query_opt(&tx, GROUP_LOCK, &[&id(gid)])
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("no group {gid}")))?;
-    let mut group = Group {
-        id: gid,
-        name: utf8_of(&row, 0)?,
-        admin: id_of(&row, 1)?,
-        members: members_of(&row, 2)?,
-    };
-    let key = ConvId::Group(gid).to_string();
-    match change {
-        MemberChange::Add {
-            by,
-            user,
-            max_members,
-        } => {
-            if by != group.admin {
-                return Err(StoreError::Forbidden("only the admin adds members".into()).into());
-            }
-            let Err(at) = group.members.binary_search(&user) else {
-                return Err(StoreError::Invalid(format!("user {user} is already a member")).into());
-            };
-            if group.members.len() >= max_members {
-                return Err(StoreError::Invalid(format!(
-                    "the group is full ({max_members} members)"
-                ))
-                .into());
-            }
-            group.members.insert(at, user);
-            // A new member sees the group from now on; its history up to now too.
-            let conv_id = conv_id_or_create(&tx, &key).await?;
-            execute(&tx, MARKS_JOIN, &[&vec![id(user)], &conv_id]).await?;
-        }
-        MemberChange::Remove { by, user } => {
-            if by != group.admin && by != user {
-                return Err(StoreError::Forbidden(
-                    "only the admin removes others; anyone may leave".into(),
-                )
-                .into());
-            }
-            let Ok(at) = group.members.binary_search(&user) else {
-                return Err(StoreError::Invalid(format!("user {user} is not a member")).into());
-            };
-            group.members.remove(at);
-            if user == group.admin
-                && let Some(&next) = group.members.first()
-            {
-                group.admin = next;
-            }
-            execute(
-                &tx,
-                "DELETE FROM marks WHERE user_id = $1
-                 AND conv_id = (SELECT id FROM convs WHERE key = $2)",
-                &[&id(user), &key],
-            )
-            .await?;
-        }
-    }
-    let ids: Vec<i64> = group.members.iter().map(|&u| id(u)).collect();
-    execute(
-        &tx,
-        "UPDATE groups SET admin = $2, members = $3 WHERE id = $1",
-        &[&id(gid), &id(group.admin), &ids],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(group)
-}
-
-/// Moves a cumulative marker with the rules of [`super::logic::mark`], under the lock of
-/// the (user, conversation) row. Sends lock that row too (after their own), so the count of
-/// the user's own messages after the read marker is taken on a settled row.
-async fn mark_tx(
-    c: &mut Object,
-    user: UserId,
-    conv: ConvId,
-    marker: Marker,
-    seq: u64,
-) -> Result<MarkOutcome, Failure> {
-    const MARKS_LOCK: &str = "SELECT ack, read, last_own, own_after_read FROM marks
-         WHERE user_id = $1 AND conv_id = $2 FOR UPDATE";
-    let tx = c.transaction().await?;
-    let key = conv.to_string();
-    let found = query_opt(
-        &tx,
-        "SELECT id, last_seq FROM convs WHERE key = $1",
-        &[&key],
-    )
-    .await?;
-    let last = match &found {
-        Some(row) => u64_of(row, 1)?,
-        None => 0,
-    };
-    if seq > last {
-        return Err(StoreError::Invalid(format!(
-            "seq {seq} is beyond the last message of {conv} ({last})"
-        ))
-        .into());
-    }
-    let Some(conv_row) = found else {
-        // No conversation: no marker can exist, and seq is 0, which moves nothing.
-        return Ok(MarkOutcome {
-            before: 0,
-            after: 0,
-        });
-    };
-    let conv_id: i64 = get(&conv_row, 0)?;
-    let user_id = id(user);
-    let mut row = query_opt(&tx, MARKS_LOCK, &[&user_id, &conv_id]).await?;
-    if row.is_none() && seq > 0 {
-        // The marker will move, which puts the conversation in the user's list. Create the
-        // row first and lock it, so a send that creates it concurrently is not overwritten.
-        execute(&tx, MARKS_JOIN, &[&vec![user_id], &conv_id]).await?;
-        row = query_opt(&tx, MARKS_LOCK, &[&user_id, &conv_id]).await?;
-    }
-    let mut marks = match &row {
-        Some(row) => marks_of(row, 0)?,
-        None => Marks::default(),
-    };
-    let slot = match marker {
-        Marker::Ack => &mut marks.ack,
-        Marker::Read => &mut marks.read,
-    };
-    let before = *slot;
-    if seq > before {
-        *slot = seq;
-        if marker == Marker::Read {
-            // Reading implies delivery: a read marker drags the ack marker along.
-            marks.ack = marks.ack.max(seq);
-            marks.own_after_read = if seq >= marks.last_own {
-                0
-            } else {
-                let row = query_opt(
-                    &tx,
-                    "SELECT count(*) FROM messages
-                     WHERE conv_id = $1 AND seq > $2 AND seq <= $3 AND sender = $4",
-                    &[
-                        &conv_id,
-                        &int(seq, "seq")?,
-                        &int(marks.last_own, "seq")?,
-                        &user_id,
-                    ],
-                )
-                .await?
-                .ok_or_else(|| corrupt("count returned no row"))?;
-                u64_of(&row, 0)?
-            };
-        }
-        execute(
-            &tx,
-            "UPDATE marks SET ack = $3, read = $4, own_after_read = $5
-             WHERE user_id = $1 AND conv_id = $2",
-            &[
-                &user_id,
-                &conv_id,
-                &int(marks.ack, "seq")?,
-                &int(marks.read, "seq")?,
-                &int(marks.own_after_read, "count")?,
-            ],
-        )
-        .await?;
-        tx.commit().await?;
-    }
-    Ok(MarkOutcome {
-        before,
-        after: before.max(seq),
-    })
-}
-
-fn message_of(row: &Row, conv: ConvId, from: usize) -> Result<StoredMessage, StoreError> {
-    Ok(StoredMessage {
-        conv,
-        seq: u64_of(row, from)?,
-        from: id_of(row, from + 1)?,
-        id: get::<String>(row, from + 2)?,
-        body: utf8_of(row, from + 3)?,
-        ts: u64_of(row, from + 4)?,
-    })
-}
-
 /// A page of a conversation's history, newest first.
 const HISTORY: &str = "SELECT seq, sender, client_id, body, ts FROM messages
      WHERE conv_id = (SELECT id FROM convs WHERE key = $1) AND seq < $2
@@ -998,16 +317,15 @@ const DEAD_LETTERS: &str = "SELECT id, payload, error, ts FROM dead_letters
 
 const DEAD_LETTER_REMOVE: &str = "DELETE FROM dead_letters WHERE id = $1";
 
+/// Every node of a cluster may write the same database: the row locks of the
+/// transactions sequence each conversation whatever process sends (see the module
+/// documentation).
+impl SharedStore for PostgresStore {}
+
 #[async_trait]
-impl Store for PostgresStore {
+impl MessageStore for PostgresStore {
     fn name(&self) -> &'static str {
         "postgres"
-    }
-
-    /// Every read is a round trip to the database server: the server keeps its
-    /// recent-conversations cache in front of this store.
-    fn is_remote(&self) -> bool {
-        true
     }
 
     async fn append(&self, req: AppendRequest) -> Result<Appended, StoreError> {
@@ -1122,7 +440,10 @@ impl Store for PostgresStore {
         let bytes = with_client!(self, c, Ok(schema::table_bytes(&c).await?))?;
         Ok(Some(bytes))
     }
+}
 
+#[async_trait]
+impl GroupStore for PostgresStore {
     async fn create_group(
         &self,
         name: String,
@@ -1154,7 +475,10 @@ impl Store for PostgresStore {
         let group = with_client!(self, c, change_members_tx(&mut c, group, change).await)?;
         Ok(group)
     }
+}
 
+#[async_trait]
+impl PushStore for PostgresStore {
     async fn put_push(&self, reg: PushRegistration) -> Result<(), StoreError> {
         let (platform, token) = (reg.platform.as_bytes(), reg.token.as_bytes());
         let params: Params = &[&id(reg.user), &reg.device, &platform, &token];
@@ -1220,6 +544,7 @@ impl Store for PostgresStore {
 
 #[cfg(test)]
 mod tests {
+    use super::rows::parse_conv_key;
     use super::*;
 
     #[test]
@@ -1248,7 +573,7 @@ mod tests {
             "postgres://h/db?nonsense=1",
         ] {
             assert!(
-                matches!(Spec::parse(bad), Err(StoreError::Invalid(_))),
+                matches!(Spec::parse(bad), Err(StoreError::Spec(_))),
                 "{bad}"
             );
         }

@@ -1,6 +1,6 @@
-//! The write rules every key-value backend shares: how a send is sequenced and how a
-//! cumulative marker moves. Backends provide typed table access ([`WriteTables`]); the
-//! rules live here once, so `memory` and `fjall` cannot drift apart.
+//! Sequencing on a key-value backend: a send, a group change or a marker move applied to
+//! typed table access ([`WriteTables`]) with the rules of [`super::rules`]. Memory, fjall
+//! and the CQL sequencer provide the tables; the order of reads and writes lives here once.
 //!
 //! The caller must run these functions one at a time per store (the memory store under its
 //! lock, the fjall store on its single writer thread): that is what makes `seq` and
@@ -8,8 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::rules::{self, Marks, Membership};
 use super::{
-    AppendRequest, Appended, Group, MarkOutcome, Marker, MemberChange, StoreError, StoredMessage,
+    AppendRequest, Appended, Group, MarkOutcome, Marker, MemberChange, Refusal, StoreError,
+    StoredMessage,
 };
 use crate::model::{ConvId, UserId};
 
@@ -27,19 +29,6 @@ pub struct IdemRecord {
 pub struct ConvMeta {
     pub last_seq: u64,
     pub last_ts: u64,
-}
-
-/// Per (user, conversation): the cumulative markers, and what it takes to count unread
-/// messages exactly without scanning: the user's own messages after the read marker do not
-/// count as unread.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Marks {
-    pub ack: u64,
-    pub read: u64,
-    /// The seq of the user's newest own message in the conversation.
-    pub last_own: u64,
-    /// How many of the user's own messages have a seq above `read`.
-    pub own_after_read: u64,
 }
 
 /// A [`ConvId`] in a serializable form for stored records.
@@ -111,7 +100,11 @@ pub fn append<T: WriteTables>(t: &mut T, req: &AppendRequest) -> Result<Appended
             duplicate: true,
         });
     }
-    let participants = participants(t, req.conv, req.from)?;
+    let group = match req.conv {
+        ConvId::Group(g) => t.group_get(g)?,
+        ConvId::Direct { .. } => None,
+    };
+    let participants = rules::participants(req.conv, req.from, group.as_ref())?;
     let mut meta = t.conv_get(req.conv)?;
     meta.last_seq += 1;
     meta.last_ts = meta.last_ts.max(req.ts);
@@ -133,13 +126,8 @@ pub fn append<T: WriteTables>(t: &mut T, req: &AppendRequest) -> Result<Appended
         t.inbox_put(user, useq, req.conv, seq);
         let marks = t.marks_get(user, req.conv)?;
         if user == req.from {
-            // Sending moves no marker: in the crossing case the sender has not seen what
-            // arrived just before. It only keeps its own message out of its unread count.
             sender_useq = useq;
-            let mut marks = marks.unwrap_or_default();
-            marks.last_own = seq;
-            marks.own_after_read += 1;
-            t.marks_put(user, req.conv, marks);
+            t.marks_put(user, req.conv, rules::after_own_send(marks, seq));
         } else if marks.is_none() {
             // The first message puts the conversation in the recipient's list.
             t.marks_put(user, req.conv, Marks::default());
@@ -166,36 +154,6 @@ pub fn append<T: WriteTables>(t: &mut T, req: &AppendRequest) -> Result<Appended
     })
 }
 
-/// The participants of a send, the sender first: the two users of a direct chat, or the
-/// current members of a group (the sender must be one). Checked before anything is written.
-fn participants<T: WriteTables>(
-    t: &mut T,
-    conv: ConvId,
-    from: UserId,
-) -> Result<Vec<UserId>, StoreError> {
-    match conv {
-        ConvId::Direct { lo, hi } if from == lo => Ok(vec![lo, hi]),
-        ConvId::Direct { lo, hi } if from == hi => Ok(vec![hi, lo]),
-        ConvId::Direct { .. } => Err(StoreError::Forbidden(format!(
-            "user {from} is not a participant of {conv}"
-        ))),
-        ConvId::Group(g) => {
-            let group = t
-                .group_get(g)?
-                .ok_or_else(|| StoreError::NotFound(format!("no group {g}")))?;
-            if !group.has(from) {
-                return Err(StoreError::Forbidden(format!(
-                    "user {from} is not a member of group {g}"
-                )));
-            }
-            let mut list = Vec::with_capacity(group.members.len());
-            list.push(from);
-            list.extend(group.members.iter().copied().filter(|&u| u != from));
-            Ok(list)
-        }
-    }
-}
-
 /// Creates a group with the next id; every member finds it in their conversation list.
 pub fn create_group<T: WriteTables>(
     t: &mut T,
@@ -204,16 +162,7 @@ pub fn create_group<T: WriteTables>(
     members: &[UserId],
 ) -> Result<Group, StoreError> {
     let id = t.last_group_id()? + 1;
-    let mut list: Vec<UserId> = members.to_vec();
-    list.push(admin);
-    list.sort_unstable();
-    list.dedup();
-    let group = Group {
-        id,
-        name: name.to_owned(),
-        admin,
-        members: list,
-    };
+    let group = rules::new_group(id, name, admin, members);
     t.last_group_id_put(id);
     t.group_put(&group);
     for &user in &group.members {
@@ -224,65 +173,28 @@ pub fn create_group<T: WriteTables>(
     Ok(group)
 }
 
-/// Applies a membership change after checking the caller's right to make it.
+/// Applies a membership change with [`rules::change_members`] and updates the
+/// conversation list of the user it concerns.
 pub fn change_members<T: WriteTables>(
     t: &mut T,
     id: u64,
     change: MemberChange,
 ) -> Result<Group, StoreError> {
-    let mut group = t
-        .group_get(id)?
-        .ok_or_else(|| StoreError::NotFound(format!("no group {id}")))?;
+    let mut group = t.group_get(id)?.ok_or(Refusal::NoGroup(id))?;
     let conv = ConvId::Group(id);
-    match change {
-        MemberChange::Add {
-            by,
-            user,
-            max_members,
-        } => {
-            if by != group.admin {
-                return Err(StoreError::Forbidden("only the admin adds members".into()));
-            }
-            let Err(at) = group.members.binary_search(&user) else {
-                return Err(StoreError::Invalid(format!(
-                    "user {user} is already a member"
-                )));
-            };
-            if group.members.len() >= max_members {
-                return Err(StoreError::Invalid(format!(
-                    "the group is full ({max_members} members)"
-                )));
-            }
-            group.members.insert(at, user);
-            // A new member sees the group from now on; its history up to now too.
+    match rules::change_members(&mut group, change)? {
+        Membership::Joined(user) => {
             if t.marks_get(user, conv)?.is_none() {
                 t.marks_put(user, conv, Marks::default());
             }
         }
-        MemberChange::Remove { by, user } => {
-            if by != group.admin && by != user {
-                return Err(StoreError::Forbidden(
-                    "only the admin removes others; anyone may leave".into(),
-                ));
-            }
-            let Ok(at) = group.members.binary_search(&user) else {
-                return Err(StoreError::Invalid(format!("user {user} is not a member")));
-            };
-            group.members.remove(at);
-            if user == group.admin
-                && let Some(&next) = group.members.first()
-            {
-                group.admin = next;
-            }
-            t.marks_remove(user, conv);
-        }
+        Membership::Left(user) => t.marks_remove(user, conv),
     }
     t.group_put(&group);
     Ok(group)
 }
 
-/// Moves a cumulative marker forward (never back). A seq past the conversation's last
-/// message is refused: a client cannot acknowledge what does not exist yet.
+/// Moves a cumulative marker with [`rules::move_marker`].
 pub fn mark<T: WriteTables>(
     t: &mut T,
     user: UserId,
@@ -291,34 +203,15 @@ pub fn mark<T: WriteTables>(
     seq: u64,
 ) -> Result<MarkOutcome, StoreError> {
     let last = t.conv_get(conv)?.last_seq;
-    if seq > last {
-        return Err(StoreError::Invalid(format!(
-            "seq {seq} is beyond the last message of {conv} ({last})"
-        )));
-    }
     let mut marks = t.marks_get(user, conv)?.unwrap_or_default();
-    let slot = match marker {
-        Marker::Ack => &mut marks.ack,
-        Marker::Read => &mut marks.read,
-    };
-    let before = *slot;
-    if seq > before {
-        *slot = seq;
-        if marker == Marker::Read {
-            // Reading implies delivery: a read marker drags the ack marker along.
-            marks.ack = marks.ack.max(seq);
-            marks.own_after_read = if seq >= marks.last_own {
-                0
-            } else {
-                t.count_from(conv, seq, marks.last_own, user)?
-            };
-        }
+    let step = rules::move_marker(conv, last, &mut marks, marker, seq)?;
+    if let Some((after, upto)) = step.recount {
+        marks.own_after_read = t.count_from(conv, after, upto, user)?;
+    }
+    if step.moved() {
         t.marks_put(user, conv, marks);
     }
-    Ok(MarkOutcome {
-        before,
-        after: before.max(seq),
-    })
+    Ok(step.outcome)
 }
 
 /// Encodes a stored record compactly (varints).
@@ -330,11 +223,4 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 /// Decodes a stored record, reporting damage as [`StoreError::Corrupt`].
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-/// Messages from others after the read marker.
-pub fn unread(last_seq: u64, marks: &Marks) -> u64 {
-    last_seq
-        .saturating_sub(marks.read)
-        .saturating_sub(marks.own_after_read)
 }

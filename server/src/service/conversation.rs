@@ -1,0 +1,208 @@
+//! A conversation's operations: `send` (checks, the durable append, fan-out to online
+//! devices, push to offline users), the receipts `ack` and `read`, `typing`, and history
+//! pages.
+
+use std::collections::BTreeSet;
+
+use super::{RECEIPT_SCAN, Service, frame, limit};
+use crate::auth::Identity;
+use crate::error::{ApiError, Code};
+use crate::hub::ConnId;
+use crate::model::{ClientMsgId, ConvId, Target, UserId, now_ms};
+use crate::protocol::{HistoryOut, MsgOut, SentOut, ServerFrame};
+use crate::push::PushJob;
+use crate::service::MAX_HISTORY_LIMIT;
+use crate::store::{AppendRequest, Marker, StoredMessage};
+
+impl Service {
+    /// `send`: checks, stores durably, then delivers to every other online device of every
+    /// participant. `conn` is the sending WebSocket, which gets `sent` instead of `msg`.
+    pub async fn send(
+        &self,
+        who: &Identity,
+        id: ClientMsgId,
+        to: Target,
+        body: String,
+        conn: Option<ConnId>,
+    ) -> Result<SentOut, ApiError> {
+        let conv = match to {
+            Target::User(peer) => ConvId::direct(who.user, peer)?,
+            Target::Group(g) => ConvId::Group(g),
+        };
+        if body.is_empty() {
+            return Err(ApiError::bad_request("body must not be empty"));
+        }
+        if body.len() > self.config.max_body_bytes {
+            return Err(ApiError::new(
+                Code::TooLarge,
+                format!(
+                    "body is {} bytes, at most {} are allowed",
+                    body.len(),
+                    self.config.max_body_bytes
+                ),
+            ));
+        }
+        if let Some(l) = &self.limiter
+            && l.check_key(&who.user).is_err()
+        {
+            return Err(ApiError::new(
+                Code::RateLimited,
+                format!(
+                    "over {} sends per second: slow down and retry with the same id",
+                    self.config.send_rate_per_sec
+                ),
+            ));
+        }
+        let started = std::time::Instant::now();
+        let ts = now_ms();
+        let appended = self
+            .store
+            .append(AppendRequest {
+                conv,
+                from: who.user,
+                id: id.clone(),
+                body: body.clone(),
+                ts,
+            })
+            .await?;
+        if !appended.duplicate {
+            let stored = StoredMessage {
+                conv,
+                seq: appended.seq,
+                from: who.user,
+                id: id.as_str().to_owned(),
+                body,
+                ts,
+            };
+            self.metrics.messages_stored.inc();
+            self.fan_out(&stored, &appended.inboxes, who.user, conn);
+            self.push_offline(&stored, &appended.inboxes);
+        }
+        self.metrics
+            .send_latency
+            .observe(started.elapsed().as_secs_f64());
+        Ok(SentOut {
+            conv: appended.conv.to_string(),
+            seq: appended.seq,
+            useq: appended.useq,
+            ts: appended.ts,
+        })
+    }
+
+    /// Offers a stored message to every online device of its participants, each with the
+    /// participant's own inbox position.
+    fn fan_out(
+        &self,
+        stored: &StoredMessage,
+        inboxes: &[(UserId, u64)],
+        sender: UserId,
+        conn: Option<ConnId>,
+    ) {
+        for &(user, useq) in inboxes {
+            let out = MsgOut::inbox(stored, useq);
+            let own = if user == sender { conn } else { None };
+            self.hub
+                .deliver_inbox(user, useq, &frame(&ServerFrame::Msg(&out)), own);
+        }
+    }
+
+    /// Offers a push for every recipient with no device connected.
+    fn push_offline(&self, stored: &StoredMessage, inboxes: &[(UserId, u64)]) {
+        let Some(pusher) = &self.pusher else {
+            return;
+        };
+        for &(user, _) in inboxes {
+            if user != stored.from && !self.presence.is_connected(user) {
+                pusher.notify(PushJob {
+                    user,
+                    conv: stored.conv,
+                    seq: stored.seq,
+                    from: stored.from,
+                    body: stored.body.clone(),
+                });
+            }
+        }
+    }
+
+    /// `ack`: moves the caller's delivery marker; the senders of newly acknowledged
+    /// messages get `delivered`.
+    pub async fn ack(&self, who: &Identity, conv: ConvId, seq: u64) -> Result<(), ApiError> {
+        let others = self.access(who.user, conv).await?;
+        let m = self.store.mark(who.user, conv, Marker::Ack, seq).await?;
+        if m.after <= m.before {
+            return Ok(());
+        }
+        let span = m.after - m.before;
+        let senders: BTreeSet<UserId> = if span <= RECEIPT_SCAN {
+            self.store
+                .history(conv, Some(m.after + 1), span as usize)
+                .await?
+                .into_iter()
+                .map(|msg| msg.from)
+                .filter(|&u| u != who.user)
+                .collect()
+        } else {
+            others.into_iter().collect()
+        };
+        let conv_s = conv.to_string();
+        let f = frame(&ServerFrame::Delivered {
+            conv: &conv_s,
+            seq: m.after,
+            user: who.user,
+        });
+        for user in senders {
+            self.hub.send_to_user(user, &f, None);
+        }
+        Ok(())
+    }
+
+    /// `read`: moves the caller's read marker; the other participants get `read`.
+    pub async fn read(&self, who: &Identity, conv: ConvId, seq: u64) -> Result<(), ApiError> {
+        let others = self.access(who.user, conv).await?;
+        let m = self.store.mark(who.user, conv, Marker::Read, seq).await?;
+        if m.after > m.before {
+            let conv_s = conv.to_string();
+            let f = frame(&ServerFrame::Read {
+                conv: &conv_s,
+                seq: m.after,
+                user: who.user,
+            });
+            for user in others {
+                self.hub.send_to_user(user, &f, None);
+            }
+        }
+        Ok(())
+    }
+
+    /// `typing`: relayed to the other participants' online devices, never stored.
+    pub async fn typing(&self, who: &Identity, conv: ConvId) -> Result<(), ApiError> {
+        let others = self.access(who.user, conv).await?;
+        let conv_s = conv.to_string();
+        let f = frame(&ServerFrame::Typing {
+            conv: &conv_s,
+            user: who.user,
+        });
+        for user in others {
+            self.hub.send_to_user(user, &f, None);
+        }
+        Ok(())
+    }
+
+    /// `history`: a page of `conv`, newest first.
+    pub async fn history(
+        &self,
+        who: &Identity,
+        conv: ConvId,
+        before: Option<u64>,
+        limit_given: Option<u64>,
+    ) -> Result<HistoryOut, ApiError> {
+        self.access(who.user, conv).await?;
+        let n = limit(limit_given, 50, MAX_HISTORY_LIMIT, "limit")?;
+        let messages = self.store.history(conv, before, n).await?;
+        Ok(HistoryOut {
+            conv: conv.to_string(),
+            next_before: messages.last().filter(|m| m.seq > 1).map(|m| m.seq),
+            messages: messages.iter().map(MsgOut::history).collect(),
+        })
+    }
+}

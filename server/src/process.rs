@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::serve::LISTENING;
+/// The first line a serving process prints on standard output, followed by the address
+/// it listens on (what `chat-server serve` prints).
+pub const LISTENING: &str = "listening on ";
 
 /// Why a server process could not be started or read.
 #[derive(Debug, Error)]
@@ -40,8 +42,8 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Spawns `cmd` (which must run a server that prints `listening on ADDR` first, as
-    /// [`crate::serve::serve`] does) with its standard output and input piped, and waits
+    /// Spawns `cmd` (which must run a server that prints [`LISTENING`] and its address
+    /// first) with its standard output and input piped, and waits
     /// up to `wait` for the address. Every later line of its standard output goes to
     /// `on_line`, on a thread that keeps draining the pipe so the server never blocks on
     /// it. Its standard input stays open until [`ServerProcess::close_stdin`] (a server

@@ -10,12 +10,9 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::config::Config;
-use crate::process;
+use crate::process::{self, LISTENING};
 use crate::push::PushConfig;
 use crate::store::{self, Backend, OpenError};
-
-/// The first line a serving process prints on standard output, followed by the address.
-pub const LISTENING: &str = "listening on ";
 
 /// The defaults, once: those of [`Config::new`].
 fn defaults() -> Config {

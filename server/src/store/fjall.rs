@@ -328,11 +328,7 @@ impl WriteTables for Batch<'_> {
             return Ok(0);
         }
         // Messages of this batch are not in the tree yet; those in the tree are not here.
-        let mut n = self
-            .msgs
-            .iter()
-            .filter(|&&(c, seq, from)| c == conv && seq > after && seq <= upto && from == user)
-            .count() as u64;
+        let mut n = sequencing::own_pending(&self.msgs, conv, after, upto, user);
         for g in self
             .t
             .msgs

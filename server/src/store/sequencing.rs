@@ -214,6 +214,22 @@ pub fn mark<T: WriteTables>(
     Ok(step.outcome)
 }
 
+/// How many of `pending` — (conversation, seq, sender) of messages a writer has sequenced
+/// but not yet committed — are `user`'s in `conv` with `after < seq <= upto`: the part of
+/// [`WriteTables::count_from`] that the committed tables cannot answer yet.
+pub fn own_pending(
+    pending: &[(ConvId, u64, UserId)],
+    conv: ConvId,
+    after: u64,
+    upto: u64,
+    user: UserId,
+) -> u64 {
+    pending
+        .iter()
+        .filter(|&&(c, seq, from)| c == conv && seq > after && seq <= upto && from == user)
+        .count() as u64
+}
+
 /// Encodes a stored record compactly (varints).
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     // Serializing these plain structs into a Vec cannot fail.

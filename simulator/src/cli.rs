@@ -4,8 +4,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::child::ServeOptions;
-
 /// Every scenario knob in one place, for `--help`.
 pub const SCENARIO_KNOBS: &str = "\
 Scenario files (TOML; scenarios/README.md documents each knob):
@@ -65,7 +63,7 @@ pub enum Command {
     Check(CheckArgs),
     /// Serve the reference server for a run (started by `run` itself).
     #[command(hide = true)]
-    ServeChild(ServeOptions),
+    ServeChild(chat_server::serve::ServeArgs),
     /// Run one shard of users for a parent `run` (started by `run` itself).
     #[command(hide = true)]
     Worker,

@@ -182,19 +182,11 @@ pub(crate) async fn sender(
         tokio::select! {
             biased;
             frame = stream.next() => {
-                let text = match frame {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Close(c))) => {
-                        out.problem = Some(format!("sender {pair}: closed by the server: {c:?}"));
-                        break;
-                    }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => {
-                        out.problem = Some(format!("sender {pair}: socket error: {e}"));
-                        break;
-                    }
-                    None => {
-                        out.problem = Some(format!("sender {pair}: connection ended"));
+                let text = match text_of(frame) {
+                    Ok(Some(t)) => t,
+                    Ok(None) => continue,
+                    Err(why) => {
+                        out.problem = Some(format!("sender {pair}: {why}"));
                         break;
                     }
                 };
@@ -334,19 +326,11 @@ pub(crate) async fn receiver(
         tokio::select! {
             biased;
             frame = stream.next() => {
-                let text = match frame {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Close(c))) => {
-                        out.problem = Some(format!("receiver {pair}: closed by the server: {c:?}"));
-                        break;
-                    }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => {
-                        out.problem = Some(format!("receiver {pair}: socket error: {e}"));
-                        break;
-                    }
-                    None => {
-                        out.problem = Some(format!("receiver {pair}: connection ended"));
+                let text = match text_of(frame) {
+                    Ok(Some(t)) => t,
+                    Ok(None) => continue,
+                    Err(why) => {
+                        out.problem = Some(format!("receiver {pair}: {why}"));
                         break;
                     }
                 };
@@ -427,4 +411,18 @@ pub(crate) async fn receiver(
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
     out
+}
+
+/// The text of a frame from the server; `Ok(None)` for a control frame to pass over, and
+/// why the connection is over otherwise.
+fn text_of(
+    frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+) -> Result<Option<tokio_tungstenite::tungstenite::Utf8Bytes>, String> {
+    match frame {
+        Some(Ok(Message::Text(t))) => Ok(Some(t)),
+        Some(Ok(Message::Close(c))) => Err(format!("closed by the server: {c:?}")),
+        Some(Ok(_)) => Ok(None),
+        Some(Err(e)) => Err(format!("socket error: {e}")),
+        None => Err("connection ended".into()),
+    }
 }

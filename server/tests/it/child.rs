@@ -1,13 +1,13 @@
-//! A real `chat-server serve` process (the library's [`ServerProcess`]) for the kill -9 and outage tests of every durable
-//! store, and what those tests share: tokens, a sender that records what was
-//! acknowledged, reading a conversation's whole history back and checking it against the
-//! record.
+//! What the tests of every durable store share: a real `chat-server serve` process (the
+//! library's [`ServerProcess`]) to kill -9, tokens, senders that record what was
+//! acknowledged, reading a conversation's whole history back and checking it against that
+//! record, the whole kill -9 loop, and the skip rule for a backend whose service is absent.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chat_server::auth::{Auth, now_secs};
 use chat_server::process::ServerProcess;
@@ -200,4 +200,98 @@ pub fn skip(backend: &'static str, reason: &str) {
         said.push(backend);
         let _ = writeln!(std::io::stderr(), "SKIPPED {backend} tests: {reason}");
     }
+}
+
+/// Posts a message over HTTP; returns the status and the answer.
+pub async fn send_http(addr: &str, from: u64, to: u64, id: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/messages"))
+        .bearer_auth(token(from))
+        .json(&json!({"id": id, "to": format!("u:{to}"), "body": format!("body of {id}")}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until `ok` holds, failing the test after `limit`.
+pub async fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// kill -9 of a real server on `spec` under load, `rounds` times, restarting it on the
+/// same data each time: six WebSocket senders in three conversations, killed once the load
+/// is well under way. After each restart every acknowledged message is there once with its
+/// seq, the conversations are gap-free, a retry of what was in flight is idempotent, and
+/// the sequence continues.
+pub async fn kill9_rounds(spec: &str, rounds: usize, rust_log: &str) {
+    let spec = spec.to_owned();
+    let acked: Acked = Arc::default();
+    let pairs: Vec<(u64, u64)> = vec![(1, 2), (2, 1), (3, 4), (4, 3), (5, 6), (6, 5)];
+    let convs = ["d:1:2", "d:3:4", "d:5:6"];
+    for round in 0..rounds {
+        let server = ChildServer::start_logging(&spec, rust_log);
+        let tasks: Vec<_> = pairs
+            .iter()
+            .map(|&(from, to)| {
+                tokio::spawn(ws_sender(
+                    server.addr.clone(),
+                    from,
+                    to,
+                    round,
+                    acked.clone(),
+                ))
+            })
+            .collect();
+        // Kill it mid-stream, once the load is well under way (however busy the machine).
+        let before = acked.lock().unwrap().len();
+        wait_until("load", Duration::from_secs(30), || {
+            acked.lock().unwrap().len() >= before + 30
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        server.kill9();
+        let mut in_flight = Vec::new();
+        for (t, &(from, to)) in tasks.into_iter().zip(&pairs) {
+            if let Some(id) = t.await.unwrap() {
+                in_flight.push((from, to, id));
+            }
+        }
+        let server = ChildServer::start_logging(&spec, rust_log);
+        let acked_now = acked.lock().unwrap().len();
+        assert!(acked_now > 10, "load was running: {acked_now} acknowledged");
+        check_histories(&server.addr, &convs, &acked).await;
+        // Retrying what was in flight is idempotent: stored once at most.
+        for (from, to, id) in &in_flight {
+            let (s1, first) = send_http(&server.addr, *from, *to, id).await;
+            let (s2, again) = send_http(&server.addr, *from, *to, id).await;
+            assert_eq!((s1, s2), (200, 200), "{first} {again}");
+            assert_eq!(first, again);
+            record(&acked, *from, id, &first, &format!("body of {id}"));
+        }
+        // The sequence continues.
+        for conv in convs {
+            let lo: u64 = conv[2..3].parse().unwrap();
+            let last = history(&server.addr, lo, conv)
+                .await
+                .first()
+                .map_or(0, |m| m["seq"].as_u64().unwrap());
+            let id = format!("after-{round}-{conv}");
+            let (status, next) = send_http(&server.addr, lo, lo + 1, &id).await;
+            assert_eq!(status, 200, "{next}");
+            assert_eq!(next["seq"].as_u64(), Some(last + 1), "{conv} continues");
+            record(&acked, lo, &id, &next, &format!("body of {id}"));
+        }
+        server.kill9();
+    }
+    let server = ChildServer::start_logging(&spec, rust_log);
+    check_histories(&server.addr, &convs, &acked).await;
 }

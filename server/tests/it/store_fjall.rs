@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use chat_server::model::ConvId;
+use chat_server::store::FjallStore;
 use chat_server::store::conformance::Subject;
-use chat_server::store::{AppendRequest, FjallStore, MessageStore};
 
 async fn fresh() -> Subject {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -25,26 +24,8 @@ chat_server::store_conformance!(fresh());
 #[tokio::test]
 async fn acknowledged_writes_survive_a_reopen_and_sequences_continue() {
     let dir = tempfile::tempdir().unwrap();
-    let conv = ConvId::direct(1, 2).unwrap();
-    let req = |id: &str| AppendRequest {
-        conv,
-        from: 1,
-        id: id.parse().unwrap(),
-        body: format!("body of {id}"),
-        ts: 5,
-    };
-    {
-        let store = FjallStore::open(dir.path()).unwrap();
-        for i in 0..50 {
-            store.append(req(&format!("r{i}"))).await.unwrap();
-        }
-    }
-    let store = FjallStore::open(dir.path()).unwrap();
-    assert_eq!(store.history(conv, None, 100).await.unwrap().len(), 50);
-    assert_eq!(store.inbox_head(2).await.unwrap(), 50);
-    let again = store.append(req("r7")).await.unwrap();
-    assert!(again.duplicate, "idempotency survives the reopen");
-    assert_eq!(again.seq, 8);
-    let next = store.append(req("new")).await.unwrap();
-    assert_eq!((next.seq, next.useq), (51, 51));
+    chat_server::store::conformance::fill_before_reopen(&FjallStore::open(dir.path()).unwrap())
+        .await;
+    chat_server::store::conformance::check_after_reopen(&FjallStore::open(dir.path()).unwrap())
+        .await;
 }

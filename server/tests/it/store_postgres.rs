@@ -26,7 +26,9 @@ use serde_json::{Value, json};
 use tokio_postgres::NoTls;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::child::{Acked, ChildServer, check_histories, history, record, skip, token, ws_sender};
+use crate::child::{
+    Acked, ChildServer, check_histories, kill9_rounds, record, send_http, skip, token, wait_until,
+};
 
 /// The database the tests use unless `CHAT_TEST_POSTGRES_URL` names another.
 const DEFAULT_URL: &str = "postgres://chat:chat@127.0.0.1:5433/chat";
@@ -187,21 +189,8 @@ async fn acknowledged_writes_survive_a_reopen_and_sequences_continue() {
         return;
     };
     let schema = Schema::new(&url, "reopen");
-    let conv = ConvId::direct(1, 2).unwrap();
-    {
-        let store = open(&schema).await;
-        for i in 0..50 {
-            store.append(direct(1, 2, &format!("r{i}"))).await.unwrap();
-        }
-    }
-    let store = open(&schema).await;
-    assert_eq!(store.history(conv, None, 100).await.unwrap().len(), 50);
-    assert_eq!(store.inbox_head(2).await.unwrap(), 50);
-    let again = store.append(direct(1, 2, "r7")).await.unwrap();
-    assert!(again.duplicate, "idempotency survives the reopen");
-    assert_eq!(again.seq, 8);
-    let next = store.append(direct(1, 2, "new")).await.unwrap();
-    assert_eq!((next.seq, next.useq), (51, 51));
+    chat_server::store::conformance::fill_before_reopen(&open(&schema).await).await;
+    chat_server::store::conformance::check_after_reopen(&open(&schema).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,86 +402,13 @@ async fn any_unicode_text_round_trips() {
 // ---------------------------------------------------------------------------------------
 // A real server process on PostgreSQL.
 
-/// Posts a message over HTTP; returns the status and the answer.
-async fn send_http(addr: &str, from: u64, to: u64, id: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("http://{addr}/v1/messages"))
-        .bearer_auth(token(from))
-        .json(&json!({"id": id, "to": format!("u:{to}"), "body": format!("body of {id}")}))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_nothing_acknowledged() {
     let Some(url) = database().await else {
         return;
     };
     let schema = Schema::new(&url, "kill9");
-    let spec = schema.spec();
-    let acked: Acked = Arc::default();
-    let pairs: Vec<(u64, u64)> = vec![(1, 2), (2, 1), (3, 4), (4, 3), (5, 6), (6, 5)];
-    let convs = ["d:1:2", "d:3:4", "d:5:6"];
-    for round in 0..3 {
-        let server = ChildServer::start_logging(&spec, "error");
-        let tasks: Vec<_> = pairs
-            .iter()
-            .map(|&(from, to)| {
-                tokio::spawn(ws_sender(
-                    server.addr.clone(),
-                    from,
-                    to,
-                    round,
-                    acked.clone(),
-                ))
-            })
-            .collect();
-        // Kill it mid-stream, once the load is well under way (however busy the machine).
-        let before = acked.lock().unwrap().len();
-        wait_until("load", Duration::from_secs(30), || {
-            acked.lock().unwrap().len() >= before + 30
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        server.kill9();
-        let mut in_flight = Vec::new();
-        for (t, &(from, to)) in tasks.into_iter().zip(&pairs) {
-            if let Some(id) = t.await.unwrap() {
-                in_flight.push((from, to, id));
-            }
-        }
-        let server = ChildServer::start_logging(&spec, "error");
-        let acked_now = acked.lock().unwrap().len();
-        assert!(acked_now > 10, "load was running: {acked_now} acknowledged");
-        check_histories(&server.addr, &convs, &acked).await;
-        // Retrying what was in flight is idempotent: stored once at most.
-        for (from, to, id) in &in_flight {
-            let (s1, first) = send_http(&server.addr, *from, *to, id).await;
-            let (s2, again) = send_http(&server.addr, *from, *to, id).await;
-            assert_eq!((s1, s2), (200, 200), "{first} {again}");
-            assert_eq!(first, again);
-            record(&acked, *from, id, &first, &format!("body of {id}"));
-        }
-        // The sequence continues.
-        for conv in convs {
-            let lo: u64 = conv[2..3].parse().unwrap();
-            let last = history(&server.addr, lo, conv)
-                .await
-                .first()
-                .map_or(0, |m| m["seq"].as_u64().unwrap());
-            let id = format!("after-{round}-{conv}");
-            let (status, next) = send_http(&server.addr, lo, lo + 1, &id).await;
-            assert_eq!(status, 200, "{next}");
-            assert_eq!(next["seq"].as_u64(), Some(last + 1), "{conv} continues");
-            record(&acked, lo, &id, &next, &format!("body of {id}"));
-        }
-        server.kill9();
-    }
-    let server = ChildServer::start_logging(&spec, "error");
-    check_histories(&server.addr, &convs, &acked).await;
+    kill9_rounds(&schema.spec(), 3, "error").await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -612,17 +528,6 @@ async fn resilient_sender(
             }
         }
         i += 1;
-    }
-}
-
-async fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(
-            start.elapsed() < limit,
-            "{what} did not happen within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

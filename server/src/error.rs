@@ -105,6 +105,10 @@ impl From<StoreError> for ApiError {
                 };
                 ApiError::new(code, r.to_string())
             }
+            StoreError::Unsupported(what) => {
+                tracing::error!(what, "store operation not supported");
+                ApiError::new(Code::Internal, "internal error")
+            }
             StoreError::Spec(detail) => {
                 tracing::error!(%detail, "store misconfigured");
                 ApiError::new(Code::Internal, "internal error")

@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::config::Config;
 use crate::process::{self, LISTENING};
 use crate::push::PushConfig;
-use crate::store::{self, Backend, OpenError};
+use crate::store::{self, Backend, OpenError, StoreOptions};
 
 /// The defaults, once: those of [`Config::new`].
 fn defaults() -> Config {
@@ -64,6 +64,11 @@ pub struct ServeArgs {
     /// Members a group may have at most.
     #[arg(long, env = "CHAT_MAX_GROUP_MEMBERS", default_value_t = defaults().max_group_members)]
     pub max_group_members: usize,
+    /// How long a send's idempotency record is kept (`24h`, `90m`, `30s`, …): a repeated
+    /// message id within it gets the first outcome; past it the record expires by itself.
+    #[arg(long, env = "CHAT_IDEMPOTENCY_WINDOW",
+          default_value_t = humantime::Duration::from(StoreOptions::DEFAULT_IDEMPOTENCY_WINDOW))]
+    pub idempotency_window: humantime::Duration,
     /// Push gateway URL (`http://…`); without it no push notifications are sent.
     #[arg(long, env = "CHAT_PUSH_GATEWAY")]
     pub push_gateway: Option<String>,
@@ -80,6 +85,13 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// What the store is opened with.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            idempotency_window: *self.idempotency_window,
+        }
+    }
+
     /// The settings these flags describe. `max_connections` is capped below what the
     /// process's open-file limit allows; out-of-range values are brought into range.
     pub fn config(&self) -> Config {
@@ -132,7 +144,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(&Backend),
 ) -> Result<(), ServeError> {
-    let backend = store::open(&args.store)
+    let backend = store::open_with(&args.store, &args.store_options())
         .await
         .map_err(|source| ServeError::Store {
             spec: args.store.clone(),

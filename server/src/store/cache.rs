@@ -18,7 +18,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use super::{
     AppendRequest, Appended, ConvSummary, Group, GroupStore, InboxItem, MarkOutcome, Marker,
-    MemberChange, MessageStore, StoreError, StoredMessage,
+    MemberChange, MessageStore, StorageReport, StoreError, StoredMessage,
 };
 use crate::metrics::{CacheLabel, Metrics};
 use crate::model::{ConvId, UserId};
@@ -199,6 +199,19 @@ impl MessageStore for Cached {
 
     async fn disk_bytes(&self) -> Result<Option<u64>, StoreError> {
         self.messages.disk_bytes().await
+    }
+
+    async fn storage(&self) -> Result<Option<StorageReport>, StoreError> {
+        self.messages.storage().await
+    }
+
+    /// Settling may drop records (expired idempotency): nothing cached depends on them,
+    /// but the pages are dropped anyway so nothing is served from before.
+    async fn settle(&self) -> Result<(), StoreError> {
+        self.messages.settle().await?;
+        self.lists.invalidate_all();
+        self.pages.invalidate_all();
+        Ok(())
     }
 }
 

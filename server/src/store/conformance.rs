@@ -41,7 +41,7 @@ fn req(from: UserId, to: UserId, id: &str, body: &str) -> AppendRequest {
         from,
         id: id.parse().expect("valid id"),
         body: body.into(),
-        ts: 1_700_000_000_000,
+        ts: crate::model::now_ms(),
     }
 }
 
@@ -51,7 +51,7 @@ fn group_req(from: UserId, group: u64, id: &str) -> AppendRequest {
         from,
         id: id.parse().expect("valid id"),
         body: format!("group body {id}"),
-        ts: 1_700_000_000_000,
+        ts: crate::model::now_ms(),
     }
 }
 
@@ -292,10 +292,11 @@ pub async fn conversations_most_recent_first(s: Arc<dyn Store>) {
 pub async fn contents_round_trip(s: Arc<dyn Store>) {
     let big = "é".repeat(2048);
     let bodies = ["héllo 👋 世界", "\"quoted\" \\ back\nslash", big.as_str()];
+    let ts = 1_700_000_000_000;
     for (i, body) in bodies.iter().enumerate() {
-        s.append(req(1, 2, &format!("id ~!{i}"), body))
-            .await
-            .unwrap();
+        let mut r = req(1, 2, &format!("id ~!{i}"), body);
+        r.ts = ts;
+        s.append(r).await.unwrap();
     }
     let hist = s
         .history(ConvId::direct(1, 2).unwrap(), None, 10)
@@ -305,7 +306,7 @@ pub async fn contents_round_trip(s: Arc<dyn Store>) {
     got.reverse();
     assert_eq!(got, bodies);
     assert_eq!(hist[2].id, "id ~!0");
-    assert_eq!(hist[0].ts, 1_700_000_000_000);
+    assert_eq!(hist[0].ts, ts);
 }
 
 /// A durable backend reports its size on disk, and it grows with what is stored.
@@ -481,8 +482,43 @@ pub async fn push_registrations_and_dead_letters(s: Arc<dyn Store>) {
     );
 }
 
-/// Instantiates every conformance check as a `#[tokio::test]` in the calling module. The
-/// argument is an expression evaluating to a future of a fresh [`Subject`].
+/// Idempotency records expire: on a store opened with an idempotency window of `window`,
+/// an id repeated within the window is a duplicate; once the window has passed and the
+/// store was settled (for backends that expire on compaction), the same id is a new send,
+/// Takes about `window` plus the backend's expiry delay; the window must be long enough
+/// for two sends.
+pub async fn idempotency_expires_after_the_window(s: &dyn Store, window: std::time::Duration) {
+    let first = s.append(req(1, 2, "again", "first")).await.expect("append");
+    let within = s.append(req(1, 2, "again", "first")).await.expect("append");
+    assert!(within.duplicate, "within the window an id is a duplicate");
+    assert_eq!(within.seq, first.seq);
+    for i in 0..200 {
+        s.append(req(3, 4, &format!("burst-{i}"), "x"))
+            .await
+            .expect("append");
+    }
+    tokio::time::sleep(window + std::time::Duration::from_millis(300)).await;
+    // A sweep or a TTL may need a moment past the window; settling forces what can be
+    // forced.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match s.settle().await {
+            Ok(()) | Err(StoreError::Unsupported(_)) => {}
+            Err(e) => panic!("settle: {e}"),
+        }
+        let again = s.append(req(3, 4, "burst-0", "x")).await.expect("append");
+        if !again.duplicate {
+            assert_eq!(again.seq, 201, "a new send after the record expired");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idempotency record of burst-0 outlived its window by 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// The first half of the reopen check of a durable backend: 50 acknowledged sends. The
 /// caller then drops the store, opens it again on the same data and runs
 /// [`check_after_reopen`].
@@ -513,6 +549,8 @@ pub async fn check_after_reopen(s: &dyn Store) {
     assert_eq!((next.seq, next.useq), (51, 51));
 }
 
+/// Instantiates every conformance check as a `#[tokio::test]` in the calling module. The
+/// argument is an expression evaluating to a future of a fresh [`Subject`].
 #[macro_export]
 macro_rules! store_conformance {
     ($make:expr) => {

@@ -33,6 +33,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use fjall::compaction::filter::{
+    CompactionFilter, CompactionFilterResult, Context, Factory, ItemAccessor, Verdict,
+};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -41,7 +44,8 @@ use super::rules::{Marks, unread};
 use super::sequencing::{self, ConvMeta, IdemRecord, WriteTables, decode, encode};
 use super::{
     AppendRequest, Appended, ConvSummary, DeadLetter, Group, GroupStore, InboxItem, MarkOutcome,
-    Marker, MemberChange, MessageStore, PushRegistration, PushStore, StoreError, StoredMessage,
+    Marker, MemberChange, MessageStore, PushRegistration, PushStore, StorageReport, StoreError,
+    StoreOptions, StoredMessage, Table,
 };
 use crate::model::{ConvId, UserId};
 
@@ -56,6 +60,8 @@ pub struct FjallStore {
 
 struct Tables {
     path: std::path::PathBuf,
+    /// The idempotency window, in ms.
+    window_ms: u64,
     db: Database,
     msgs: Keyspace,
     inbox: Keyspace,
@@ -86,13 +92,24 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl FjallStore {
-    /// Opens (or creates) the store in `path` and starts its writer thread. Blocking: call
-    /// it from a blocking context.
+    /// Opens (or creates) the store in `path` with the default options and starts its
+    /// writer thread. Blocking: call it from a blocking context.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, &StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store in `path`; idempotency records older than the options'
+    /// window are dropped by compaction ([`IdemExpiry`]). Blocking.
+    pub fn open_with(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(path).map_err(unavailable)?;
+        let window_ms = u64::try_from(options.idempotency_window.as_millis()).unwrap_or(u64::MAX);
+        let expiry: Arc<dyn Factory> = Arc::new(IdemExpiry { window_ms });
         let db = Database::builder(path)
             // We decide when the journal is fsynced: once per batch, before answering.
             .manual_journal_persist(true)
+            .with_compaction_filter_factories(Arc::new(move |keyspace: &str| {
+                (keyspace == "idem").then(|| expiry.clone())
+            }))
             .open()
             .map_err(unavailable)?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
@@ -107,6 +124,7 @@ impl FjallStore {
             meta: ks("meta").map_err(unavailable)?,
             db,
             path: path.to_owned(),
+            window_ms,
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let writer_tables = tables.clone();
@@ -115,6 +133,30 @@ impl FjallStore {
             .spawn(move || writer_loop(&writer_tables, rx))
             .map_err(unavailable)?;
         Ok(FjallStore { tables, writer: tx })
+    }
+
+    /// Deletes the idempotency records older than the window, on the writer thread: a
+    /// record written again meanwhile (an id re-sent after its record expired) is kept.
+    async fn expire_idempotency(&self) -> Result<u64, StoreError> {
+        let window_ms = self.tables.window_ms;
+        self.write(move |b| {
+            let cutoff = crate::model::now_ms().saturating_sub(window_ms);
+            let mut expired = Vec::new();
+            for g in b.t.idem.iter() {
+                let (k, v) = g.into_inner().map_err(unavailable)?;
+                let old =
+                    decode::<IdemRecord>(&v, "idempotency record").is_ok_and(|r| r.ts < cutoff);
+                if old && !b.has_fresh_idem(&k) {
+                    expired.push(k);
+                }
+            }
+            let n = expired.len() as u64;
+            for k in expired {
+                b.wb.remove(&b.t.idem, k);
+            }
+            Ok(n)
+        })
+        .await
     }
 
     async fn read<T: Send + 'static>(
@@ -238,6 +280,19 @@ struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
+    /// Whether this batch wrote the idempotency record stored under `key`.
+    fn has_fresh_idem(&self, key: &[u8]) -> bool {
+        let (Some(user), Some(id)) = (
+            key.get(..8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes),
+            key.get(8..).and_then(|b| std::str::from_utf8(b).ok()),
+        ) else {
+            return false;
+        };
+        self.idem.contains_key(&(user, id.to_owned()))
+    }
+
     fn new(t: &'a Tables, cache: &'a mut WriterCache) -> Self {
         Batch {
             t,
@@ -641,6 +696,23 @@ impl MessageStore for FjallStore {
         self.read(|t| allocated_bytes(&t.path).map(Some).map_err(unavailable))
             .await
     }
+
+    /// The live tables of each keyspace (fjall's current version), the journal's blocks
+    /// apart, and the rest of the directory as `unaccounted`: the parts add up to
+    /// [`MessageStore::disk_bytes`].
+    async fn storage(&self) -> Result<Option<StorageReport>, StoreError> {
+        self.read(|t| t.storage().map(Some)).await
+    }
+
+    /// Deletes the expired idempotency records, flushes every keyspace's memtable to a
+    /// table and compacts each keyspace into one sorted run, then waits briefly for fjall
+    /// to retire the journals nothing needs any more. (While serving, compaction drops
+    /// expired records by itself; a store that is not written does not compact, hence the
+    /// explicit deletion here.)
+    async fn settle(&self) -> Result<(), StoreError> {
+        self.expire_idempotency().await?;
+        self.read(|t| t.settle()).await
+    }
 }
 
 #[async_trait]
@@ -728,6 +800,101 @@ impl PushStore for FjallStore {
 
 /// Bytes allocated on disk below `dir`: the sum of every file's allocated blocks, so a
 /// sparse, pre-allocated file counts only what was written.
+impl Tables {
+    /// Every keyspace with the table it holds.
+    fn keyspaces(&self) -> [(&Keyspace, Table); 8] {
+        [
+            (&self.msgs, Table::Messages),
+            (&self.inbox, Table::Inbox),
+            (&self.idem, Table::Idempotency),
+            (&self.marks, Table::Markers),
+            (&self.groups, Table::Other),
+            (&self.pushes, Table::Other),
+            (&self.dead, Table::Other),
+            (&self.meta, Table::Other),
+        ]
+    }
+
+    fn storage(&self) -> Result<StorageReport, StoreError> {
+        let mut report = StorageReport::default();
+        for (ks, table) in self.keyspaces() {
+            // The tables of the keyspace's current version: superseded ones that still
+            // wait for deletion are not its data.
+            report.add(table, ks.disk_space());
+        }
+        let journal = journal_bytes(&self.path).map_err(unavailable)?;
+        report.journal = Some(journal);
+        let total = allocated_bytes(&self.path).map_err(unavailable)?;
+        report.unaccounted = total.saturating_sub(report.table_bytes() + journal);
+        Ok(report)
+    }
+
+    fn settle(&self) -> Result<(), StoreError> {
+        for (ks, _) in self.keyspaces() {
+            ks.rotate_memtable_and_wait().map_err(unavailable)?;
+            ks.major_compact().map_err(unavailable)?;
+        }
+        // Journals are deleted by fjall's background maintenance once every keyspace has
+        // flushed past them; give it a moment so the report shows the settled journal.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while self.db.journal_count() > 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(())
+    }
+}
+
+/// Drops idempotency records older than the window while the `idem` keyspace compacts, so
+/// they cost no storage in the long run. A record is what a client retry needs, not
+/// history: past the window it may be gone (the protocol says so).
+struct IdemExpiry {
+    window_ms: u64,
+}
+
+impl Factory for IdemExpiry {
+    fn name(&self) -> &str {
+        "idempotency-expiry"
+    }
+
+    fn make_filter(&self, _ctx: &Context) -> Box<dyn CompactionFilter> {
+        Box::new(IdemFilter {
+            cutoff: crate::model::now_ms().saturating_sub(self.window_ms),
+        })
+    }
+}
+
+struct IdemFilter {
+    /// Records of sends before this time (ms) are expired.
+    cutoff: u64,
+}
+
+impl CompactionFilter for IdemFilter {
+    fn filter_item(&mut self, item: ItemAccessor<'_>, _ctx: &Context) -> CompactionFilterResult {
+        let value = item.value()?;
+        Ok(match decode::<IdemRecord>(&value, "idempotency record") {
+            Ok(rec) if rec.ts < self.cutoff => Verdict::Remove,
+            // A record that does not decode is left for the reader to report.
+            _ => Verdict::Keep,
+        })
+    }
+}
+
+/// The blocks the journal files in a store's directory hold.
+fn journal_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            total += journal_bytes(&entry.path())?;
+        } else if entry.path().extension().is_some_and(|e| e == "jnl") {
+            total += meta.blocks() * 512;
+        }
+    }
+    Ok(total)
+}
+
 fn allocated_bytes(dir: &Path) -> std::io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
     let mut total = 0;

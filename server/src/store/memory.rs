@@ -1,7 +1,7 @@
 //! The in-memory backend: everything in ordered maps behind one lock. For tests and for
 //! measuring the server without a disk; nothing survives a restart.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -10,18 +10,29 @@ use super::rules::{Marks, unread};
 use super::sequencing::{self, ConvMeta, IdemRecord, WriteTables};
 use super::{
     AppendRequest, Appended, ConvSummary, DeadLetter, Group, GroupStore, InboxItem, MarkOutcome,
-    Marker, MemberChange, MessageStore, PushRegistration, PushStore, StoreError, StoredMessage,
+    Marker, MemberChange, MessageStore, PushRegistration, PushStore, StorageReport, StoreError,
+    StoreOptions, StoredMessage,
 };
 use crate::model::{ConvId, UserId};
 
 /// The in-memory store.
-#[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
 }
 
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[derive(Default)]
 struct State {
+    /// The idempotency window in ms.
+    window_ms: u64,
+    /// (first-send time, key) of the idempotency records, oldest first: expiry pops the
+    /// front.
+    idem_order: VecDeque<(u64, (UserId, String))>,
     messages: BTreeMap<(ConvId, u64), StoredMessage>,
     inbox: BTreeMap<(UserId, u64), (ConvId, u64)>,
     convs: HashMap<ConvId, ConvMeta>,
@@ -36,9 +47,38 @@ struct State {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store with the default options.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_options(&StoreOptions::default())
+    }
+
+    /// An empty store whose idempotency records expire after the options' window.
+    pub fn with_options(options: &StoreOptions) -> Self {
+        let state = State {
+            window_ms: u64::try_from(options.idempotency_window.as_millis()).unwrap_or(u64::MAX),
+            ..State::default()
+        };
+        MemoryStore {
+            state: Mutex::new(state),
+        }
+    }
+}
+
+impl State {
+    /// Drops the idempotency records older than the window. A key sent again after its
+    /// record expired has a newer record, which stays.
+    fn expire_idempotency(&mut self, now_ms: u64) {
+        let cutoff = now_ms.saturating_sub(self.window_ms);
+        while let Some((ts, _)) = self.idem_order.front() {
+            if *ts >= cutoff {
+                break;
+            }
+            if let Some((ts, key)) = self.idem_order.pop_front()
+                && self.idem.get(&key).is_some_and(|r| r.ts == ts)
+            {
+                self.idem.remove(&key);
+            }
+        }
     }
 }
 
@@ -47,7 +87,9 @@ impl WriteTables for State {
         Ok(self.idem.get(&(user, id.to_owned())).copied())
     }
     fn idem_put(&mut self, user: UserId, id: &str, rec: IdemRecord) {
+        self.expire_idempotency(crate::model::now_ms());
         self.idem.insert((user, id.to_owned()), rec);
+        self.idem_order.push_back((rec.ts, (user, id.to_owned())));
     }
     fn conv_get(&mut self, conv: ConvId) -> Result<ConvMeta, StoreError> {
         Ok(self.convs.get(&conv).copied().unwrap_or_default())
@@ -198,6 +240,15 @@ impl MessageStore for MemoryStore {
 
     async fn disk_bytes(&self) -> Result<Option<u64>, StoreError> {
         Ok(None)
+    }
+
+    async fn storage(&self) -> Result<Option<StorageReport>, StoreError> {
+        Ok(None)
+    }
+
+    async fn settle(&self) -> Result<(), StoreError> {
+        self.state.lock().expire_idempotency(crate::model::now_ms());
+        Ok(())
     }
 }
 

@@ -64,6 +64,10 @@ pub enum StoreError {
     /// The `--store` spec or a setting of the backend is not one it can use.
     #[error("{0}")]
     Spec(String),
+    /// The backend cannot do this operation (a maintenance operation it leaves to its own
+    /// tools).
+    #[error("not supported by this store: {0}")]
+    Unsupported(&'static str),
 }
 
 /// A rule of the chat that an operation broke ([`rules`] decides them all). The text is
@@ -307,6 +311,80 @@ pub trait MessageStore: Send + Sync + 'static {
 
     /// Bytes the backend occupies on disk, when it can tell (`None` for memory).
     async fn disk_bytes(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Bytes on disk by table, with the write-ahead log (journal, WAL, commitlog) apart,
+    /// as the backend can tell now (`None` for memory).
+    async fn storage(&self) -> Result<Option<StorageReport>, StoreError>;
+
+    /// Brings what is stored to its settled form, as a long-running store would hold it:
+    /// memory tables flushed, tables compacted, expired idempotency records dropped.
+    /// Expensive; for measurements and tests, not for the serving path.
+    async fn settle(&self) -> Result<(), StoreError>;
+}
+
+/// The tables of the data model, as storage reports group them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Table {
+    /// Stored messages.
+    Messages,
+    /// Per-user inbox entries.
+    Inbox,
+    /// Idempotency records of sends (kept for the idempotency window only).
+    Idempotency,
+    /// Per (user, conversation) markers and the conversations' counters.
+    Markers,
+    /// Groups, push registrations, dead letters, counters.
+    Other,
+}
+
+impl Table {
+    /// Every table, in report order.
+    pub const ALL: [Table; 5] = [
+        Table::Messages,
+        Table::Inbox,
+        Table::Idempotency,
+        Table::Markers,
+        Table::Other,
+    ];
+
+    /// The table's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Messages => "messages",
+            Table::Inbox => "inbox",
+            Table::Idempotency => "idempotency",
+            Table::Markers => "markers",
+            Table::Other => "other",
+        }
+    }
+}
+
+/// Where a backend's bytes are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StorageReport {
+    /// Bytes of each table's settled files (SSTables, heap and index pages), indexes
+    /// included.
+    pub tables: std::collections::BTreeMap<Table, u64>,
+    /// Bytes of the write-ahead log (what a crash would replay, not what the data
+    /// occupies), when the backend can tell.
+    pub journal: Option<u64>,
+    /// Bytes of the store's files that hold no live table data: tables a compaction
+    /// superseded that wait for deletion, manifests, files rounded up to whole blocks.
+    /// Tables, journal and this add up to the store's files.
+    pub unaccounted: u64,
+}
+
+impl StorageReport {
+    /// Bytes of the tables, journal excluded.
+    pub fn table_bytes(&self) -> u64 {
+        self.tables.values().sum()
+    }
+
+    /// Adds `bytes` to `table`.
+    pub fn add(&mut self, table: Table, bytes: u64) {
+        *self.tables.entry(table).or_default() += bytes;
+    }
 }
 
 /// Groups and their membership. Membership changes are ordered with the sends of the
@@ -423,18 +501,48 @@ impl From<Arc<PostgresStore>> for Backend {
     }
 }
 
-/// Opens the backend that a `--store` value names: `memory` or `fjall:PATH`. Unknown
-/// schemes are refused with a message listing the known ones.
+/// What every backend is told when it opens, besides its spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// How long a send's idempotency record must be kept: a repeated id within it gets
+    /// the first outcome. Past it the record expires by itself in every backend (a sweep,
+    /// a compaction filter or a TTL), so it costs no storage in the long run.
+    pub idempotency_window: std::time::Duration,
+}
+
+impl StoreOptions {
+    /// The protocol's default window: 24 hours after the first send.
+    pub const DEFAULT_IDEMPOTENCY_WINDOW: std::time::Duration =
+        std::time::Duration::from_secs(24 * 3600);
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            idempotency_window: Self::DEFAULT_IDEMPOTENCY_WINDOW,
+        }
+    }
+}
+
+/// Opens the backend that a `--store` value names with the default options.
 pub async fn open(spec: &str) -> Result<Backend, OpenError> {
+    open_with(spec, &StoreOptions::default()).await
+}
+
+/// Opens the backend that a `--store` value names: `memory`, `fjall:PATH`,
+/// `postgres://…` or `cql://…`. Unknown schemes are refused with a message listing the
+/// known ones.
+pub async fn open_with(spec: &str, options: &StoreOptions) -> Result<Backend, OpenError> {
     let (scheme, rest) = match spec.split_once(':') {
         Some((s, r)) => (s, Some(r)),
         None => (spec, None),
     };
     match (scheme, rest) {
-        ("memory", None) => Ok(Arc::new(MemoryStore::new()).into()),
+        ("memory", None) => Ok(Arc::new(MemoryStore::with_options(options)).into()),
         ("fjall", Some(path)) if !path.is_empty() => {
             let path = std::path::PathBuf::from(path);
-            let store = tokio::task::spawn_blocking(move || FjallStore::open(&path))
+            let options = options.clone();
+            let store = tokio::task::spawn_blocking(move || FjallStore::open_with(&path, &options))
                 .await
                 .map_err(|e| OpenError::Backend(e.to_string()))??;
             Ok(Arc::new(store).into())
@@ -443,10 +551,11 @@ pub async fn open(spec: &str) -> Result<Backend, OpenError> {
             "fjall needs a directory: --store fjall:PATH".into(),
         )),
         ("postgres" | "postgresql", Some(rest)) if rest.starts_with("//") => {
-            Ok(Arc::new(PostgresStore::open(spec).await?).into())
+            Ok(Arc::new(PostgresStore::open_with(spec, options).await?).into())
         }
         ("cql", Some(rest)) if rest.starts_with("//") => {
-            let settings = CqlSettings::parse(spec).map_err(OpenError::Spec)?;
+            let mut settings = CqlSettings::parse(spec).map_err(OpenError::Spec)?;
+            settings.idempotency_window = options.idempotency_window;
             Ok(Arc::new(CqlStore::open_with(settings).await?).into())
         }
         _ => Err(OpenError::Spec(format!(

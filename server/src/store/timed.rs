@@ -8,7 +8,8 @@ use async_trait::async_trait;
 
 use super::{
     AppendRequest, Appended, ConvSummary, DeadLetter, Group, GroupStore, InboxItem, MarkOutcome,
-    Marker, MemberChange, MessageStore, PushRegistration, PushStore, StoreError, StoredMessage,
+    Marker, MemberChange, MessageStore, PushRegistration, PushStore, StorageReport, StoreError,
+    StoredMessage,
 };
 use crate::metrics::{Metrics, OpLabel};
 use crate::model::{ConvId, UserId};
@@ -114,6 +115,12 @@ impl MessageStore for Timed {
 
     async fn disk_bytes(&self) -> Result<Option<u64>, StoreError> {
         timed!(self, "disk_bytes", self.messages.disk_bytes())
+    }
+    async fn storage(&self) -> Result<Option<StorageReport>, StoreError> {
+        timed!(self, "storage", self.messages.storage())
+    }
+    async fn settle(&self) -> Result<(), StoreError> {
+        timed!(self, "settle", self.messages.settle())
     }
 }
 

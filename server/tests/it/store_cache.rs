@@ -30,7 +30,7 @@ fn send(from: u64, to: u64, id: &str) -> AppendRequest {
         from,
         id: id.parse().unwrap(),
         body: id.into(),
-        ts: 1,
+        ts: chat_server::model::now_ms(),
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use chat_server::model::ConvId;
 use chat_server::store::conformance::Subject;
-use chat_server::store::{AppendRequest, CqlStore, MessageStore};
+use chat_server::store::{AppendRequest, CqlSettings, CqlStore, MessageStore};
 use serde_json::{Value, json};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
@@ -129,7 +129,7 @@ fn req(from: u64, to: u64, id: &str) -> AppendRequest {
         from,
         id: id.parse().unwrap(),
         body: format!("body of {id}"),
-        ts: 5,
+        ts: chat_server::model::now_ms(),
     }
 }
 
@@ -689,4 +689,23 @@ async fn drop_namespace_removes_the_keyspace() {
         .unwrap();
     assert_eq!(dropped.as_deref(), Some(ks.as_str()));
     assert_eq!(count(&store, &ks).await, 0, "the keyspace is gone");
+}
+
+/// Idempotency records are written with the window as their TTL: once it passed,
+/// Cassandra has dropped them and a repeated id is a new send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_records_expire_after_the_window() {
+    if unreachable().is_some() {
+        return;
+    }
+    let node = NODE.clone().read_owned().await;
+    let window = Duration::from_secs(1);
+    let mut settings = CqlSettings::parse(&spec(&keyspace("idem_ttl"))).unwrap();
+    settings.idempotency_window = window;
+    let store = Arc::new(CqlStore::open_with(settings).await.unwrap());
+    let _drop = DropKeyspace {
+        store: store.clone(),
+        _node: node,
+    };
+    chat_server::store::conformance::idempotency_expires_after_the_window(&*store, window).await;
 }

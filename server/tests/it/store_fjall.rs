@@ -2,9 +2,11 @@
 //! only a durable backend can show: what was acknowledged is there after a reopen.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use chat_server::store::FjallStore;
+use chat_server::model::ConvId;
 use chat_server::store::conformance::Subject;
+use chat_server::store::{AppendRequest, FjallStore, MessageStore, StoreOptions, Table};
 
 async fn fresh() -> Subject {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -28,4 +30,105 @@ async fn acknowledged_writes_survive_a_reopen_and_sequences_continue() {
         .await;
     chat_server::store::conformance::check_after_reopen(&FjallStore::open(dir.path()).unwrap())
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_records_expire_after_the_window_and_leave_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = Duration::from_secs(1);
+    let store = FjallStore::open_with(
+        dir.path(),
+        &StoreOptions {
+            idempotency_window: window,
+        },
+    )
+    .unwrap();
+    chat_server::store::conformance::idempotency_expires_after_the_window(&store, window).await;
+    // The expired records leave the table itself: 3,000 records settled take their room,
+    // and once they expired and the store settled again, hardly anything is left.
+    for i in 0..3_000u64 {
+        store
+            .append(send(5, 6, &format!("expiring-{i}")))
+            .await
+            .unwrap();
+    }
+    store.settle().await.unwrap();
+    let idem_bytes = |r: &chat_server::store::StorageReport| {
+        r.tables.get(&Table::Idempotency).copied().unwrap_or(0)
+    };
+    let full = idem_bytes(&store.storage().await.unwrap().unwrap());
+    tokio::time::sleep(window + Duration::from_millis(300)).await;
+    store.settle().await.unwrap();
+    let left = idem_bytes(&store.storage().await.unwrap().unwrap());
+    assert!(
+        left * 4 < full,
+        "expired records still take {left} B of the {full} B they took"
+    );
+}
+
+fn send(from: u64, to: u64, id: &str) -> AppendRequest {
+    AppendRequest {
+        conv: ConvId::direct(from, to).unwrap(),
+        from,
+        id: id.parse().unwrap(),
+        body: format!("body of {id}"),
+        ts: chat_server::model::now_ms(),
+    }
+}
+
+/// A settled store of N messages: every byte of its directory is in one table or the
+/// journal, the messages hold most of it, and the figures are what `du` would say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_store_reports_tables_that_add_up_to_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    for i in 0..5_000u64 {
+        let from = 1 + i % 50;
+        let to = 51 + i % 7;
+        store
+            .append(AppendRequest {
+                conv: ConvId::direct(from, to).unwrap(),
+                from,
+                id: format!("m{i}").parse().unwrap(),
+                body: format!("{i:>100}"),
+                ts: chat_server::model::now_ms(),
+            })
+            .await
+            .unwrap();
+    }
+    let before = store.storage().await.unwrap().unwrap();
+    assert!(
+        before.journal.unwrap() > 0,
+        "unflushed writes are in the journal"
+    );
+    store.settle().await.unwrap();
+    let after = store.storage().await.unwrap().unwrap();
+    let total = store.disk_bytes().await.unwrap().unwrap();
+    assert_eq!(
+        after.table_bytes() + after.journal.unwrap() + after.unaccounted,
+        total,
+        "{after:?} adds up to the directory's {total} B"
+    );
+    assert!(
+        after.table_bytes() + after.journal.unwrap() <= total,
+        "the live tables and the journal are files of the directory: {after:?}, {total} B"
+    );
+    for table in [
+        Table::Messages,
+        Table::Inbox,
+        Table::Idempotency,
+        Table::Markers,
+    ] {
+        assert!(after.tables[&table] > 0, "{table:?} is on disk: {after:?}");
+    }
+    assert!(
+        after.tables[&Table::Messages] > after.tables[&Table::Markers],
+        "{after:?}"
+    );
+    // Everything survives settling.
+    let page = store
+        .history(ConvId::direct(1, 51).unwrap(), None, 200)
+        .await
+        .unwrap();
+    assert!(!page.is_empty());
 }

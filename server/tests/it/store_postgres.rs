@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use chat_server::model::ConvId;
 use chat_server::store::conformance::Subject;
 use chat_server::store::{
-    AppendRequest, GroupStore, MessageStore, PostgresStore, Store, StoreError,
+    AppendRequest, GroupStore, MessageStore, PostgresStore, Store, StoreError, StoreOptions, Table,
 };
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -179,7 +179,7 @@ fn direct(from: u64, to: u64, id: &str) -> AppendRequest {
         from,
         id: id.parse().unwrap(),
         body: format!("body of {id}"),
-        ts: 5,
+        ts: chat_server::model::now_ms(),
     }
 }
 
@@ -214,7 +214,7 @@ async fn migrations_are_versioned_applied_once_and_never_downgraded() {
         .await
         .unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, vec![1], "each migration applied exactly once");
+    assert_eq!(versions, vec![1, 2], "each migration applied exactly once");
     // Through the server's own `--store` parsing, under both URL schemes.
     for scheme in ["postgres", "postgresql"] {
         let spec = schema.spec().replacen("postgres", scheme, 1);
@@ -738,4 +738,37 @@ async fn drop_namespace_removes_the_schema_and_spares_the_default() {
         None
     );
     assert!(exists("public".into()).await);
+}
+
+/// The sweep deletes idempotency records once their window passed: a repeated id is then
+/// a new send, and the table holds none of the expired records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_records_expire_after_the_window() {
+    let Some(url) = database().await else {
+        return;
+    };
+    let schema = Schema::new(&url, "idem_expiry");
+    let window = Duration::from_secs(1);
+    let store = PostgresStore::open_with(
+        &schema.spec(),
+        &StoreOptions {
+            idempotency_window: window,
+        },
+    )
+    .await
+    .unwrap();
+    chat_server::store::conformance::idempotency_expires_after_the_window(&store, window).await;
+    tokio::time::sleep(window + Duration::from_millis(500)).await;
+    let client = probe(&url).await.unwrap();
+    let left: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {}.idem", schema.name), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "every record is past its window and swept");
+    // Settled, the store reports its tables by what they hold.
+    store.settle().await.unwrap();
+    let report = store.storage().await.unwrap().unwrap();
+    assert!(report.tables[&Table::Messages] > 0, "{report:?}");
+    assert!(report.tables[&Table::Inbox] > 0, "{report:?}");
 }

@@ -52,8 +52,8 @@ use super::rules::{Marks, unread};
 use super::sequencing::ConvMeta;
 use super::{
     AppendRequest, Appended, ConvSummary, DeadLetter, Group, GroupStore, InboxItem, MarkOutcome,
-    Marker, MemberChange, MessageStore, PushRegistration, PushStore, StoreError, StoredMessage,
-    bucket_of,
+    Marker, MemberChange, MessageStore, PushRegistration, PushStore, StorageReport, StoreError,
+    StoredMessage, bucket_of,
 };
 use crate::model::{ConvId, UserId};
 
@@ -70,6 +70,8 @@ pub struct Settings {
     pub consistency: Consistency,
     /// Client-side timeout of one request.
     pub timeout: Duration,
+    /// Idempotency records are written with this TTL: Cassandra drops them by itself.
+    pub idempotency_window: Duration,
 }
 
 impl Settings {
@@ -114,6 +116,7 @@ impl Settings {
             replication_factor: 1,
             consistency: Consistency::LocalQuorum,
             timeout: Duration::from_secs(5),
+            idempotency_window: crate::store::StoreOptions::DEFAULT_IDEMPOTENCY_WINDOW,
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -607,6 +610,33 @@ impl MessageStore for CqlStore {
             *disk = (sstables, written);
         }
         Ok(Some(sstables + written.saturating_sub(disk.1)))
+    }
+
+    /// Cassandra's live SSTable bytes per table (`system_views.disk_usage`, whole MiB,
+    /// local to the node answering), grouped by [`Table`]. What sits in memtables and the
+    /// commitlog is not on this list until a flush; the commitlog's size is not readable
+    /// over CQL (`journal` is `None`).
+    async fn storage(&self) -> Result<Option<StorageReport>, StoreError> {
+        let sh = &self.shared;
+        let rows: Vec<(String, Option<i64>)> = sh
+            .select(&sh.st.select_disk_usage, (&sh.settings.keyspace,))
+            .await?;
+        let mut report = StorageReport::default();
+        for (table, mib) in rows {
+            let bytes = mib.unwrap_or(0).max(0) as u64 * 1024 * 1024;
+            report.add(schema::table_of(&table), bytes);
+        }
+        Ok(Some(report))
+    }
+
+    /// Flushing and compacting are node operations CQL does not offer (`nodetool flush`,
+    /// `nodetool compact`): refused here, so nobody takes an unflushed figure for a
+    /// settled one. Expired idempotency records go by their TTL at compaction.
+    async fn settle(&self) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported(
+            "settling a CQL store is a node operation: run `nodetool flush` and `nodetool \
+             compact` on the keyspace (scripts/cassandra.sh settle KEYSPACE)",
+        ))
     }
 }
 

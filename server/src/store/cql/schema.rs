@@ -26,7 +26,7 @@ use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
 use super::{Settings, db_err};
-use crate::store::StoreError;
+use crate::store::{StoreError, Table};
 
 /// The DDL, in order. `{ks}` is replaced by the keyspace name (validated to be an
 /// identifier), `{rf}` by the replication factor.
@@ -56,6 +56,20 @@ const TABLES: &[&str] = &[
 ];
 
 /// The tables of the keyspace, for size accounting.
+/// Cassandra's largest TTL (20 years, in seconds).
+const MAX_TTL_SECS: u64 = 630_720_000;
+
+/// The table of the data model a CQL table is reported under.
+pub(super) fn table_of(name: &str) -> Table {
+    match name {
+        "messages" => Table::Messages,
+        "inbox" => Table::Inbox,
+        "idem" => Table::Idempotency,
+        "marks" | "convs" | "users" => Table::Markers,
+        _ => Table::Other,
+    }
+}
+
 pub const TABLE_NAMES: &[&str] = &[
     "messages",
     "inbox",
@@ -187,7 +201,8 @@ impl Statements {
             .await?,
             insert_idem: p(format!(
                 "INSERT INTO {ks}.idem (user, client_id, conv, seq, useq, ts) \
-                 VALUES (?, ?, ?, ?, ?, ?)"
+                 VALUES (?, ?, ?, ?, ?, ?) USING TTL {ttl}",
+                ttl = s.idempotency_window.as_secs().clamp(1, MAX_TTL_SECS)
             ))
             .await?,
             select_idem: p(format!(

@@ -93,8 +93,8 @@ use self::writes::{append_once, change_members_tx, create_group_tx, mark_tx};
 use super::rules::unread;
 use super::{
     AppendRequest, Appended, ConvSummary, DeadLetter, Group, GroupStore, InboxItem, MarkOutcome,
-    Marker, MemberChange, MessageStore, PushRegistration, PushStore, SharedStore, StoreError,
-    StoredMessage,
+    Marker, MemberChange, MessageStore, PushRegistration, PushStore, SharedStore, StorageReport,
+    StoreError, StoreOptions, StoredMessage,
 };
 use crate::model::{ConvId, UserId};
 
@@ -131,6 +131,36 @@ pub struct PostgresStore {
     /// One gate per conversation with a send under way in this process (see
     /// [`PostgresStore::turn`]); an entry lives only while someone holds or awaits it.
     gates: DashMap<ConvId, Arc<tokio::sync::Mutex<()>>>,
+    /// The idempotency window, in ms.
+    window_ms: u64,
+    /// The task that deletes expired idempotency records; stopped with the store.
+    sweeper: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(s) = self.sweeper.take() {
+            s.abort();
+        }
+    }
+}
+
+/// How often expired idempotency records are deleted: a fraction of the window, so none
+/// outlives it by much, and at most every ten minutes.
+fn sweep_interval(window: Duration) -> Duration {
+    (window / 4).clamp(Duration::from_millis(100), Duration::from_secs(600))
+}
+
+/// Deletes the idempotency records of sends before `cutoff_ms` (by the `idem_ts` index).
+async fn sweep(pool: &Pool, cutoff_ms: u64) -> Result<u64, StoreError> {
+    let c = pool
+        .get()
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("no PostgreSQL connection: {e}")))?;
+    let cutoff = i64::try_from(cutoff_ms).unwrap_or(i64::MAX);
+    c.execute("DELETE FROM idem WHERE ts < $1", &[&cutoff])
+        .await
+        .map_err(pg_error)
 }
 
 /// A conversation's turn to send in this process; the gate is forgotten once idle.
@@ -182,6 +212,12 @@ impl PostgresStore {
     /// schema up to date. Fails when the server cannot be reached: a server should not start
     /// on a store it cannot use.
     pub async fn open(spec: &str) -> Result<Self, StoreError> {
+        Self::open_with(spec, &StoreOptions::default()).await
+    }
+
+    /// [`PostgresStore::open`] with options: idempotency records older than the window are
+    /// deleted by a background sweep (every quarter window, at most every ten minutes).
+    pub async fn open_with(spec: &str, options: &StoreOptions) -> Result<Self, StoreError> {
         let spec = Spec::parse(spec)?;
         let manager = Manager::from_config(
             spec.pg,
@@ -201,15 +237,36 @@ impl PostgresStore {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Unavailable(format!("cannot build the pool: {e}")))?;
-        let store = PostgresStore {
+        let window_ms = u64::try_from(options.idempotency_window.as_millis()).unwrap_or(u64::MAX);
+        let mut store = PostgresStore {
             pool,
             gates: DashMap::new(),
+            window_ms,
+            sweeper: None,
         };
         let mut client = store.client().await?;
         let applied = schema::migrate(&mut client, spec.schema.as_deref()).await?;
         if !applied.is_empty() {
             tracing::info!(?applied, "applied PostgreSQL schema migrations");
         }
+        drop(client);
+        let pool = store.pool.clone();
+        let interval = sweep_interval(options.idempotency_window);
+        store.sweeper = Some(
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    let cutoff = crate::model::now_ms().saturating_sub(window_ms);
+                    match sweep(&pool, cutoff).await {
+                        Ok(n) if n > 0 => tracing::debug!(n, "expired idempotency records"),
+                        Ok(_) => {}
+                        // Nothing is lost by a missed sweep: the next one catches up.
+                        Err(e) => tracing::debug!(error = %e, "idempotency sweep failed"),
+                    }
+                }
+            })
+            .abort_handle(),
+        );
         Ok(store)
     }
 
@@ -439,6 +496,25 @@ impl MessageStore for PostgresStore {
     async fn disk_bytes(&self) -> Result<Option<u64>, StoreError> {
         let bytes = with_client!(self, c, Ok(schema::table_bytes(&c).await?))?;
         Ok(Some(bytes))
+    }
+
+    /// The store's tables by [`schema::storage`]; the WAL (the cluster's) apart.
+    async fn storage(&self) -> Result<Option<StorageReport>, StoreError> {
+        let c = self.client().await?;
+        Ok(Some(schema::storage(&c).await?))
+    }
+
+    /// Deletes the expired idempotency records now, then rewrites every table compactly
+    /// ([`schema::compact`]). Takes each table's exclusive lock in turn: for measurements
+    /// after a run, not while serving.
+    async fn settle(&self) -> Result<(), StoreError> {
+        sweep(
+            &self.pool,
+            crate::model::now_ms().saturating_sub(self.window_ms),
+        )
+        .await?;
+        let c = self.client().await?;
+        schema::compact(&c).await
     }
 }
 

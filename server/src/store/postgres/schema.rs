@@ -10,7 +10,7 @@
 use tokio_postgres::Client;
 
 use super::{pg_error, u64_of};
-use crate::store::StoreError;
+use crate::store::{StorageReport, StoreError, Table};
 
 /// One schema change.
 pub(super) struct Migration {
@@ -20,11 +20,18 @@ pub(super) struct Migration {
 }
 
 /// Every migration, in order. Append only.
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "chat tables",
-    sql: include_str!("migrations/0001_chat_tables.sql"),
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "chat tables",
+        sql: include_str!("migrations/0001_chat_tables.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "idempotency expiry",
+        sql: include_str!("migrations/0002_idempotency_expiry.sql"),
+    },
+];
 
 /// The advisory lock key that serializes migrations in a database ("chat" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6368_6174;
@@ -124,4 +131,81 @@ pub(super) async fn table_bytes(client: &Client) -> Result<u64, StoreError> {
         .await
         .map_err(pg_error)?;
     u64_of(&row, 0)
+}
+
+/// The table each of the store's relations is reported under.
+fn table_of(relation: &str) -> Table {
+    match relation {
+        "messages" => Table::Messages,
+        "inbox" => Table::Inbox,
+        "idem" => Table::Idempotency,
+        "marks" | "convs" | "users" => Table::Markers,
+        _ => Table::Other,
+    }
+}
+
+/// Bytes of each of the store's tables, indexes and TOAST included, as PostgreSQL sizes
+/// them (`pg_total_relation_size`), grouped by [`Table`]; and the cluster's WAL directory
+/// (`pg_ls_waldir`, which needs the `pg_monitor` role: `None` without it). The WAL is the
+/// whole cluster's, shared with whatever else it holds, and recycled: it is reported, not
+/// counted as data.
+pub(super) async fn storage(client: &Client) -> Result<StorageReport, StoreError> {
+    let rows = client
+        .query(
+            "SELECT c.relname::text, pg_total_relation_size(c.oid)::bigint
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+            &[],
+        )
+        .await
+        .map_err(pg_error)?;
+    let mut report = StorageReport::default();
+    for row in &rows {
+        let name: String = row
+            .try_get(0)
+            .map_err(|e| StoreError::Corrupt(format!("relation name: {e}")))?;
+        report.add(table_of(&name), u64_of(row, 1)?);
+    }
+    report.journal = match client
+        .query_one(
+            "SELECT COALESCE(sum(size), 0)::bigint FROM pg_ls_waldir()",
+            &[],
+        )
+        .await
+    {
+        Ok(row) => Some(u64_of(&row, 0)?),
+        Err(e) => {
+            tracing::debug!(error = %e, "the WAL size is not readable by this role");
+            None
+        }
+    };
+    Ok(report)
+}
+
+/// Rewrites every table of the store compactly (`VACUUM FULL`), so the sizes are those
+/// of the live rows: what a steadily vacuumed database converges to, without the dead
+/// versions of the counters and markers that updates leave behind.
+pub(super) async fn compact(client: &Client) -> Result<(), StoreError> {
+    let rows = client
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+            &[],
+        )
+        .await
+        .map_err(pg_error)?;
+    for row in &rows {
+        let name: String = row
+            .try_get(0)
+            .map_err(|e| StoreError::Corrupt(format!("relation name: {e}")))?;
+        // A catalog name, quoted: safe in the statement's text.
+        client
+            .batch_execute(&format!(
+                "VACUUM (FULL, ANALYZE) \"{}\"",
+                name.replace('"', "\"\"")
+            ))
+            .await
+            .map_err(pg_error)?;
+    }
+    Ok(())
 }

@@ -14,7 +14,10 @@
 //! | --- | --- | --- |
 //! | `scenario` | string, optional | name of the simulated scenario, echoed in the report |
 //! | `calibration.version` | integer, optional (default 1) | format version; this build reads version [`CALIBRATION_VERSION`] |
-//! | `calibration.bytes_per_message_on_disk` | number or null | bytes the store grew per message stored on one node (no replication), indexes, inbox entries and compaction included |
+//! | `calibration.bytes_per_message_on_disk` | number or null | bytes the store grew per message stored on one node (no replication) while the run went on, write-ahead log included; used only when the settled figure is absent |
+//! | `calibration.settled_bytes_per_message` | number or null | bytes per stored message once the store settled (memtables flushed, compacted, write-ahead log excluded), indexes and inbox entries included, idempotency records excluded |
+//! | `calibration.idempotency_bytes_per_message` | number or null | settled bytes of idempotency records per message: kept for one idempotency window, not for the retention |
+//! | `calibration.idempotency_window_secs` | number or null | the idempotency window of the measured store, in seconds |
 //! | `calibration.messages_per_sec_per_node` | number or null | messages per second one node accepted while staying inside its latency gates |
 //! | `calibration.connections_per_node` | integer or null | concurrent connections one node held while staying inside its latency gates |
 //! | `calibration.memory_bytes_per_connection` | number or null | resident memory per open connection on one node, in bytes |
@@ -26,11 +29,16 @@
 //!
 //! # How the measurements replace assumptions
 //!
-//! * `bytes_per_message_on_disk` becomes the storage overhead factor
-//!   (bytes on disk ÷ the assumed message size), so bandwidth still uses
-//!   the payload size while storage and shards use what the disk held. The
-//!   run should send messages of the planned average size for the two to be
-//!   comparable.
+//! * The storage overhead factor (bytes on disk ÷ the assumed message size,
+//!   so bandwidth still uses the payload size while storage and shards use
+//!   what the disk holds) comes from the **settled** figure when the run has
+//!   one: `settled_bytes_per_message` for every message of the retention,
+//!   plus the idempotency records of one window only —
+//!   `idempotency_bytes_per_message × window ÷ retention` per message, since
+//!   the store holds a window's worth of them at any time. Without a settled
+//!   figure, `bytes_per_message_on_disk` (what the run saw, journal and all)
+//!   is used, and the plan says it is transient. The run should send
+//!   messages of the planned average size for the two to be comparable.
 //! * `messages_per_sec_per_node` becomes the per-server message rate, so the
 //!   chat tier is also sized for the peak message rate.
 //! * `connections_per_node` replaces the connections per server. A run that
@@ -90,9 +98,19 @@ pub struct Calibration {
     /// Format version, [`CALIBRATION_VERSION`].
     #[serde(default = "current_version")]
     pub version: u32,
-    /// Bytes on disk per stored message on one node (no replication).
+    /// Bytes on disk per stored message on one node (no replication) while the run
+    /// went on: the transient figure, write-ahead log included.
     #[serde(default)]
     pub bytes_per_message_on_disk: Option<f64>,
+    /// Bytes per stored message once the store settled, idempotency records excluded.
+    #[serde(default)]
+    pub settled_bytes_per_message: Option<f64>,
+    /// Settled bytes of idempotency records per message.
+    #[serde(default)]
+    pub idempotency_bytes_per_message: Option<f64>,
+    /// The measured store's idempotency window, in seconds.
+    #[serde(default)]
+    pub idempotency_window_secs: Option<f64>,
     /// Messages per second one node accepted inside its latency gates.
     #[serde(default)]
     pub messages_per_sec_per_node: Option<f64>,
@@ -116,10 +134,74 @@ impl Default for Calibration {
         Self {
             version: CALIBRATION_VERSION,
             bytes_per_message_on_disk: None,
+            settled_bytes_per_message: None,
+            idempotency_bytes_per_message: None,
+            idempotency_window_secs: None,
             messages_per_sec_per_node: None,
             connections_per_node: None,
             memory_bytes_per_connection: None,
             gates_passed: None,
+        }
+    }
+}
+
+/// Which storage figure a calibration gives per message of the retention.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StoragePerMessage {
+    /// The settled figure, with the idempotency records of one window spread over the
+    /// retention: `bytes` = settled + idempotency × window ÷ retention.
+    Settled { bytes: f64 },
+    /// Only the figure seen while the run went on (journal included).
+    Transient(f64),
+    /// Nothing measured.
+    None,
+}
+
+impl StoragePerMessage {
+    /// The bytes per message the plan uses, if measured.
+    pub fn bytes(self) -> Option<f64> {
+        match self {
+            StoragePerMessage::Settled { bytes } | StoragePerMessage::Transient(bytes) => {
+                Some(bytes)
+            }
+            StoragePerMessage::None => None,
+        }
+    }
+
+    fn field(self) -> &'static str {
+        match self {
+            StoragePerMessage::Transient(_) => "bytes_per_message_on_disk",
+            _ => "settled_bytes_per_message",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            StoragePerMessage::Transient(_) => "bytes on disk per message (transient)",
+            _ => "bytes on disk per message (settled)",
+        }
+    }
+}
+
+impl Calibration {
+    /// The storage per message over a retention of `retention_secs`: settled when the
+    /// run settled its store, else transient. The idempotency records count for one
+    /// window (24 h unless the summary says), not for the whole retention.
+    pub fn storage_per_message(&self, retention_secs: f64) -> StoragePerMessage {
+        match (
+            self.settled_bytes_per_message,
+            self.bytes_per_message_on_disk,
+        ) {
+            (Some(settled), _) => {
+                let window = self.idempotency_window_secs.unwrap_or(86_400.0);
+                let share = (window / retention_secs.max(1.0)).min(1.0);
+                let idem = self.idempotency_bytes_per_message.unwrap_or(0.0);
+                StoragePerMessage::Settled {
+                    bytes: settled + idem * share,
+                }
+            }
+            (None, Some(transient)) => StoragePerMessage::Transient(transient),
+            (None, None) => StoragePerMessage::None,
         }
     }
 }
@@ -222,6 +304,12 @@ impl Summary {
         let calibration = Calibration {
             version,
             bytes_per_message_on_disk: positive_number(fields, "bytes_per_message_on_disk")?,
+            settled_bytes_per_message: positive_number(fields, "settled_bytes_per_message")?,
+            idempotency_bytes_per_message: non_negative_number(
+                fields,
+                "idempotency_bytes_per_message",
+            )?,
+            idempotency_window_secs: positive_number(fields, "idempotency_window_secs")?,
             messages_per_sec_per_node: positive_number(fields, "messages_per_sec_per_node")?,
             connections_per_node: positive_whole(fields, "connections_per_node")?,
             memory_bytes_per_connection: positive_number(fields, "memory_bytes_per_connection")?,
@@ -244,8 +332,19 @@ impl Calibration {
                 supported: CALIBRATION_VERSION,
             });
         }
+        if let Some(v) = self.idempotency_bytes_per_message
+            && !(v.is_finite() && v >= 0.0)
+        {
+            return Err(CalibrationError::Field {
+                field: "idempotency_bytes_per_message",
+                expected: NON_NEGATIVE_NUMBER,
+                value: v.to_string(),
+            });
+        }
         let numbers = [
             ("bytes_per_message_on_disk", self.bytes_per_message_on_disk),
+            ("settled_bytes_per_message", self.settled_bytes_per_message),
+            ("idempotency_window_secs", self.idempotency_window_secs),
             ("messages_per_sec_per_node", self.messages_per_sec_per_node),
             (
                 "memory_bytes_per_connection",
@@ -276,6 +375,24 @@ impl Calibration {
 }
 
 const POSITIVE_NUMBER: &str = "a positive number or null";
+const NON_NEGATIVE_NUMBER: &str = "a number of at least 0, or null";
+
+fn non_negative_number(
+    fields: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<f64>, CalibrationError> {
+    match fields.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => match value.as_f64() {
+            Some(number) if number.is_finite() && number >= 0.0 => Ok(Some(number)),
+            _ => Err(CalibrationError::Field {
+                field,
+                expected: NON_NEGATIVE_NUMBER,
+                value: value.to_string(),
+            }),
+        },
+    }
+}
 const POSITIVE_WHOLE: &str = "a positive whole number or null";
 
 fn positive_number(
@@ -401,7 +518,8 @@ pub fn calibrate(assumed: &Inputs, summary: &Summary) -> Result<CalibratedPlan, 
     let assumed_plan = assumed.plan()?;
 
     let mut inputs = assumed.clone();
-    if let Some(bytes) = measured_values.bytes_per_message_on_disk {
+    let storage = measured_values.storage_per_message(assumed.retention_secs());
+    if let Some(bytes) = storage.bytes() {
         inputs.storage_overhead_factor = bytes / assumed.message_size_bytes;
     }
     if let Some(rate) = measured_values.messages_per_sec_per_node {
@@ -417,10 +535,10 @@ pub fn calibrate(assumed: &Inputs, summary: &Summary) -> Result<CalibratedPlan, 
 
     let replacements = vec![
         Replacement {
-            field: "bytes_per_message_on_disk",
-            label: "bytes on disk per message",
+            field: storage.field(),
+            label: storage.label(),
             assumed: Some(assumed.message_size_bytes * assumed.storage_overhead_factor),
-            measured: measured_values.bytes_per_message_on_disk,
+            measured: storage.bytes(),
             quantity: Quantity::Bytes,
         },
         Replacement {
@@ -447,6 +565,24 @@ pub fn calibrate(assumed: &Inputs, summary: &Summary) -> Result<CalibratedPlan, 
     ];
 
     let mut warnings = Vec::new();
+    match storage {
+        StoragePerMessage::Transient(_) => warnings.push(
+            "the storage figure is transient (measured while the run went on, write-ahead log \
+             included, nothing compacted): it describes a journal more than five years of \
+             messages; a settled figure would replace it"
+                .to_owned(),
+        ),
+        StoragePerMessage::Settled { .. } => {
+            if let Some(transient) = measured_values.bytes_per_message_on_disk {
+                warnings.push(format!(
+                    "storage uses the settled figure; while the run went on the store held {} \
+                     per message (write-ahead log included)",
+                    Quantity::Bytes.format(transient)
+                ));
+            }
+        }
+        StoragePerMessage::None => {}
+    }
     match measured_values.gates_passed {
         Some(true) => {}
         Some(false) => warnings.push(
@@ -520,6 +656,7 @@ mod tests {
                     connections_per_node: Some(8000),
                     memory_bytes_per_connection: Some(20480.0),
                     gates_passed: Some(false),
+                    ..Calibration::default()
                 },
             }
         );
@@ -606,7 +743,7 @@ mod tests {
         let measured = Summary {
             scenario: None,
             calibration: Calibration {
-                bytes_per_message_on_disk: Some(300.0),
+                settled_bytes_per_message: Some(300.0),
                 messages_per_sec_per_node: Some(1_000.0),
                 connections_per_node: Some(5_000),
                 memory_bytes_per_connection: Some(50e3),
@@ -668,5 +805,56 @@ mod tests {
             },
         };
         assert!(calibrate(&Inputs::source_design(), &bad).is_err());
+    }
+
+    #[test]
+    fn the_settled_figure_wins_and_idempotency_counts_for_one_window() {
+        let s = summary(
+            r#"{"bytes_per_message_on_disk": 523.0, "settled_bytes_per_message": 140.0,
+                "idempotency_bytes_per_message": 36.5, "idempotency_window_secs": 86400}"#,
+        )
+        .unwrap();
+        let inputs = Inputs::source_design();
+        let per = s.calibration.storage_per_message(inputs.retention_secs());
+        // One day of a five-year retention: 36.5 B × 1/1825 = 0.02 B per message.
+        let StoragePerMessage::Settled { bytes } = per else {
+            panic!("{per:?}")
+        };
+        assert!((bytes - 140.02).abs() < 1e-9, "{bytes}");
+        let plan = calibrate(&inputs, &s).unwrap();
+        assert_eq!(plan.replacements[0].field, "settled_bytes_per_message");
+        assert_eq!(plan.replacements[0].measured, Some(bytes));
+        assert!(
+            plan.warnings.iter().any(|w| w.contains("settled figure")),
+            "{:?}",
+            plan.warnings
+        );
+        // Only the transient figure: used, and said to be transient.
+        let t = summary(r#"{"bytes_per_message_on_disk": 523.0}"#).unwrap();
+        let plan = calibrate(&inputs, &t).unwrap();
+        assert_eq!(plan.replacements[0].field, "bytes_per_message_on_disk");
+        assert!(plan.warnings.iter().any(|w| w.contains("transient")));
+    }
+
+    #[test]
+    fn the_new_storage_fields_are_checked() {
+        for (json, field) in [
+            (
+                r#"{"settled_bytes_per_message": 0}"#,
+                "settled_bytes_per_message",
+            ),
+            (
+                r#"{"idempotency_bytes_per_message": -1}"#,
+                "idempotency_bytes_per_message",
+            ),
+            (
+                r#"{"idempotency_window_secs": "1d"}"#,
+                "idempotency_window_secs",
+            ),
+        ] {
+            let e = summary(json).unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
+        assert!(summary(r#"{"idempotency_bytes_per_message": 0}"#).is_ok());
     }
 }

@@ -82,6 +82,11 @@ impl Default for Inputs {
 }
 
 impl Inputs {
+    /// The retention in seconds.
+    pub fn retention_secs(&self) -> f64 {
+        self.retention_years * DAYS_PER_YEAR * crate::units::SECONDS_PER_DAY
+    }
+
     /// The source design's assumptions: 500 M daily users sending 40
     /// messages of 100 B each, kept 5 years; 50 K connections per server;
     /// 4 TB shards; no replication, overhead or peak.

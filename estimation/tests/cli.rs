@@ -172,7 +172,7 @@ fn calibrate_prints_the_measured_plan_beside_the_document() {
             "runs": [1, 2, 3],
             "calibration": {
                 "version": 1,
-                "bytes_per_message_on_disk": 250.0,
+                "settled_bytes_per_message": 250.0,
                 "messages_per_sec_per_node": 20000.0,
                 "connections_per_node": 25000,
                 "memory_bytes_per_connection": 40000.0,
@@ -230,7 +230,7 @@ fn calibrate_with_unmeasured_fields_keeps_assumptions_and_says_so() {
     let table = stdout(&output);
     assert!(table.contains("not measured: assumption kept"), "{table}");
     assert!(
-        table.contains("bytes on disk per message was not measured"),
+        table.contains("bytes on disk per message (settled) was not measured"),
         "{table}"
     );
     assert!(table.contains("latency gates not reported"), "{table}");

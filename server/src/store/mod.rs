@@ -373,6 +373,10 @@ pub struct StorageReport {
     /// superseded that wait for deletion, manifests, files rounded up to whole blocks.
     /// Tables, journal and this add up to the store's files.
     pub unaccounted: u64,
+    /// The bytes of each table's keys and values as written, before the backend's
+    /// encoding and compression, where the backend can count them (empty otherwise):
+    /// against `tables`, the compression the backend achieved.
+    pub logical: std::collections::BTreeMap<Table, u64>,
 }
 
 impl StorageReport {
@@ -384,6 +388,13 @@ impl StorageReport {
     /// Adds `bytes` to `table`.
     pub fn add(&mut self, table: Table, bytes: u64) {
         *self.tables.entry(table).or_default() += bytes;
+    }
+
+    /// Logical bytes ÷ bytes on disk of the tables, when the backend counted them.
+    pub fn compression_ratio(&self) -> Option<f64> {
+        let logical: u64 = self.logical.values().sum();
+        let disk = self.table_bytes();
+        (logical > 0 && disk > 0).then(|| logical as f64 / disk as f64)
     }
 }
 

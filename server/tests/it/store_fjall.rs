@@ -125,6 +125,9 @@ async fn a_settled_store_reports_tables_that_add_up_to_its_files() {
         after.tables[&Table::Messages] > after.tables[&Table::Markers],
         "{after:?}"
     );
+    // Chat-like records compress: the keys are sequential, the bodies padded digits.
+    let ratio = after.compression_ratio().unwrap();
+    assert!(ratio > 1.0, "compression ratio {ratio} of {after:?}");
     // Everything survives settling.
     let page = store
         .history(ConvId::direct(1, 51).unwrap(), None, 200)

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::load::shard::{self, Progress, ShardCtx, ShardJob, ShardReport};
+use crate::load::shard::{self, ShardCtx, ShardJob};
+use crate::records::{Progress, ShardReport};
 
 /// Marks the lines of the worker protocol on standard output.
 pub const PREFIX: &str = "@@chat-sim ";

@@ -29,6 +29,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::scenario::Scenario;
+
 /// Examples of faults kept per check; the counts are always complete.
 pub const MAX_EXAMPLES: usize = 10;
 
@@ -384,6 +386,14 @@ pub fn run_final(
     let lost = delivery::check_acknowledged(logs, sends, participants, devices_of, &mut r);
     consistency::check_devices_agree(logs, &canonical, &lost, participants, devices_of, &mut r);
     r
+}
+
+/// The checks a scenario gates on, in report order.
+pub fn gated(scenario: &Scenario) -> Vec<Check> {
+    Check::ALL
+        .into_iter()
+        .filter(|c| scenario.check_gated(c.name()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,5 +4,4 @@
 pub mod body;
 pub mod schedule;
 pub mod shard;
-pub mod stats;
 pub mod user;

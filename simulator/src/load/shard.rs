@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use chat_server::auth::Auth;
 use dashmap::DashMap;
@@ -14,12 +14,14 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::stats::{Counters, CountersSnapshot};
 use crate::checks::{self, Check, CheckResults, Conv, MsgKey, SendRecord};
 use crate::client::http::{self, Probe};
 use crate::client::ws::Device;
+use crate::clock::unix_ms;
 use crate::graph::Graph;
-use crate::metrics::{BucketWire, Latency, LatencySet, LatencySummary, Series};
+use crate::metrics::{Latency, LatencySet, LatencySummary, Series};
+use crate::records::counters::Counters;
+use crate::records::{Progress, ShardReport};
 use crate::rng::Rng;
 use crate::scenario::Scenario;
 
@@ -53,52 +55,6 @@ pub enum ShardError {
     Goose(String),
     #[error("{0}")]
     Histogram(#[from] crate::metrics::HistogramError),
-}
-
-/// Goose's own figures for one request kind.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GooseRequestSummary {
-    pub name: String,
-    pub ok: u64,
-    pub failed: u64,
-    pub mean_ms: f64,
-    pub max_ms: f64,
-}
-
-/// What a shard reports at the end. Every field merges exactly with other shards'.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ShardReport {
-    pub shard: u32,
-    pub users: u64,
-    pub devices: u64,
-    pub epoch_unix_ms: u64,
-    /// When the load started and ended, seconds after the epoch.
-    pub load_start_secs: f64,
-    pub load_end_secs: f64,
-    pub latency: BTreeMap<Latency, String>,
-    pub series: Vec<BucketWire>,
-    pub checks: CheckResults,
-    pub counters: CountersSnapshot,
-    pub close_codes: BTreeMap<u16, u64>,
-    pub goose: Vec<GooseRequestSummary>,
-    /// Whether the server serves groups (`None`: not probed, the scenario has none).
-    pub groups_supported: Option<bool>,
-    pub groups_created: u64,
-    pub groups_failed: u64,
-    pub presence_supported: Option<bool>,
-    /// Bytes of message bodies sent and acknowledged.
-    pub body_bytes_acked: u64,
-    pub notes: Vec<String>,
-}
-
-/// A snapshot for the progress line.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Progress {
-    pub connected: i64,
-    pub acked: u64,
-    pub deliveries: u64,
-    pub errors: u64,
-    pub p99_delivery_ms: Option<f64>,
 }
 
 /// A user of the shard.
@@ -190,13 +146,6 @@ pub fn count_devices(scenario: &Scenario, lo: u64, hi: u64) -> u64 {
     (lo..hi)
         .map(|i| plan_devices(scenario, i).len() as u64)
         .sum()
-}
-
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl ShardCtx {

@@ -24,10 +24,11 @@ use goose::prelude::*;
 
 use super::body;
 use super::schedule::Poisson;
-use super::shard::{GooseRequestSummary, SendMeta, ShardCtx, ShardError};
+use super::shard::{SendMeta, ShardCtx, ShardError};
 use crate::checks::{self, Conv, Outcome, SendRecord};
 use crate::client::ws::{self, RequestError};
 use crate::metrics::Latency;
+use crate::records::GooseRequestSummary;
 use crate::rng::{Rng, Zipf};
 
 /// The longest a `wait` sleeps, so a stopping Goose user is not held up.

@@ -11,7 +11,7 @@ use plotters::style::FontStyle;
 use super::Row;
 use super::json::Summary;
 use crate::metrics::Latency;
-use crate::run::RunData;
+use crate::records::RunData;
 
 /// The bundled font (DejaVu Sans; its license is beside it in `simulator/assets/`).
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");

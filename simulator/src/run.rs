@@ -20,7 +20,8 @@ use crate::child::{self, ServeOptions, ServerChild};
 use crate::client::http;
 use crate::clock::{unix_ms, utc_string};
 use crate::gates;
-use crate::load::shard::{self, ShardCtx, ShardJob, count_devices};
+use crate::load::setup::{self, ShardJob, count_devices};
+use crate::load::shard::{self, ShardCtx};
 use crate::progress::ProgressLine;
 use crate::records::{self, Progress, Sample, ShardReport};
 use crate::report;
@@ -129,7 +130,7 @@ fn fresh_secret() -> String {
 fn users_within(scenario: &Scenario, users: u64, capacity: u64) -> u64 {
     let mut devices = 0;
     for i in 0..users {
-        devices += shard::plan_devices(scenario, i).len() as u64;
+        devices += setup::plan_devices(scenario, i).len() as u64;
         if devices > capacity {
             return i;
         }
@@ -140,7 +141,7 @@ fn users_within(scenario: &Scenario, users: u64, capacity: u64) -> u64 {
 enum Running {
     InProcess {
         ctx: Arc<ShardCtx>,
-        task: tokio::task::JoinHandle<Result<ShardReport, shard::ShardError>>,
+        task: tokio::task::JoinHandle<Result<ShardReport, setup::ShardError>>,
     },
     Workers {
         workers: Vec<Worker>,
@@ -332,12 +333,12 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
                         let report = r
                             .map_err(|e| RunError::Shard { shard: 0, message: e.to_string() })?
                             .map_err(|e| RunError::Shard { shard: 0, message: e.to_string() })?;
-                        let p = ctx.progress();
+                        let p = ctx.records.progress();
                         samples.push(take_sample(&p, &[]));
                         Some(vec![report])
                     }
                     _ = tokio::time::sleep(interval) => {
-                        let p = ctx.progress();
+                        let p = ctx.records.progress();
                         let s = take_sample(&p, &[]);
                         line.update(&s, p.p99_delivery_ms);
                         samples.push(s);

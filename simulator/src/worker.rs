@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::load::shard::{self, ShardCtx, ShardJob};
+use crate::load::setup::ShardJob;
+use crate::load::shard::{self, ShardCtx};
 use crate::records::{Progress, ShardReport};
 
 /// Marks the lines of the worker protocol on standard output.
@@ -69,7 +70,7 @@ pub async fn worker_main() -> anyhow::Result<()> {
             tokio::time::sleep(interval).await;
             emit(&WorkerMessage::Progress {
                 shard,
-                progress: progress_ctx.progress(),
+                progress: progress_ctx.records.progress(),
             });
         }
     });

@@ -2,6 +2,9 @@
 //! that runs them.
 
 pub mod body;
+pub mod groups;
+pub mod recorder;
 pub mod schedule;
+pub mod setup;
 pub mod shard;
 pub mod user;

@@ -25,147 +25,16 @@ use goose::prelude::*;
 use super::body;
 use super::recorder::SendMeta;
 use super::schedule::Poisson;
+use super::session::{Kind, Session, SessionRef, choose_target};
 use super::setup::ShardError;
 use super::shard::ShardCtx;
 use crate::checks::{self, Conv, Outcome, SendRecord};
 use crate::client::ws::{self, RequestError};
 use crate::metrics::Latency;
 use crate::records::GooseRequestSummary;
-use crate::rng::{Rng, Zipf};
 
 /// The longest a `wait` sleeps, so a stopping Goose user is not held up.
 const MAX_NAP: f64 = 1.0;
-
-/// Per-user schedule state, kept in Goose's session data.
-struct Session {
-    u: u32,
-    rng: Rng,
-    /// Independent sends after the crossing pairs start (rate × (1 − crossing share)).
-    own: Poisson,
-    /// Independent sends standing in for the crossing share until the pairs start.
-    early: Poisson,
-    /// When crossing pairs start: every user has started by then.
-    pair_start: f64,
-    pair: Option<Poisson>,
-    history: Vec<Poisson>,
-    presence: Poisson,
-    disconnect: Vec<Poisson>,
-    reconnect_at: Vec<Option<f64>>,
-    /// Per device, storms still to come: (drop at, back at).
-    storms: Vec<Vec<(f64, f64)>>,
-    contacts: Zipf,
-    groups: Zipf,
-}
-
-type SessionRef = Arc<tokio::sync::Mutex<Session>>;
-
-impl Session {
-    fn new(ctx: &ShardCtx, u: u32, now: f64) -> Session {
-        let s = &ctx.setup.scenario;
-        let seed = s.run.seed;
-        let shard = u64::from(ctx.setup.shard);
-        let gid = ctx.user(u).id;
-        let rate = s.sends_per_user_per_sec();
-        let c = s.contacts.crossing_share;
-        let load_start = ctx.records.load_start_secs();
-        let pair_start = load_start + s.run.ramp_up_secs as f64;
-        let pair = ctx.setup.graph.partner[u as usize].map(|p| {
-            let lo = u.min(p);
-            let mut sched = Poisson::new(
-                rate * c,
-                pair_start,
-                Rng::derive(seed, &[0x7061_6972, shard, u64::from(lo)]),
-            );
-            sched.skip_before(now);
-            sched
-        });
-        let (own_rate, early_rate) = if pair.is_some() {
-            (rate * (1.0 - c), rate * c)
-        } else {
-            (rate, 0.0)
-        };
-        let user = ctx.user(u);
-        let kinds = &s.population.device_kinds;
-        let history = user
-            .devices
-            .iter()
-            .enumerate()
-            .map(|(d, dev)| {
-                Poisson::new(
-                    s.per_sec(kinds[dev.kind].history_reads_per_day),
-                    now,
-                    Rng::derive(seed, &[0x6869_7374, gid, d as u64]),
-                )
-            })
-            .collect();
-        let disconnect = (0..user.devices.len())
-            .map(|d| {
-                Poisson::new(
-                    s.per_sec(s.churn.disconnects_per_device_per_day),
-                    now,
-                    Rng::derive(seed, &[0x6368_726e, gid, d as u64]),
-                )
-            })
-            .collect();
-        let storms = (0..user.devices.len())
-            .map(|d| {
-                s.churn
-                    .storms
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, st)| {
-                        let mut r = Rng::derive(seed, &[0x7374_726d, i as u64, gid, d as u64]);
-                        let at = load_start + st.at_secs;
-                        (r.chance(st.share) && at >= now).then_some((at, at + st.offline_secs))
-                    })
-                    .collect()
-            })
-            .collect();
-        Session {
-            u,
-            rng: Rng::derive(seed, &[0x7573_6572, gid]),
-            own: Poisson::new(own_rate, now, Rng::derive(seed, &[0x6f77_6e73, gid])),
-            early: Poisson::new(early_rate, now, Rng::derive(seed, &[0x6561_726c, gid])),
-            pair_start,
-            pair,
-            history,
-            presence: Poisson::new(
-                s.per_sec(s.traffic.presence_pulls_per_user_per_day),
-                now,
-                Rng::derive(seed, &[0x7072_6573, gid]),
-            ),
-            disconnect,
-            reconnect_at: vec![None; user.devices.len()],
-            storms,
-            contacts: Zipf::new(
-                ctx.setup.graph.contacts[u as usize].len(),
-                s.contacts.zipf_exponent,
-            ),
-            groups: Zipf::new(ctx.setup.graph.user_groups[u as usize].len(), 1.0),
-        }
-    }
-
-    /// The next intended time of a send, and whether it is a crossing send.
-    fn next_send(&self) -> (f64, Kind) {
-        let mut best = (self.own.peek(), Kind::Own);
-        if self.early.peek() < self.pair_start && self.early.peek() < best.0 {
-            best = (self.early.peek(), Kind::Early);
-        }
-        if let Some(p) = &self.pair
-            && p.peek() < best.0
-        {
-            best = (p.peek(), Kind::Pair);
-        }
-        best
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Own,
-    Early,
-    Pair,
-}
 
 fn session(user: &GooseUser) -> Result<SessionRef, Box<TransactionError>> {
     user.get_session_data::<SessionRef>()
@@ -248,29 +117,6 @@ async fn txn_connect(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionRes
     }
     user.set_session_data(Arc::new(tokio::sync::Mutex::new(s)));
     Ok(())
-}
-
-/// Picks who a send goes to: `u:<id>` or `g:<id>`, and its conversation.
-fn choose_target(ctx: &ShardCtx, s: &mut Session, kind: Kind) -> Option<(String, Conv, bool)> {
-    let me = ctx.user(s.u).id;
-    if kind == Kind::Pair {
-        let p = ctx.setup.graph.partner[s.u as usize]?;
-        let peer = ctx.user(p).id;
-        return Some((format!("u:{peer}"), Conv::direct(me, peer), false));
-    }
-    let groups = &ctx.setup.graph.user_groups[s.u as usize];
-    if !groups.is_empty() && s.rng.chance(ctx.setup.scenario.groups.share) {
-        let pick = groups[s.groups.sample(&mut s.rng)] as usize;
-        if let Some(g) = ctx.groups.group(pick) {
-            return Some((format!("g:{}", g.id), g.conv, true));
-        }
-    }
-    let contacts = &ctx.setup.graph.contacts[s.u as usize];
-    if contacts.is_empty() {
-        return None;
-    }
-    let peer = ctx.user(contacts[s.contacts.sample(&mut s.rng)]).id;
-    Some((format!("u:{peer}"), Conv::direct(me, peer), false))
 }
 
 async fn txn_send(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult {

@@ -11,7 +11,7 @@
 //!
 //! | file | holds |
 //! |---|---|
-//! | [`format`] | the file's sections and fields |
+//! | [`format`](mod@format) | the file's sections and fields |
 //! | `defaults` | every field's value when the file leaves it out |
 //! | `overrides` | `--set` by dotted path |
 //! | `validate` | the checks of every value |

@@ -2,10 +2,12 @@
 //! baseline `summary.json`. Each failure becomes one `GATE FAILED: …` line, and any failure
 //! makes the run exit non-zero, so CI can gate on it.
 
+use std::path::PathBuf;
+
 use serde_json::Value;
 
-use crate::checks::Check;
-use crate::report::json::{GateResult, Summary};
+use crate::report;
+use crate::report::json::{BaselineInfo, GateResult, Summary};
 use crate::scenario::Scenario;
 
 /// Differences smaller than this many milliseconds are never a latency regression:
@@ -343,12 +345,30 @@ pub fn compare_baseline(current: &Value, baseline: &Value, tolerance: f64) -> Ve
     out
 }
 
-/// The check names a scenario gates on.
-pub fn gated_checks(scenario: &Scenario) -> Vec<Check> {
-    Check::ALL
-        .into_iter()
-        .filter(|c| scenario.check_gated(c.name()))
-        .collect()
+/// Gives a built summary its verdict: the scenario's gates, then the calibration and
+/// capacity plan (which record whether the gates passed), then the regressions against
+/// the baseline (which compare the whole summary, plan included), and the failure lines.
+pub fn judge(s: &Scenario, summary: &mut Summary, baseline: Option<&(PathBuf, Value)>) {
+    let mut gate_results = evaluate(s, summary);
+    let gates_passed = gate_results.iter().all(|g| g.passed);
+    report::plan(summary, s, gates_passed);
+    if let Some((path, base)) = baseline {
+        let current = serde_json::to_value(&*summary).unwrap_or_default();
+        let results = compare_baseline(&current, base, s.gates.baseline_tolerance);
+        gate_results.extend(results.iter().cloned());
+        summary.baseline = Some(BaselineInfo {
+            path: path.display().to_string(),
+            tolerance: s.gates.baseline_tolerance,
+            results,
+        });
+    }
+    summary.failures = gate_results
+        .iter()
+        .filter(|g| !g.passed)
+        .map(|g| g.detail.clone())
+        .collect();
+    summary.passed = summary.failures.is_empty();
+    summary.gates = gate_results;
 }
 
 #[cfg(test)]

@@ -6,31 +6,43 @@
 //! times (open model), storage growth and server resources, and writes a report with
 //! gates CI can rely on. [`run::run`] is the whole job; the binary is a thin layer over it.
 //!
+//! The modules in the direction data flows (scenario → load → client → records → checks →
+//! report → gates, orchestrated by run); their imports never form a cycle, which
+//! `scripts/module-cycles.py` checks:
+//!
 //! | module | holds |
 //! |---|---|
-//! | [`scenario`] | scenario files, `--set` overrides, validation |
+//! | [`cli`] | the command line |
+//! | [`scenario`] | scenario files, defaults, `--set` overrides, validation |
+//! | [`rng`] | seeded random numbers |
 //! | [`graph`] | the skewed contact graph and groups |
-//! | [`load`] | the open-model schedule, bodies, Goose users, shards |
-//! | [`client`] | WebSocket devices and HTTP calls speaking the wire contract |
-//! | [`checks`] | order, gaps, exactly-once, phantoms, consistency |
+//! | [`load`] | a shard: its setup, the open-model schedule, bodies, Goose users, groups, the records its devices report to |
+//! | [`client`] | WebSocket devices, the events they report, and HTTP calls speaking the wire contract |
+//! | [`clock`] | wall-clock milliseconds and UTC strings |
+//! | [`records`] | the run's data: shard reports, counters, samples, merged results |
 //! | [`metrics`] | HdrHistograms and the time series, mergeable across processes |
-//! | [`child`] | the server child process and /proc sampling |
-//! | [`worker`] | worker processes for runs beyond one process's open files |
+//! | [`checks`] | order, gaps, exactly-once, phantoms, consistency, over each device's log |
 //! | [`storage`] | bytes on disk per message and their extrapolation |
-//! | [`report`] | summary.json, summary.md, report.html, plots, timeseries.csv |
-//! | [`gates`] | thresholds and baseline regressions |
+//! | [`child`] | the server child process and /proc sampling |
+//! | [`progress`] | the live progress line |
+//! | [`report`] | summary.json, summary.md, report.html, plots, timeseries.csv, the capacity plan |
+//! | [`gates`] | thresholds and baseline regressions: the verdict on a summary |
+//! | [`worker`] | worker processes for runs beyond one process's open files |
+//! | [`run`] | `chat-sim run`: the orchestrator |
 //! | [`compare`] | `chat-sim compare`: one scenario against several stores, side by side |
 
 pub mod checks;
 pub mod child;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod compare;
 pub mod gates;
 pub mod graph;
 pub mod load;
 pub mod metrics;
 pub mod progress;
+pub mod records;
 pub mod report;
 pub mod rng;
 pub mod run;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::run::Sample;
+use crate::records::Sample;
 
 /// Seconds between two plain lines when standard error is not a terminal.
 const PLAIN_EVERY: Duration = Duration::from_secs(5);

@@ -16,15 +16,14 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::checks::{Check, CheckResults};
-use crate::child::{self, ProcSample, ServeOptions, ServerChild};
+use crate::child::{self, ServeOptions, ServerChild};
 use crate::client::http;
-use crate::load::shard::{
-    self, GooseRequestSummary, Progress, ShardCtx, ShardJob, ShardReport, count_devices, unix_ms,
-};
-use crate::load::stats::CountersSnapshot;
-use crate::metrics::{LatencySet, Series};
+use crate::clock::{unix_ms, utc_string};
+use crate::gates;
+use crate::load::setup::{self, ShardJob, count_devices};
+use crate::load::shard::{self, ShardCtx};
 use crate::progress::ProgressLine;
+use crate::records::{self, Progress, Sample, ShardReport};
 use crate::report;
 use crate::report::json::Summary;
 use crate::scenario::{Scenario, ScenarioError};
@@ -82,65 +81,11 @@ impl RunOutcome {
     }
 }
 
-/// One sample of the run, taken by the parent every interval.
-#[derive(Debug, Clone, Default)]
-pub struct Sample {
-    /// Seconds after the epoch.
-    pub t: f64,
-    pub connected: i64,
-    pub acked: u64,
-    pub deliveries: u64,
-    pub errors: u64,
-    pub server: Option<ProcSample>,
-    pub disk_bytes: Option<u64>,
-    pub load_cpu_secs: f64,
-}
-
-/// Everything the report writers need beyond the summary.
-pub struct RunData {
-    pub series: Series,
-    pub samples: Vec<Sample>,
-    pub latency: LatencySet,
-    pub interval: f64,
-    pub load_start: f64,
-    pub load_end: f64,
-    /// Bytes of the source design's 100 B per stored message, for the storage plot.
-    pub source_bytes_per_message: f64,
-    pub disk_start: Option<u64>,
-}
-
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     move |source| RunError::Io {
         path: path.to_owned(),
         source,
     }
-}
-
-/// `2024-05-01T12:34:56Z` for a Unix time in ms.
-pub fn utc_string(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Year, month, day of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// `DIR/<scenario>-<UTC time>/`, with `-2`, `-3` … if that exists already.
@@ -185,7 +130,7 @@ fn fresh_secret() -> String {
 fn users_within(scenario: &Scenario, users: u64, capacity: u64) -> u64 {
     let mut devices = 0;
     for i in 0..users {
-        devices += shard::plan_devices(scenario, i).len() as u64;
+        devices += setup::plan_devices(scenario, i).len() as u64;
         if devices > capacity {
             return i;
         }
@@ -196,7 +141,7 @@ fn users_within(scenario: &Scenario, users: u64, capacity: u64) -> u64 {
 enum Running {
     InProcess {
         ctx: Arc<ShardCtx>,
-        task: tokio::task::JoinHandle<Result<ShardReport, shard::ShardError>>,
+        task: tokio::task::JoinHandle<Result<ShardReport, setup::ShardError>>,
     },
     Workers {
         workers: Vec<Worker>,
@@ -388,12 +333,12 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
                         let report = r
                             .map_err(|e| RunError::Shard { shard: 0, message: e.to_string() })?
                             .map_err(|e| RunError::Shard { shard: 0, message: e.to_string() })?;
-                        let p = ctx.progress();
+                        let p = ctx.records.progress();
                         samples.push(take_sample(&p, &[]));
                         Some(vec![report])
                     }
                     _ = tokio::time::sleep(interval) => {
-                        let p = ctx.progress();
+                        let p = ctx.records.progress();
                         let s = take_sample(&p, &[]);
                         line.update(&s, p.p99_delivery_ms);
                         samples.push(s);
@@ -472,7 +417,10 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     }
     drop(child);
 
-    let merged = merge(reports)?;
+    let merged = records::merge(reports).map_err(|e| RunError::Shard {
+        shard: 0,
+        message: e.to_string(),
+    })?;
     let load_cpu = if shards > 1 {
         worker_cpu_final
     } else {
@@ -496,7 +444,8 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     notes.extend(merged.notes.iter().cloned());
     let inputs = report::Inputs {
         scenario: &scenario,
-        opts: &opts,
+        scenario_file: &opts.scenario,
+        overrides: &opts.overrides,
         started_ms,
         finished_ms: unix_ms(),
         wall_secs: wall.elapsed().as_secs_f64(),
@@ -522,124 +471,12 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         disk_end,
         load_cpu_secs: load_cpu,
         notes,
-        baseline,
     };
     let (mut summary, data) = report::build(&inputs);
+    gates::judge(&scenario, &mut summary, baseline.as_ref());
     report::write_all(&dir, &mut summary, &data).map_err(io_err(&dir))?;
     let summary = report::reread_files(&dir, summary).map_err(io_err(&dir))?;
     Ok(RunOutcome { dir, summary })
-}
-
-/// All shards' results added together.
-pub struct Merged {
-    pub latency: LatencySet,
-    pub series: Series,
-    pub checks: CheckResults,
-    pub counters: CountersSnapshot,
-    pub close_codes: BTreeMap<u16, u64>,
-    pub goose: Vec<GooseRequestSummary>,
-    pub groups_supported: Option<bool>,
-    pub groups_created: u64,
-    pub groups_failed: u64,
-    pub presence_supported: Option<bool>,
-    pub body_bytes_acked: u64,
-    pub load_start: f64,
-    pub load_end: f64,
-    pub notes: Vec<String>,
-    pub goose_files: usize,
-}
-
-/// Merges shard reports: histograms, series, counts and checks add exactly.
-pub fn merge(reports: Vec<ShardReport>) -> Result<Merged, RunError> {
-    let shard_err = |e: crate::metrics::HistogramError| RunError::Shard {
-        shard: 0,
-        message: e.to_string(),
-    };
-    let mut m = Merged {
-        latency: LatencySet::default(),
-        series: Series::default(),
-        checks: CheckResults::default(),
-        counters: CountersSnapshot::default(),
-        close_codes: BTreeMap::new(),
-        goose: Vec::new(),
-        groups_supported: None,
-        groups_created: 0,
-        groups_failed: 0,
-        presence_supported: None,
-        body_bytes_acked: 0,
-        load_start: f64::INFINITY,
-        load_end: 0.0,
-        notes: Vec::new(),
-        goose_files: reports.len(),
-    };
-    let mut goose: BTreeMap<String, (GooseRequestSummary, f64)> = BTreeMap::new();
-    for r in reports {
-        m.latency
-            .merge(&LatencySet::decode(&r.latency).map_err(shard_err)?)
-            .map_err(shard_err)?;
-        m.series
-            .merge(&Series::from_wire(&r.series).map_err(shard_err)?)
-            .map_err(shard_err)?;
-        m.checks.merge(&r.checks);
-        m.counters.merge(&r.counters);
-        for (c, n) in r.close_codes {
-            *m.close_codes.entry(c).or_default() += n;
-        }
-        for g in r.goose {
-            let e = goose.entry(g.name.clone()).or_insert_with(|| {
-                (
-                    GooseRequestSummary {
-                        name: g.name.clone(),
-                        ok: 0,
-                        failed: 0,
-                        mean_ms: 0.0,
-                        max_ms: 0.0,
-                    },
-                    0.0,
-                )
-            });
-            let n = (g.ok + g.failed) as f64;
-            e.1 += g.mean_ms * n;
-            e.0.ok += g.ok;
-            e.0.failed += g.failed;
-            e.0.max_ms = e.0.max_ms.max(g.max_ms);
-        }
-        m.groups_supported = match (m.groups_supported, r.groups_supported) {
-            (Some(a), Some(b)) => Some(a && b),
-            (a, b) => a.or(b),
-        };
-        m.presence_supported = match (m.presence_supported, r.presence_supported) {
-            (Some(a), Some(b)) => Some(a && b),
-            (a, b) => a.or(b),
-        };
-        m.groups_created += r.groups_created;
-        m.groups_failed += r.groups_failed;
-        m.body_bytes_acked += r.body_bytes_acked;
-        m.load_start = m.load_start.min(r.load_start_secs);
-        m.load_end = m.load_end.max(r.load_end_secs);
-        for n in r.notes {
-            if !m.notes.contains(&n) {
-                m.notes.push(n);
-            }
-        }
-    }
-    m.goose = goose
-        .into_values()
-        .map(|(mut g, total)| {
-            let n = (g.ok + g.failed) as f64;
-            g.mean_ms = if n > 0.0 { total / n } else { 0.0 };
-            g
-        })
-        .collect();
-    if !m.load_start.is_finite() {
-        m.load_start = 0.0;
-    }
-    Ok(m)
-}
-
-/// Whether a check failed in the merged results (for callers that want one answer).
-pub fn check_failed(m: &Merged, c: Check) -> bool {
-    m.checks.count(c) > 0
 }
 
 /// What a scenario would run, in words (`chat-sim check`).
@@ -665,7 +502,7 @@ pub fn describe(path: &Path, overrides: &[String]) -> Result<String, RunError> {
         s.run.ramp_up_secs,
         s.run.duration_secs,
         s.server.store,
-        crate::gates::gated_checks(&s)
+        crate::checks::gated(&s)
             .iter()
             .map(|c| c.name())
             .collect::<Vec<_>>(),
@@ -675,13 +512,6 @@ pub fn describe(path: &Path, overrides: &[String]) -> Result<String, RunError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_strings() {
-        assert_eq!(utc_string(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc_string(951_782_400_000), "2000-02-29T00:00:00Z");
-        assert_eq!(utc_string(1_700_000_000_000), "2023-11-14T22:13:20Z");
-    }
 
     #[test]
     fn run_dirs_do_not_collide() {

@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::load::shard::{self, Progress, ShardCtx, ShardJob, ShardReport};
+use crate::load::setup::ShardJob;
+use crate::load::shard::{self, ShardCtx};
+use crate::records::{Progress, ShardReport};
 
 /// Marks the lines of the worker protocol on standard output.
 pub const PREFIX: &str = "@@chat-sim ";
@@ -68,7 +70,7 @@ pub async fn worker_main() -> anyhow::Result<()> {
             tokio::time::sleep(interval).await;
             emit(&WorkerMessage::Progress {
                 shard,
-                progress: progress_ctx.progress(),
+                progress: progress_ctx.records.progress(),
             });
         }
     });

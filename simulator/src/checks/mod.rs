@@ -15,19 +15,24 @@
 //! | `no_phantoms` | a message nobody sent, or one whose body or conversation changed on the way |
 //! | `consistency` | two devices disagreeing on what is at a (conversation, seq) or inbox position, a device lacking a message the others have, or a seq other than the one the sender was told |
 //!
-//! [`ordering`], [`delivery`] and [`consistency`] hold the three families of rules; this
-//! module holds the shared types and [`run_final`], which runs them all.
+//! [`ordering`], [`delivery`] and [`consistency`] hold the three families of rules over
+//! the devices' records ([`log`]) and the messages they name ([`message`]); this module
+//! holds the checks and their results, and [`run_final`], which runs them all.
 
 pub mod consistency;
 pub mod delivery;
+pub mod log;
+pub mod message;
 pub mod ordering;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt;
-use std::hash::{Hash, Hasher};
-use std::str::FromStr;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+
+use self::log::Epoch;
+pub use self::log::{DeviceLog, Entry, Observed, Via};
+pub use self::message::{Conv, MsgKey, Outcome, SendRecord, body_hash, client_id, parse_client_id};
+use crate::scenario::Scenario;
 
 /// Examples of faults kept per check; the counts are always complete.
 pub const MAX_EXAMPLES: usize = 10;
@@ -131,234 +136,6 @@ impl CheckResults {
     }
 }
 
-/// A conversation id as the protocol writes it: `d:<lo>:<hi>` or `g:<group>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Conv {
-    Direct(u64, u64),
-    Group(u64),
-}
-
-impl Conv {
-    /// The direct conversation of two users.
-    pub fn direct(a: u64, b: u64) -> Conv {
-        Conv::Direct(a.min(b), a.max(b))
-    }
-}
-
-impl fmt::Display for Conv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Conv::Direct(lo, hi) => write!(f, "d:{lo}:{hi}"),
-            Conv::Group(g) => write!(f, "g:{g}"),
-        }
-    }
-}
-
-impl FromStr for Conv {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("not a conversation id: {s:?}");
-        let mut parts = s.split(':');
-        let conv = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some("d"), Some(lo), Some(hi), None) => Conv::Direct(
-                lo.parse().map_err(|_| bad())?,
-                hi.parse().map_err(|_| bad())?,
-            ),
-            (Some("g"), Some(g), None, None) => Conv::Group(g.parse().map_err(|_| bad())?),
-            _ => return Err(bad()),
-        };
-        Ok(conv)
-    }
-}
-
-/// A message's identity: its sender and the number in its client id `m<n>`.
-pub type MsgKey = (u64, u64);
-
-/// The client message id of the n-th send of a user.
-pub fn client_id(n: u64) -> String {
-    format!("m{n}")
-}
-
-/// The n of a client id `m<n>`, or `None` for an id this simulator never makes.
-pub fn parse_client_id(id: &str) -> Option<u64> {
-    id.strip_prefix('m')?.parse().ok()
-}
-
-/// A stable 64-bit hash of a body, so logs need not keep bodies.
-pub fn body_hash(body: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    body.hash(&mut h);
-    h.finish()
-}
-
-/// One message as a device holds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry {
-    pub conv: Conv,
-    pub seq: u64,
-    pub from: u64,
-    /// `None` when the client id is not one of ours (a phantom).
-    pub n: Option<u64>,
-    pub body_hash: u64,
-}
-
-impl Entry {
-    pub fn key(&self) -> Option<MsgKey> {
-        self.n.map(|n| (self.from, n))
-    }
-
-    fn describe(&self) -> String {
-        match self.n {
-            Some(n) => format!("{}:m{n} at {} seq {}", self.from, self.conv, self.seq),
-            None => format!(
-                "{}:<foreign id> at {} seq {}",
-                self.from, self.conv, self.seq
-            ),
-        }
-    }
-}
-
-/// How a device learned of an inbox entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    Live,
-    Sync,
-    /// The device's own `sent` answer.
-    Own,
-}
-
-/// What [`DeviceLog::observe`] made of an entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Observed {
-    /// First time this device holds this message.
-    New,
-    /// The position was already known with the same message.
-    Known,
-    /// The position was known with a different message (already recorded as a fault).
-    Conflict,
-}
-
-/// Everything one device learned, for the checks.
-#[derive(Debug, Default)]
-pub struct DeviceLog {
-    pub user: u64,
-    pub device: String,
-    /// The inbox as this device knows it: useq → entry.
-    pub inbox: BTreeMap<u64, Entry>,
-    /// Where each message sits in this device's inbox (more than one place is a fault).
-    pub positions: HashMap<MsgKey, Vec<u64>>,
-    /// The largest k with 1..=k all known: where a sync resumes.
-    pub contiguous: u64,
-    /// The live-order state of each open connection, by connection number. A device
-    /// usually has one, but a connection it closed can still bring frames for a moment
-    /// after the next one opened (the server answers the close only after what it had
-    /// queued): each connection is checked on its own, never mixed with the next.
-    epochs: HashMap<u64, Epoch>,
-    /// Faults found while the run went on.
-    pub online: CheckResults,
-}
-
-/// What one connection of a device delivered live, for the live-order rules.
-#[derive(Debug, Default)]
-pub(super) struct Epoch {
-    /// Live useqs, in arrival order.
-    pub live: Vec<u64>,
-    pub live_set: HashSet<u64>,
-    /// Useqs of the device's own sends answered on this connection.
-    pub own: HashSet<u64>,
-}
-
-impl DeviceLog {
-    pub fn new(user: u64, device: String) -> Self {
-        DeviceLog {
-            user,
-            device,
-            ..Default::default()
-        }
-    }
-
-    /// `user/device`, for fault messages.
-    pub fn who(&self) -> String {
-        format!("{}/{}", self.user, self.device)
-    }
-
-    /// Records an entry at `useq` learned `via` on the device's only connection.
-    pub fn observe(&mut self, useq: u64, entry: Entry, via: Via) -> Observed {
-        self.observe_on(0, useq, entry, via)
-    }
-
-    /// Records an entry at `useq` learned `via` on connection `conn`. Live frames also go
-    /// through the live-order rules of [`ordering`] for that connection.
-    pub fn observe_on(&mut self, conn: u64, useq: u64, entry: Entry, via: Via) -> Observed {
-        if via == Via::Live {
-            ordering::on_live(self, conn, useq);
-        }
-        if via == Via::Own {
-            self.epochs.entry(conn).or_default().own.insert(useq);
-        }
-        if let Some(known) = self.inbox.get(&useq) {
-            if *known == entry {
-                return Observed::Known;
-            }
-            let (who, known) = (self.who(), *known);
-            self.online.fault(Check::Consistency, || {
-                format!(
-                    "device {who}: inbox position {useq} held {} and then {}",
-                    known.describe(),
-                    entry.describe()
-                )
-            });
-            return Observed::Conflict;
-        }
-        self.inbox.insert(useq, entry);
-        if let Some(k) = entry.key() {
-            self.positions.entry(k).or_default().push(useq);
-        }
-        while self.inbox.contains_key(&(self.contiguous + 1)) {
-            self.contiguous += 1;
-        }
-        Observed::New
-    }
-
-    /// Ends the device's only connection (see [`DeviceLog::end_connection_of`]).
-    pub fn end_connection(&mut self) {
-        self.end_connection_of(0);
-    }
-
-    /// Ends connection `conn`: checks that its live stream skipped only the device's own
-    /// sends, then forgets its order state.
-    pub fn end_connection_of(&mut self, conn: u64) {
-        if let Some(epoch) = self.epochs.remove(&conn) {
-            ordering::check_live_gaps(self, &epoch);
-        }
-    }
-
-    /// Whether the device holds message `key`.
-    pub fn holds(&self, key: &MsgKey) -> bool {
-        self.positions.contains_key(key)
-    }
-}
-
-/// What the shard sent: one record per send attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SendRecord {
-    pub conv: Conv,
-    pub body_hash: u64,
-    /// What the server answered.
-    pub outcome: Outcome,
-}
-
-/// The server's answer to a send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// No answer yet (or none before the timeout): it may or may not be stored.
-    Unknown,
-    /// `sent`: stored at `seq`, at `useq` in the sender's inbox.
-    Acked { seq: u64, useq: u64 },
-    /// An `error` answer: nothing stored.
-    Refused,
-}
-
 /// Runs every end-of-run check over a shard's devices.
 ///
 /// `participants` names the users of a conversation (`None` for a conversation the shard
@@ -384,6 +161,14 @@ pub fn run_final(
     let lost = delivery::check_acknowledged(logs, sends, participants, devices_of, &mut r);
     consistency::check_devices_agree(logs, &canonical, &lost, participants, devices_of, &mut r);
     r
+}
+
+/// The checks a scenario gates on, in report order.
+pub fn gated(scenario: &Scenario) -> Vec<Check> {
+    Check::ALL
+        .into_iter()
+        .filter(|c| scenario.check_gated(c.name()))
+        .collect()
 }
 
 #[cfg(test)]

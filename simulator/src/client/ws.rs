@@ -1,16 +1,17 @@
 //! One simulated device: a real WebSocket to the server, a reader task that records every
 //! frame into the device's log and acknowledges what arrived, and a writer task.
 //!
-//! The reader is where most measurements are taken: it stamps `sent`, `msg`, `sync` and
-//! `delivered` frames as they arrive and looks up the intended time of the message in the
-//! shard's send registry. Requests that expect an answer (`send` by its id; `sync` and
+//! The reader reports every observation to the device's [`DeviceEvents`] sink as the frame
+//! arrives (`sent`, `msg`, `sync`, `delivered`, history pages, close codes), so the sink
+//! can time it against the message's intended send time; what is measured and counted is
+//! the sink's business. Requests that expect an answer (`send` by its id; `sync` and
 //! `history` in order, as the server answers a connection's frames one at a time) wait on
 //! a oneshot channel the reader completes.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use parking_lot::Mutex;
@@ -20,10 +21,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::events::DeviceEvents;
 use super::frames::{self, MsgFrame, ServerFrame};
-use crate::checks::{self, Check, Conv, DeviceLog, Entry, Observed, Outcome, Via};
-use crate::load::shard::ShardCtx;
-use crate::metrics::Latency;
+use crate::checks::{self, Check, Conv, DeviceLog, Entry, Observed, Via};
 
 /// Inbox entries asked for per `sync` request.
 pub const SYNC_PAGE: u32 = 500;
@@ -106,17 +106,26 @@ pub struct Device {
     /// Index into the scenario's device kinds.
     pub kind: usize,
     pub log: Mutex<DeviceLog>,
+    /// Where the device reports what it observes.
+    events: Arc<dyn DeviceEvents>,
     conn: Mutex<Option<Conn>>,
     connections: AtomicU64,
     readers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Device {
-    pub fn new(user: u64, user_idx: u32, id: String, kind: usize) -> Self {
+    pub fn new(
+        user: u64,
+        user_idx: u32,
+        id: String,
+        kind: usize,
+        events: Arc<dyn DeviceEvents>,
+    ) -> Self {
         Device {
             user,
             user_idx,
             log: Mutex::new(DeviceLog::new(user, id.clone())),
+            events,
             id,
             kind,
             conn: Mutex::new(None),
@@ -212,19 +221,19 @@ impl Device {
         }
     }
 
-    /// Opens a WebSocket for this device and starts its reader and writer.
+    /// Opens a WebSocket to `url` for this device, with the bearer token `token` gives
+    /// (asked for only when the device is offline), and starts its reader and writer.
     pub async fn connect(
         self: &Arc<Self>,
-        ctx: &Arc<ShardCtx>,
+        url: &str,
+        token: impl FnOnce() -> String,
         timeout: Duration,
     ) -> Result<(), RequestError> {
         if self.online() {
             return Ok(());
         }
-        let token = ctx.token(self.user, &self.id);
-        let mut req = ctx
-            .ws_url
-            .as_str()
+        let token = token();
+        let mut req = url
             .into_client_request()
             .map_err(|e| RequestError::Connect(e.to_string()))?;
         let value = format!("Bearer {token}")
@@ -252,8 +261,7 @@ impl Device {
             number,
             pending: pending.clone(),
         });
-        ctx.counters.connected_up();
-        ctx.counters.add(&ctx.counters.connects, 1);
+        self.events.connected();
         tokio::spawn(async move {
             while let Some(m) = rx.recv().await {
                 let close = matches!(m, Message::Close(_));
@@ -263,14 +271,7 @@ impl Device {
             }
             let _ = sink.close().await;
         });
-        let reader = tokio::spawn(read_loop(
-            ctx.clone(),
-            self.clone(),
-            stream,
-            out,
-            number,
-            pending,
-        ));
+        let reader = tokio::spawn(read_loop(self.clone(), stream, out, number, pending));
         let mut readers = self.readers.lock();
         readers.retain(|h| !h.is_finished());
         readers.push(reader);
@@ -317,7 +318,6 @@ type WsStream = futures_util::stream::SplitStream<
 >;
 
 async fn read_loop(
-    ctx: Arc<ShardCtx>,
     dev: Arc<Device>,
     mut stream: WsStream,
     out: mpsc::UnboundedSender<Message>,
@@ -339,15 +339,13 @@ async fn read_loop(
             }
         };
         match next {
-            Some(Ok(Message::Text(t))) => {
-                handle(&ctx, &dev, number, &pending, t.as_str(), &mut acks)
-            }
+            Some(Ok(Message::Text(t))) => handle(&dev, number, &pending, t.as_str(), &mut acks),
             Some(Ok(Message::Close(frame))) => {
                 let planned = !is_current(&dev);
                 if !planned {
                     // The server ended the connection: say with which code.
                     let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
-                    *ctx.close_codes.lock().entry(code).or_default() += 1;
+                    dev.events.closed_by_server(code);
                 }
                 break planned;
             }
@@ -361,10 +359,7 @@ async fn read_loop(
             *conn = None;
         }
     }
-    if !planned {
-        ctx.counters.add(&ctx.counters.disconnects_unexpected, 1);
-    }
-    ctx.counters.connected_down();
+    dev.events.disconnected(planned);
     fail_pending(&pending);
     dev.log.lock().end_connection_of(number);
 }
@@ -379,21 +374,10 @@ fn entry_of(m: &MsgFrame, conv: Conv) -> Entry {
     }
 }
 
-fn micros_since(t: Instant) -> u64 {
-    t.elapsed().as_micros().min(u128::from(u64::MAX)) as u64
-}
-
 /// Records one message arriving at a device, live or through sync.
-fn arrive(
-    ctx: &ShardCtx,
-    dev: &Device,
-    number: u64,
-    m: &MsgFrame,
-    via: Via,
-    acks: &mut BTreeMap<String, u64>,
-) {
+fn arrive(dev: &Device, number: u64, m: &MsgFrame, via: Via, acks: &mut BTreeMap<String, u64>) {
     let Ok(conv) = m.conv.parse::<Conv>() else {
-        ctx.fault(Check::NoPhantoms, || {
+        dev.events.fault(Check::NoPhantoms, &|| {
             format!(
                 "device {}/{}: a message in unknown conversation {:?}",
                 dev.user, dev.id, m.conv
@@ -402,7 +386,7 @@ fn arrive(
         return;
     };
     let Some(useq) = m.useq else {
-        ctx.fault(Check::Gaps, || {
+        dev.events.fault(Check::Gaps, &|| {
             format!(
                 "device {}/{}: a `msg` without its inbox position",
                 dev.user, dev.id
@@ -417,31 +401,11 @@ fn arrive(
     if observed != Observed::New {
         return;
     }
-    let intended = entry
-        .key()
-        .and_then(|k| ctx.sends.get(&k).map(|s| s.intended));
-    match via {
-        Via::Live => {
-            ctx.counters.add(&ctx.counters.deliveries_live, 1);
-            if let Some(t) = intended {
-                let us = micros_since(t);
-                ctx.record(Latency::SendToDelivery, us);
-                ctx.series_delivery(us);
-            }
-        }
-        Via::Sync => {
-            ctx.counters.add(&ctx.counters.deliveries_catch_up, 1);
-            if let Some(t) = intended {
-                ctx.record(Latency::SendToCatchUp, micros_since(t));
-            }
-        }
-        Via::Own => {}
-    }
+    dev.events.arrived(entry.key(), via);
 }
 
 /// Handles one frame that arrived on connection `number` of `dev`.
 fn handle(
-    ctx: &ShardCtx,
     dev: &Device,
     number: u64,
     pending: &Mutex<Pending>,
@@ -451,12 +415,12 @@ fn handle(
     let frame: ServerFrame = match serde_json::from_str(text) {
         Ok(f) => f,
         Err(_) => {
-            ctx.counters.add(&ctx.counters.unmatched_errors, 1);
+            dev.events.unmatched_frame();
             return;
         }
     };
     match frame {
-        ServerFrame::Msg(m) => arrive(ctx, dev, number, &m, Via::Live, acks),
+        ServerFrame::Msg(m) => arrive(dev, number, &m, Via::Live, acks),
         ServerFrame::Sent {
             id,
             conv,
@@ -464,12 +428,10 @@ fn handle(
             useq,
         } => {
             if let (Some(n), Ok(conv_id)) = (checks::parse_client_id(&id), conv.parse::<Conv>()) {
-                let key = (dev.user, n);
-                let meta = ctx.sends.get_mut(&key).map(|mut s| {
-                    s.record.outcome = Outcome::Acked { seq, useq };
-                    (s.intended, s.record.body_hash)
-                });
-                if let Some((intended, body_hash)) = meta {
+                let acked = dev
+                    .events
+                    .acked(dev.user, dev.user_idx, n, conv_id, seq, useq);
+                if let Some(body_hash) = acked {
                     let entry = Entry {
                         conv: conv_id,
                         seq,
@@ -478,14 +440,6 @@ fn handle(
                         body_hash,
                     };
                     dev.log.lock().observe_on(number, useq, entry, Via::Own);
-                    ctx.record(Latency::SendToSent, micros_since(intended));
-                    ctx.series_acked();
-                    ctx.users[dev.user_idx as usize]
-                        .receipts
-                        .lock()
-                        .entry(conv_id)
-                        .or_default()
-                        .insert(seq, intended);
                 }
             }
             if let Some(w) = pending.lock().sends.remove(&id) {
@@ -496,24 +450,11 @@ fn handle(
             let Ok(conv) = conv.parse::<Conv>() else {
                 return;
             };
-            let done = {
-                let mut receipts = ctx.users[dev.user_idx as usize].receipts.lock();
-                match receipts.get_mut(&conv) {
-                    Some(waiting) => {
-                        let newer = waiting.split_off(&(seq + 1));
-                        std::mem::replace(waiting, newer)
-                    }
-                    None => BTreeMap::new(),
-                }
-            };
-            for intended in done.values() {
-                ctx.record(Latency::SendToDelivered, micros_since(*intended));
-            }
-            ctx.counters.add(&ctx.counters.receipts, done.len() as u64);
+            dev.events.receipt(dev.user_idx, conv, seq);
         }
         ServerFrame::Sync { items, next, more } => {
             for m in &items {
-                arrive(ctx, dev, number, m, Via::Sync, acks);
+                arrive(dev, number, m, Via::Sync, acks);
             }
             if let Some(w) = pending.lock().requests.pop_front() {
                 let _ = w.send(Ok(Answer::Sync(SyncPage { next, more })));
@@ -524,7 +465,8 @@ fn handle(
             messages,
             next_before,
         } => {
-            ctx.check_history_page(dev, &conv, &messages, next_before);
+            dev.events
+                .history_page(dev.user, &dev.id, &conv, &messages, next_before);
             if let Some(w) = pending.lock().requests.pop_front() {
                 let _ = w.send(Ok(Answer::History));
             }
@@ -540,17 +482,15 @@ fn handle(
                 .and_then(|r| r.as_str())
                 .and_then(|id| p.sends.remove(id).map(|w| (id.to_owned(), w)));
             if let Some((id, w)) = by_ref {
-                if let Some(n) = checks::parse_client_id(&id)
-                    && let Some(mut s) = ctx.sends.get_mut(&(dev.user, n))
-                {
-                    s.record.outcome = Outcome::Refused;
+                if let Some(n) = checks::parse_client_id(&id) {
+                    dev.events.refused(dev.user, n);
                 }
                 let _ = w.send(Err(RequestError::Server(code)));
             } else if let Some(w) = p.requests.pop_front() {
                 let _ = w.send(Err(RequestError::Server(code)));
             } else {
                 drop(p);
-                ctx.counters.add(&ctx.counters.unmatched_errors, 1);
+                dev.events.unmatched_frame();
                 tracing::debug!(%code, %message, "error frame that answers no request");
             }
         }

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::load::shard::unix_ms;
-use crate::run::{self, RunOptions, utc_string};
+use crate::clock::{unix_ms, utc_string};
+use crate::run::{self, RunOptions};
 use crate::scenario::{Scenario, ScenarioError};
 
 use self::table::{BackendFigures, Comparison};

@@ -9,11 +9,15 @@ use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::table::{Comparison, rows};
 use crate::report::html::escape;
-use crate::report::plots::{COLORS, FAMILY, SIZE, err, register_font, tick};
+use crate::report::plots::{
+    COLORS, Draw, FAMILY, SIZE, draw_legend, err, on_axes, register_font, tick,
+};
 use crate::storage::SOURCE_BYTES_PER_MESSAGE;
 
 /// A chart of the comparison.
@@ -43,6 +47,86 @@ const CHARTS: [Chart; 3] = [
 
 /// One bar per backend: a legend label, a colour and a value per backend.
 type Bars = (String, RGBColor, Vec<Option<f64>>);
+
+/// The bars of one chart, with the reference line and the axis labels.
+struct BarGroups<'a> {
+    y_desc: &'a str,
+    series: &'a [Bars],
+    reference: Option<(&'a str, f64)>,
+    log_y: bool,
+    /// Groups (backends), the width of one bar, and the bars' foot.
+    n: usize,
+    width: f64,
+    y0: f64,
+    label: &'a dyn Fn(&f64) -> String,
+}
+
+impl Draw for BarGroups<'_> {
+    fn draw<'a, 'b: 'a, Y>(
+        &self,
+        mut chart: ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, Y>>,
+    ) -> std::io::Result<()>
+    where
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        let (n, width, y0, log_y) = (self.n, self.width, self.y0, self.log_y);
+        let mut mesh = chart.configure_mesh();
+        mesh.disable_x_mesh()
+            .max_light_lines(2)
+            .x_labels(2 * n + 2)
+            .x_label_formatter(self.label)
+            .y_desc(self.y_desc)
+            .label_style((FAMILY, 14))
+            .axis_desc_style((FAMILY, 14));
+        if !log_y {
+            mesh.y_label_formatter(&tick);
+        }
+        mesh.draw().map_err(err)?;
+        for (j, (name, color, values)) in self.series.iter().enumerate() {
+            let color = *color;
+            let bars: Vec<(f64, f64)> = values
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| {
+                    v.filter(|v| v.is_finite() && (!log_y || *v > 0.0))
+                        .map(|v| (i as f64 - 0.4 + width * j as f64, v))
+                })
+                .collect();
+            chart
+                .draw_series(
+                    bars.iter()
+                        .map(|&(x, v)| Rectangle::new([(x, y0), (x + width, v)], color.filled())),
+                )
+                .map_err(err)?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
+                });
+            chart
+                .draw_series(bars.iter().map(|&(x, v)| {
+                    EmptyElement::at((x + width / 2.0, v))
+                        + Text::new(tick(&v), (-12, -16), (FAMILY, 12).into_font())
+                }))
+                .map_err(err)?;
+        }
+        if let Some((name, v)) = self.reference {
+            let grey = COLORS[5];
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(-0.5, v), (n as f64 - 0.5, v)],
+                    8,
+                    6,
+                    grey.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(2))
+                });
+        }
+        draw_legend(&mut chart)
+    }
+}
 
 /// Grouped bars: one group per backend, one bar per series, the value over each bar; an
 /// optional dashed reference line (the source design's figure). A log scale keeps a
@@ -94,83 +178,17 @@ fn bar_chart(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70);
-    macro_rules! finish {
-        ($chart:expr) => {{
-            let mut chart = $chart;
-            let mut mesh = chart.configure_mesh();
-            mesh.disable_x_mesh()
-                .max_light_lines(2)
-                .x_labels(2 * n + 2)
-                .x_label_formatter(&label)
-                .y_desc(y_desc)
-                .label_style((FAMILY, 14))
-                .axis_desc_style((FAMILY, 14));
-            if !log_y {
-                mesh.y_label_formatter(&tick);
-            }
-            mesh.draw().map_err(err)?;
-            for (j, (name, color, values)) in series.iter().enumerate() {
-                let color = *color;
-                let bars: Vec<(f64, f64)> = values
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, v)| {
-                        v.filter(|v| v.is_finite() && (!log_y || *v > 0.0))
-                            .map(|v| (i as f64 - 0.4 + width * j as f64, v))
-                    })
-                    .collect();
-                chart
-                    .draw_series(
-                        bars.iter().map(|&(x, v)| {
-                            Rectangle::new([(x, y0), (x + width, v)], color.filled())
-                        }),
-                    )
-                    .map_err(err)?
-                    .label(name.as_str())
-                    .legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
-                    });
-                chart
-                    .draw_series(bars.iter().map(|&(x, v)| {
-                        EmptyElement::at((x + width / 2.0, v))
-                            + Text::new(tick(&v), (-12, -16), (FAMILY, 12).into_font())
-                    }))
-                    .map_err(err)?;
-            }
-            if let Some((name, v)) = reference {
-                let grey = COLORS[5];
-                chart
-                    .draw_series(DashedLineSeries::new(
-                        [(-0.5, v), (n as f64 - 0.5, v)],
-                        8,
-                        6,
-                        grey.stroke_width(2),
-                    ))
-                    .map_err(err)?
-                    .label(name)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(2))
-                    });
-            }
-            chart
-                .configure_series_labels()
-                .label_font((FAMILY, 13))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .position(SeriesLabelPosition::UpperLeft)
-                .draw()
-                .map_err(err)?;
-        }};
-    }
-    if log_y {
-        finish!(
-            builder
-                .build_cartesian_2d(x_range, (y0..y1).log_scale())
-                .map_err(err)?
-        );
-    } else {
-        finish!(builder.build_cartesian_2d(x_range, y0..y1).map_err(err)?);
-    }
+    let bars = BarGroups {
+        y_desc,
+        series,
+        reference,
+        log_y,
+        n,
+        width,
+        y0,
+        label: &label,
+    };
+    on_axes(&mut builder, x_range, y0..y1, log_y, &bars)?;
     root.present().map_err(err)
 }
 

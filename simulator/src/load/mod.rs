@@ -1,8 +1,12 @@
-//! Making load: the open-model schedule, message bodies, the Goose users and the shard
-//! that runs them.
+//! Making load: the shard's fixed setup, the open-model schedule and each user's session,
+//! message bodies, the Goose users, the groups registry, the records the devices report
+//! to, and the shard that runs them all.
 
 pub mod body;
+pub mod groups;
+pub mod recorder;
 pub mod schedule;
+mod session;
+pub mod setup;
 pub mod shard;
-pub mod stats;
 pub mod user;

@@ -23,146 +23,18 @@ use goose::config::GooseConfiguration;
 use goose::prelude::*;
 
 use super::body;
+use super::recorder::SendMeta;
 use super::schedule::Poisson;
-use super::shard::{GooseRequestSummary, SendMeta, ShardCtx, ShardError};
+use super::session::{Kind, Session, SessionRef, choose_target};
+use super::setup::ShardError;
+use super::shard::ShardCtx;
 use crate::checks::{self, Conv, Outcome, SendRecord};
 use crate::client::ws::{self, RequestError};
 use crate::metrics::Latency;
-use crate::rng::{Rng, Zipf};
+use crate::records::GooseRequestSummary;
 
 /// The longest a `wait` sleeps, so a stopping Goose user is not held up.
 const MAX_NAP: f64 = 1.0;
-
-/// Per-user schedule state, kept in Goose's session data.
-struct Session {
-    u: u32,
-    rng: Rng,
-    /// Independent sends after the crossing pairs start (rate × (1 − crossing share)).
-    own: Poisson,
-    /// Independent sends standing in for the crossing share until the pairs start.
-    early: Poisson,
-    /// When crossing pairs start: every user has started by then.
-    pair_start: f64,
-    pair: Option<Poisson>,
-    history: Vec<Poisson>,
-    presence: Poisson,
-    disconnect: Vec<Poisson>,
-    reconnect_at: Vec<Option<f64>>,
-    /// Per device, storms still to come: (drop at, back at).
-    storms: Vec<Vec<(f64, f64)>>,
-    contacts: Zipf,
-    groups: Zipf,
-}
-
-type SessionRef = Arc<tokio::sync::Mutex<Session>>;
-
-impl Session {
-    fn new(ctx: &ShardCtx, u: u32, now: f64) -> Session {
-        let s = &ctx.scenario;
-        let seed = s.run.seed;
-        let shard = u64::from(ctx.shard);
-        let gid = ctx.user(u).id;
-        let rate = s.sends_per_user_per_sec();
-        let c = s.contacts.crossing_share;
-        let load_start = ctx.load_start_secs();
-        let pair_start = load_start + s.run.ramp_up_secs as f64;
-        let pair = ctx.graph.partner[u as usize].map(|p| {
-            let lo = u.min(p);
-            let mut sched = Poisson::new(
-                rate * c,
-                pair_start,
-                Rng::derive(seed, &[0x7061_6972, shard, u64::from(lo)]),
-            );
-            sched.skip_before(now);
-            sched
-        });
-        let (own_rate, early_rate) = if pair.is_some() {
-            (rate * (1.0 - c), rate * c)
-        } else {
-            (rate, 0.0)
-        };
-        let user = ctx.user(u);
-        let kinds = &s.population.device_kinds;
-        let history = user
-            .devices
-            .iter()
-            .enumerate()
-            .map(|(d, dev)| {
-                Poisson::new(
-                    s.per_sec(kinds[dev.kind].history_reads_per_day),
-                    now,
-                    Rng::derive(seed, &[0x6869_7374, gid, d as u64]),
-                )
-            })
-            .collect();
-        let disconnect = (0..user.devices.len())
-            .map(|d| {
-                Poisson::new(
-                    s.per_sec(s.churn.disconnects_per_device_per_day),
-                    now,
-                    Rng::derive(seed, &[0x6368_726e, gid, d as u64]),
-                )
-            })
-            .collect();
-        let storms = (0..user.devices.len())
-            .map(|d| {
-                s.churn
-                    .storms
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, st)| {
-                        let mut r = Rng::derive(seed, &[0x7374_726d, i as u64, gid, d as u64]);
-                        let at = load_start + st.at_secs;
-                        (r.chance(st.share) && at >= now).then_some((at, at + st.offline_secs))
-                    })
-                    .collect()
-            })
-            .collect();
-        Session {
-            u,
-            rng: Rng::derive(seed, &[0x7573_6572, gid]),
-            own: Poisson::new(own_rate, now, Rng::derive(seed, &[0x6f77_6e73, gid])),
-            early: Poisson::new(early_rate, now, Rng::derive(seed, &[0x6561_726c, gid])),
-            pair_start,
-            pair,
-            history,
-            presence: Poisson::new(
-                s.per_sec(s.traffic.presence_pulls_per_user_per_day),
-                now,
-                Rng::derive(seed, &[0x7072_6573, gid]),
-            ),
-            disconnect,
-            reconnect_at: vec![None; user.devices.len()],
-            storms,
-            contacts: Zipf::new(
-                ctx.graph.contacts[u as usize].len(),
-                s.contacts.zipf_exponent,
-            ),
-            groups: Zipf::new(ctx.graph.user_groups[u as usize].len(), 1.0),
-        }
-    }
-
-    /// The next intended time of a send, and whether it is a crossing send.
-    fn next_send(&self) -> (f64, Kind) {
-        let mut best = (self.own.peek(), Kind::Own);
-        if self.early.peek() < self.pair_start && self.early.peek() < best.0 {
-            best = (self.early.peek(), Kind::Early);
-        }
-        if let Some(p) = &self.pair
-            && p.peek() < best.0
-        {
-            best = (p.peek(), Kind::Pair);
-        }
-        best
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Own,
-    Early,
-    Pair,
-}
 
 fn session(user: &GooseUser) -> Result<SessionRef, Box<TransactionError>> {
     user.get_session_data::<SessionRef>()
@@ -195,9 +67,9 @@ async fn goose_record(
 }
 
 fn count(ctx: &ShardCtx, result: &Result<(), RequestError>) {
-    ctx.counters.add(&ctx.counters.requests, 1);
+    ctx.records.counters.add(&ctx.records.counters.requests, 1);
     if result.is_err() {
-        ctx.series_error();
+        ctx.records.series_error();
     }
 }
 
@@ -210,30 +82,35 @@ async fn txn_connect(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionRes
         ))));
     }
     let devices = ctx.user(u).devices.clone();
-    let started = ctx.now_secs();
+    let started = ctx.setup.now_secs();
     let results = futures_util::future::join_all(devices.iter().map(|d| {
         let ctx = ctx.clone();
         let d = d.clone();
         async move {
-            let t0 = ctx.now_secs();
+            let t0 = ctx.setup.now_secs();
             let r = async {
-                d.connect(&ctx, ctx.timeout).await?;
-                d.sync_to_end(ctx.timeout).await
+                let setup = &ctx.setup;
+                d.connect(&setup.ws_url, || setup.token(d.user, &d.id), setup.timeout)
+                    .await?;
+                d.sync_to_end(ctx.setup.timeout).await
             }
             .await;
             (t0, r)
         }
     }))
     .await;
-    let now = ctx.now_secs();
+    let now = ctx.setup.now_secs();
     let mut s = Session::new(&ctx, u, started);
     for (d, (t0, r)) in results.into_iter().enumerate() {
         let took = Duration::from_secs_f64((now - t0).max(0.0));
         count(&ctx, &r);
         if r.is_ok() {
-            ctx.record(Latency::Connect, took.as_micros() as u64);
+            ctx.records
+                .record(Latency::Connect, took.as_micros() as u64);
         } else {
-            ctx.counters.add(&ctx.counters.connect_errors, 1);
+            ctx.records
+                .counters
+                .add(&ctx.records.counters.connect_errors, 1);
             s.reconnect_at[d] = Some(now + 1.0);
         }
         goose_record(user, "connect", took, &r).await?;
@@ -242,36 +119,13 @@ async fn txn_connect(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionRes
     Ok(())
 }
 
-/// Picks who a send goes to: `u:<id>` or `g:<id>`, and its conversation.
-fn choose_target(ctx: &ShardCtx, s: &mut Session, kind: Kind) -> Option<(String, Conv, bool)> {
-    let me = ctx.user(s.u).id;
-    if kind == Kind::Pair {
-        let p = ctx.graph.partner[s.u as usize]?;
-        let peer = ctx.user(p).id;
-        return Some((format!("u:{peer}"), Conv::direct(me, peer), false));
-    }
-    let groups = &ctx.graph.user_groups[s.u as usize];
-    if !groups.is_empty() && s.rng.chance(ctx.scenario.groups.share) {
-        let pick = groups[s.groups.sample(&mut s.rng)] as usize;
-        if let Some(g) = ctx.group(pick) {
-            return Some((format!("g:{}", g.id), g.conv, true));
-        }
-    }
-    let contacts = &ctx.graph.contacts[s.u as usize];
-    if contacts.is_empty() {
-        return None;
-    }
-    let peer = ctx.user(contacts[s.contacts.sample(&mut s.rng)]).id;
-    Some((format!("u:{peer}"), Conv::direct(me, peer), false))
-}
-
 async fn txn_send(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult {
     let sref = session(user)?;
     let mut s = sref.lock().await;
     loop {
         let (t, kind) = s.next_send();
-        let now = ctx.now_secs();
-        if t > now || t >= ctx.load_end_secs() {
+        let now = ctx.setup.now_secs();
+        if t > now || t >= ctx.records.load_end_secs() {
             return Ok(());
         }
         match kind {
@@ -279,13 +133,15 @@ async fn txn_send(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult
             Kind::Early => s.early.pop(),
             Kind::Pair => s.pair.as_mut().map(Poisson::pop).unwrap_or(t),
         };
-        ctx.counters.add(&ctx.counters.sends_due, 1);
+        ctx.records.counters.add(&ctx.records.counters.sends_due, 1);
         let u = ctx.user(s.u);
         let online: Vec<usize> = (0..u.devices.len())
             .filter(|&d| u.devices[d].online())
             .collect();
         if online.is_empty() {
-            ctx.counters.add(&ctx.counters.sends_skipped_offline, 1);
+            ctx.records
+                .counters
+                .add(&ctx.records.counters.sends_skipped_offline, 1);
             continue;
         }
         let dev = u.devices[online[s.rng.below(online.len() as u64) as usize]].clone();
@@ -294,10 +150,10 @@ async fn txn_send(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult
         };
         let n = u.next_n.fetch_add(1, Relaxed) + 1;
         let id = checks::client_id(n);
-        let size = body::sample_size(&ctx.scenario.traffic.message_size, &mut s.rng);
+        let size = body::sample_size(&ctx.setup.scenario.traffic.message_size, &mut s.rng);
         let text = body::make(size, u.id, n, &mut s.rng);
-        let intended = ctx.at(t);
-        ctx.sends.insert(
+        let intended = ctx.setup.at(t);
+        ctx.records.sends.insert(
             (u.id, n),
             SendMeta {
                 record: SendRecord {
@@ -310,23 +166,35 @@ async fn txn_send(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult
             },
         );
         if kind == Kind::Pair {
-            ctx.counters.add(&ctx.counters.crossing_sends, 1);
+            ctx.records
+                .counters
+                .add(&ctx.records.counters.crossing_sends, 1);
         }
         if group {
-            ctx.counters.add(&ctx.counters.group_sends, 1);
+            ctx.records
+                .counters
+                .add(&ctx.records.counters.group_sends, 1);
         }
         let result = match dev.send(&id, &to, &text) {
             Ok(rx) => {
-                ctx.counters.add(&ctx.counters.sends_written, 1);
-                ctx.series_send();
-                ws::wait_sent(rx, ctx.timeout).await.map(|_| ())
+                ctx.records
+                    .counters
+                    .add(&ctx.records.counters.sends_written, 1);
+                ctx.records.series_send();
+                ws::wait_sent(rx, ctx.setup.timeout).await.map(|_| ())
             }
             Err(e) => Err(e),
         };
         match &result {
             Ok(()) => {}
-            Err(RequestError::Server(_)) => ctx.counters.add(&ctx.counters.sends_refused, 1),
-            Err(_) => ctx.counters.add(&ctx.counters.sends_unanswered, 1),
+            Err(RequestError::Server(_)) => ctx
+                .records
+                .counters
+                .add(&ctx.records.counters.sends_refused, 1),
+            Err(_) => ctx
+                .records
+                .counters
+                .add(&ctx.records.counters.sends_unanswered, 1),
         }
         count(&ctx, &result);
         goose_record(user, "send", intended.elapsed(), &result).await?;
@@ -338,7 +206,7 @@ async fn txn_history(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionRes
     let mut s = sref.lock().await;
     let devices = ctx.user(s.u).devices.clone();
     for (d, dev) in devices.iter().enumerate() {
-        while s.history[d].peek() <= ctx.now_secs() {
+        while s.history[d].peek() <= ctx.setup.now_secs() {
             let t = s.history[d].pop();
             if !dev.online() {
                 continue;
@@ -354,14 +222,21 @@ async fn txn_history(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionRes
                 }
             };
             let Some(conv) = conv else { continue };
-            let page = ctx.scenario.population.device_kinds[dev.kind].history_page_size;
-            let result = dev.history(&conv.to_string(), page, ctx.timeout).await;
-            let took = ctx.at(t).elapsed();
-            ctx.counters.add(&ctx.counters.history_reads, 1);
+            let page = ctx.setup.scenario.population.device_kinds[dev.kind].history_page_size;
+            let result = dev
+                .history(&conv.to_string(), page, ctx.setup.timeout)
+                .await;
+            let took = ctx.setup.at(t).elapsed();
+            ctx.records
+                .counters
+                .add(&ctx.records.counters.history_reads, 1);
             if result.is_ok() {
-                ctx.record(Latency::History, took.as_micros() as u64);
+                ctx.records
+                    .record(Latency::History, took.as_micros() as u64);
             } else {
-                ctx.counters.add(&ctx.counters.history_errors, 1);
+                ctx.records
+                    .counters
+                    .add(&ctx.records.counters.history_errors, 1);
             }
             count(&ctx, &result);
             goose_record(user, "history", took, &result).await?;
@@ -373,13 +248,13 @@ async fn txn_history(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionRes
 async fn txn_presence(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult {
     let sref = session(user)?;
     let mut s = sref.lock().await;
-    let supported = *ctx.presence_supported.lock() == Some(true);
-    while s.presence.peek() <= ctx.now_secs() {
+    let supported = *ctx.records.presence_supported.lock() == Some(true);
+    while s.presence.peek() <= ctx.setup.now_secs() {
         let t = s.presence.pop();
         if !supported {
             continue;
         }
-        let ids: Vec<String> = ctx.graph.contacts[s.u as usize]
+        let ids: Vec<String> = ctx.setup.graph.contacts[s.u as usize]
             .iter()
             .take(50)
             .map(|&c| ctx.user(c).id.to_string())
@@ -389,7 +264,7 @@ async fn txn_presence(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionRe
         }
         let path = format!("/v1/presence?users={}", ids.join(","));
         let u = ctx.user(s.u);
-        let token = ctx.token(u.id, &u.devices[0].id);
+        let token = ctx.setup.token(u.id, &u.devices[0].id);
         let rb = user
             .get_request_builder(&GooseMethod::Get, &path)?
             .bearer_auth(token);
@@ -406,14 +281,19 @@ async fn txn_presence(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionRe
                 .unwrap_or(false),
             Err(_) => false,
         };
-        let took = ctx.at(t).elapsed();
-        ctx.counters.add(&ctx.counters.presence_pulls, 1);
-        ctx.counters.add(&ctx.counters.requests, 1);
+        let took = ctx.setup.at(t).elapsed();
+        ctx.records
+            .counters
+            .add(&ctx.records.counters.presence_pulls, 1);
+        ctx.records.counters.add(&ctx.records.counters.requests, 1);
         if ok {
-            ctx.record(Latency::Presence, took.as_micros() as u64);
+            ctx.records
+                .record(Latency::Presence, took.as_micros() as u64);
         } else {
-            ctx.counters.add(&ctx.counters.presence_errors, 1);
-            ctx.series_error();
+            ctx.records
+                .counters
+                .add(&ctx.records.counters.presence_errors, 1);
+            ctx.records.series_error();
         }
     }
     Ok(())
@@ -423,9 +303,9 @@ async fn txn_churn(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResul
     let sref = session(user)?;
     let mut s = sref.lock().await;
     let devices = ctx.user(s.u).devices.clone();
-    let ch = &ctx.scenario.churn;
+    let ch = &ctx.setup.scenario.churn;
     for (d, dev) in devices.iter().enumerate() {
-        let now = ctx.now_secs();
+        let now = ctx.setup.now_secs();
         if dev.online() {
             // Planned drops: a storm or a random disconnect.
             let storm = s.storms[d].first().copied().filter(|&(at, _)| at <= now);
@@ -433,12 +313,16 @@ async fn txn_churn(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResul
             if let Some((_, back)) = storm {
                 s.storms[d].remove(0);
                 dev.disconnect();
-                ctx.counters.add(&ctx.counters.disconnects_planned, 1);
+                ctx.records
+                    .counters
+                    .add(&ctx.records.counters.disconnects_planned, 1);
                 s.reconnect_at[d] = Some(back);
             } else if random {
                 s.disconnect[d].pop();
                 dev.disconnect();
-                ctx.counters.add(&ctx.counters.disconnects_planned, 1);
+                ctx.records
+                    .counters
+                    .add(&ctx.records.counters.disconnects_planned, 1);
                 let (lo, hi) = (ch.offline_secs_min, ch.offline_secs_max);
                 s.reconnect_at[d] = Some(now + lo + s.rng.f64() * (hi - lo));
             }
@@ -454,22 +338,33 @@ async fn txn_churn(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResul
             s.disconnect[d].pop();
         }
         let result = async {
-            dev.connect(&ctx, ctx.timeout).await?;
-            dev.sync_to_end(ctx.timeout).await
+            let setup = &ctx.setup;
+            dev.connect(
+                &setup.ws_url,
+                || setup.token(dev.user, &dev.id),
+                setup.timeout,
+            )
+            .await?;
+            dev.sync_to_end(ctx.setup.timeout).await
         }
         .await;
-        let took = ctx.at(at).elapsed();
+        let took = ctx.setup.at(at).elapsed();
         count(&ctx, &result);
         match &result {
             Ok(()) => {
                 s.reconnect_at[d] = None;
-                ctx.counters.add(&ctx.counters.reconnects, 1);
-                ctx.record(Latency::Reconnect, took.as_micros() as u64);
+                ctx.records
+                    .counters
+                    .add(&ctx.records.counters.reconnects, 1);
+                ctx.records
+                    .record(Latency::Reconnect, took.as_micros() as u64);
             }
             Err(_) => {
-                ctx.counters.add(&ctx.counters.connect_errors, 1);
+                ctx.records
+                    .counters
+                    .add(&ctx.records.counters.connect_errors, 1);
                 dev.disconnect();
-                s.reconnect_at[d] = Some(ctx.now_secs() + 1.0);
+                s.reconnect_at[d] = Some(ctx.setup.now_secs() + 1.0);
             }
         }
         goose_record(user, "reconnect", took, &result).await?;
@@ -493,12 +388,12 @@ async fn txn_wait(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult
                 next = next.min(s.reconnect_at[d].unwrap_or(0.0));
             }
         }
-        if *ctx.presence_supported.lock() == Some(true) {
+        if *ctx.records.presence_supported.lock() == Some(true) {
             next = next.min(s.presence.peek());
         }
         next
     };
-    let nap = (next - ctx.now_secs()).clamp(0.0, MAX_NAP);
+    let nap = (next - ctx.setup.now_secs()).clamp(0.0, MAX_NAP);
     if nap > 0.0 {
         tokio::time::sleep(Duration::from_secs_f64(nap)).await;
     }
@@ -521,7 +416,7 @@ pub async fn attack(
     ctx: &Arc<ShardCtx>,
     report: Option<String>,
 ) -> Result<Vec<GooseRequestSummary>, ShardError> {
-    let s = &ctx.scenario;
+    let s = &ctx.setup.scenario;
     let users = ctx.users.len();
     let plan = format!(
         "{users},{}s;{users},{}s;0,0s",
@@ -529,7 +424,7 @@ pub async fn attack(
     );
     let mut args: Vec<String> = vec![
         "--host".into(),
-        ctx.http_url.clone(),
+        ctx.setup.http_url.clone(),
         "--test-plan".into(),
         plan,
         "--quiet".into(),

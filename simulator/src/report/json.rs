@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use estimation::Calibration;
 use serde::Serialize;
 
-use crate::load::shard::GooseRequestSummary;
 use crate::metrics::LatencySummary;
+use crate::records::GooseRequestSummary;
 use crate::storage::StorageFigures;
 
 /// The version of this document's shape.

@@ -12,24 +12,26 @@ pub mod md;
 pub mod plots;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use estimation::figures::Figure;
 use estimation::{Calibration, Inputs as PlanInputs, calibrate};
 
 use self::json::*;
-use crate::checks::Check;
+use crate::checks::{self, Check};
 use crate::child::ProcSample;
-use crate::gates;
+use crate::clock::utc_string;
 use crate::metrics::{Latency, LatencySummary};
-use crate::run::{Merged, RunData, RunOptions, Sample, utc_string};
+use crate::records::{Merged, RunData, Sample};
 use crate::scenario::Scenario;
 use crate::storage::{self, Point};
 
 /// Everything [`build`] reads.
 pub struct Inputs<'a> {
     pub scenario: &'a Scenario,
-    pub opts: &'a RunOptions,
+    /// The scenario file as given, and its `--set` overrides.
+    pub scenario_file: &'a Path,
+    pub overrides: &'a [String],
     pub started_ms: u64,
     pub finished_ms: u64,
     pub wall_secs: f64,
@@ -51,7 +53,6 @@ pub struct Inputs<'a> {
     pub disk_end: Option<u64>,
     pub load_cpu_secs: f64,
     pub notes: Vec<String>,
-    pub baseline: Option<(PathBuf, serde_json::Value)>,
 }
 
 /// One row of the time series: one sample interval.
@@ -220,7 +221,7 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
         connections_peak,
         counters,
     };
-    let gated = gates::gated_checks(s);
+    let gated = checks::gated(s);
     let results: Vec<CheckInfo> = Check::ALL
         .iter()
         .map(|&ch| CheckInfo {
@@ -347,13 +348,13 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
             s.server.connections_per_node
         ));
     }
-    let mut summary = Summary {
+    let summary = Summary {
         schema_version: SCHEMA_VERSION,
         tool: format!("chat-sim {}", env!("CARGO_PKG_VERSION")),
         scenario: s.name.clone(),
         description: s.description.clone(),
-        scenario_file: i.opts.scenario.display().to_string(),
-        overrides: i.opts.overrides.clone(),
+        scenario_file: i.scenario_file.display().to_string(),
+        overrides: i.overrides.to_vec(),
         scenario_resolved: serde_json::to_value(s).unwrap_or_default(),
         started_at: utc_string(i.started_ms),
         finished_at: utc_string(i.finished_ms),
@@ -416,9 +417,14 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
         notes,
         files: Vec::new(),
     };
-    // Gates, then the calibration (which says whether they passed), then the plan.
-    let mut gate_results = gates::evaluate(s, &summary);
-    let gates_passed = gate_results.iter().all(|g| g.passed);
+    (summary, data)
+}
+
+/// Fills in the calibration this run yields and the capacity plan from it. The gates call
+/// it once they know whether they passed, as the calibration records that.
+pub fn plan(summary: &mut Summary, s: &Scenario, gates_passed: bool) {
+    let msg_rate = summary.load.messages_per_sec;
+    let connections_peak = summary.load.connections_peak;
     summary.calibration = Calibration {
         bytes_per_message_on_disk: summary.storage.bytes_per_message,
         messages_per_sec_per_node: (s.server.capacity_run && msg_rate > 0.0).then_some(msg_rate),
@@ -462,24 +468,6 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
             .notes
             .push(format!("no capacity plan from this run: {e}")),
     }
-    if let Some((path, base)) = &i.baseline {
-        let current = serde_json::to_value(&summary).unwrap_or_default();
-        let results = gates::compare_baseline(&current, base, s.gates.baseline_tolerance);
-        gate_results.extend(results.iter().cloned());
-        summary.baseline = Some(BaselineInfo {
-            path: path.display().to_string(),
-            tolerance: s.gates.baseline_tolerance,
-            results,
-        });
-    }
-    summary.failures = gate_results
-        .iter()
-        .filter(|g| !g.passed)
-        .map(|g| g.detail.clone())
-        .collect();
-    summary.passed = summary.failures.is_empty();
-    summary.gates = gate_results;
-    (summary, data)
 }
 
 pub fn num_cpus() -> u64 {

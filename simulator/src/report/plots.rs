@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use super::Row;
 use super::json::Summary;
 use crate::metrics::Latency;
-use crate::run::RunData;
+use crate::records::RunData;
 
 /// The bundled font (DejaVu Sans; its license is beside it in `simulator/assets/`).
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
@@ -91,6 +93,107 @@ fn bounds(series: &[Series], log_y: bool) -> (f64, f64, f64, f64) {
     (x0, x1, y0, y1)
 }
 
+/// What a chart draws once its axes exist. [`on_axes`] builds them with a linear or a
+/// logarithmic y axis, whose coordinate types differ, so the drawing is generic over it.
+pub(crate) trait Draw {
+    fn draw<'a, 'b: 'a, Y>(
+        &self,
+        chart: ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, Y>>,
+    ) -> std::io::Result<()>
+    where
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>;
+}
+
+/// Builds a chart's axes over `x` and `y`, the y axis logarithmic when `log_y`, and draws
+/// `d` on them. Every chart of the run and compare reports goes through here.
+pub(crate) fn on_axes(
+    builder: &mut ChartBuilder<'_, '_, BitMapBackend<'_>>,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    log_y: bool,
+    d: &impl Draw,
+) -> std::io::Result<()> {
+    if log_y {
+        d.draw(builder.build_cartesian_2d(x, y.log_scale()).map_err(err)?)
+    } else {
+        d.draw(builder.build_cartesian_2d(x, y).map_err(err)?)
+    }
+}
+
+/// The legend every chart has: upper left, on a translucent white box.
+pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> std::io::Result<()> {
+    chart
+        .configure_series_labels()
+        .label_font((FAMILY, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)
+}
+
+/// The lines of one plot, with its axis descriptions and labels.
+struct Lines<'a> {
+    x_desc: &'a str,
+    y_desc: &'a str,
+    series: &'a [Series],
+    log_y: bool,
+    x_fmt: Option<&'a dyn Fn(&f64) -> String>,
+    x_labels: usize,
+    empty: bool,
+}
+
+impl Draw for Lines<'_> {
+    fn draw<'a, 'b: 'a, Y>(
+        &self,
+        mut chart: ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, Y>>,
+    ) -> std::io::Result<()>
+    where
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        let log_y = self.log_y;
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(self.x_desc)
+            .y_desc(self.y_desc)
+            .label_style((FAMILY, 13))
+            .axis_desc_style((FAMILY, 14));
+        mesh.x_labels(self.x_labels);
+        match self.x_fmt {
+            Some(f) => {
+                mesh.x_label_formatter(f);
+            }
+            None => {
+                mesh.x_label_formatter(&tick);
+            }
+        }
+        if !log_y {
+            mesh.y_label_formatter(&tick);
+        }
+        mesh.draw().map_err(err)?;
+        for (label, color, pts) in self.series {
+            let color = *color;
+            let pts: Vec<(f64, f64)> = pts
+                .iter()
+                .copied()
+                .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_y || *y > 0.0))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+                .map_err(err)?
+                .label(label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+        }
+        if !self.empty {
+            draw_legend(&mut chart)?;
+        }
+        Ok(())
+    }
+}
+
 fn draw_lines(
     root: &DrawingArea<BitMapBackend<'_>, Shift>,
     title: &str,
@@ -122,63 +225,16 @@ fn draw_lines(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70);
-    macro_rules! finish {
-        ($chart:expr) => {{
-            let mut chart = $chart;
-            let mut mesh = chart.configure_mesh();
-            mesh.x_desc(x_desc)
-                .y_desc(y_desc)
-                .label_style((FAMILY, 13))
-                .axis_desc_style((FAMILY, 14));
-            mesh.x_labels(x_labels);
-            match x_fmt {
-                Some(f) => {
-                    mesh.x_label_formatter(f);
-                }
-                None => {
-                    mesh.x_label_formatter(&tick);
-                }
-            }
-            if !log_y {
-                mesh.y_label_formatter(&tick);
-            }
-            mesh.draw().map_err(err)?;
-            for (label, color, pts) in series {
-                let color = *color;
-                let pts: Vec<(f64, f64)> = pts
-                    .iter()
-                    .copied()
-                    .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_y || *y > 0.0))
-                    .collect();
-                chart
-                    .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-                    .map_err(err)?
-                    .label(label.as_str())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                    });
-            }
-            if !empty {
-                chart
-                    .configure_series_labels()
-                    .label_font((FAMILY, 13))
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .position(SeriesLabelPosition::UpperLeft)
-                    .draw()
-                    .map_err(err)?;
-            }
-        }};
-    }
-    if log_y {
-        finish!(
-            builder
-                .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
-                .map_err(err)?
-        );
-    } else {
-        finish!(builder.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?);
-    }
+    let lines = Lines {
+        x_desc,
+        y_desc,
+        series,
+        log_y,
+        x_fmt,
+        x_labels,
+        empty,
+    };
+    on_axes(&mut builder, x0..x1, y0..y1, log_y, &lines)?;
     root.present().map_err(err)
 }
 

@@ -65,6 +65,7 @@
 //! * [`report`]: tables and JSON output.
 
 pub mod calibrate;
+pub mod document;
 pub mod figures;
 pub mod model;
 pub mod report;

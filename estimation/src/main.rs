@@ -19,7 +19,10 @@ use estimation::{CalibrationError, Inputs, Summary, calibrate, report};
 const CALIBRATION_HELP: &str = "\
 --calibrate reads the \"calibration\" object of a simulator summary.json (other fields are ignored):
   version                      integer, optional (1)
-  bytes_per_message_on_disk    number or null: bytes on disk per stored message on one node
+  bytes_per_message_on_disk    number or null: bytes on disk per stored message while the run went on (transient)
+  settled_bytes_per_message    number or null: the same once the store settled, idempotency records apart
+  idempotency_bytes_per_message number or null: settled idempotency records per message, kept one window
+  idempotency_window_secs      number or null: the store's idempotency window (86400 when absent)
   messages_per_sec_per_node    number or null: messages/s one node accepted inside its latency gates
   connections_per_node         integer or null: connections one node held inside its latency gates
   memory_bytes_per_connection  number or null: resident memory per open connection

@@ -13,9 +13,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::calibrate::CalibratedPlan;
+use crate::document::document_figure;
 use crate::figures::{Figure, Quantity};
 use crate::model::Plan;
-use crate::source::document_figure;
 use crate::units::{UNITS_NOTE, format_bytes, format_count, group_thousands, years_to_days};
 
 /// A plain-text table whose columns are padded to their widest cell.

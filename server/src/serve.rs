@@ -137,8 +137,9 @@ pub enum ServeError {
 }
 
 /// Opens the store the flags name, binds, prints `listening on ADDR` on standard output,
-/// then serves until `shutdown` resolves. `on_ready` gets the opened backend before the
-/// server starts (the simulator's child reports its disk use from it).
+/// then serves until `shutdown` resolves. `on_ready` gets the opened backend after that
+/// line and before the server starts (the simulator's child reports its disk use from
+/// it).
 pub async fn serve(
     args: &ServeArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -161,9 +162,10 @@ pub async fn serve(
     crate::auth::Auth::new(&config.jwt_secret)?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = backend.name(), max_connections = config.max_connections, "listening");
-    on_ready(&backend);
-    // Scripts and the child-process harness read the chosen address from this line.
+    // Scripts and the child-process harness read the chosen address from this line, the
+    // first one: anything `on_ready` starts prints after it.
     println!("{LISTENING}{addr}");
+    on_ready(&backend);
     crate::run(listener, config, backend, shutdown).await?;
     tracing::info!("stopped");
     Ok(())

@@ -33,8 +33,9 @@ const UNKNOWN: u64 = u64::MAX;
 pub enum ChildError {
     #[error("cannot start the server process: {0}")]
     Spawn(std::io::Error),
-    #[error("the server process did not report its address: {0}")]
-    NoAddress(String),
+    /// The harness's own account of what went wrong, with the server's log.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// What the simulator asks of its child server.
@@ -177,7 +178,7 @@ impl ServerChild {
             ProcessError::Spawn(e) => ChildError::Spawn(e),
             other => {
                 let log = std::fs::read_to_string(log).unwrap_or_default();
-                ChildError::NoAddress(format!("{other}; server log:\n{}", log.trim()))
+                ChildError::Failed(format!("{other}; server log:\n{}", log.trim()))
             }
         })?;
         let pid = process.pid;

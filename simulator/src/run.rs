@@ -27,6 +27,7 @@ use crate::records::{self, Progress, Sample, ShardReport};
 use crate::report;
 use crate::report::json::Summary;
 use crate::scenario::{Scenario, ScenarioError};
+use crate::storage;
 use crate::worker::{Worker, WorkerMessage};
 
 /// What `chat-sim run` was asked.
@@ -150,6 +151,10 @@ enum Running {
         reports: Vec<ShardReport>,
     },
 }
+
+/// The idempotency window of the child server (the server's default): its records count
+/// for one window in the storage figures.
+const IDEMPOTENCY_WINDOW: Duration = chat_server::store::StoreOptions::DEFAULT_IDEMPOTENCY_WINDOW;
 
 /// Runs a scenario and writes its report.
 pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
@@ -415,6 +420,25 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     if let Some(c) = child.as_mut() {
         c.stop(Duration::from_secs(5));
     }
+    // The run's data settled, as a long-running store would hold it: measured here, with
+    // the server stopped and before its temporary directory goes with `child`.
+    let settle_target = match (&child, scenario.server.store.as_str()) {
+        (None, _) => None,
+        (Some(c), spec) => match c.store_dir() {
+            Some(dir) => Some(storage::SettleTarget::Fjall(dir)),
+            None => match spec.split_once(':') {
+                Some(("fjall", path)) => Some(storage::SettleTarget::Fjall(path.into())),
+                Some(("postgres" | "postgresql" | "cql", _)) => {
+                    Some(storage::SettleTarget::Spec(spec.to_owned()))
+                }
+                _ => None,
+            },
+        },
+    };
+    let settle = match settle_target {
+        Some(t) => Some(storage::settle_and_measure(&t, IDEMPOTENCY_WINDOW).await),
+        None => None,
+    };
     drop(child);
 
     let merged = records::merge(reports).map_err(|e| RunError::Shard {
@@ -469,6 +493,8 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         server_end,
         disk_start,
         disk_end,
+        settle: settle.as_ref(),
+        idempotency_window: IDEMPOTENCY_WINDOW,
         load_cpu_secs: load_cpu,
         notes,
     };

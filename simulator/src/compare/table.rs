@@ -56,8 +56,16 @@ pub struct BackendFigures {
     pub send_to_delivery_p99_ms: Option<f64>,
     pub history_page_p50_ms: Option<f64>,
     pub history_page_p99_ms: Option<f64>,
-    /// Bytes on disk per stored message (`storage.bytes_per_message`); none for memory.
+    /// Bytes on disk per stored message while the run went on
+    /// (`storage.bytes_per_message`, journal included); none for memory.
     pub bytes_per_message: Option<f64>,
+    /// The same data settled after the run, idempotency records apart
+    /// (`storage.settled.bytes_per_message`); none where the store could not settle.
+    pub settled_bytes_per_message: Option<f64>,
+    /// Settled idempotency records per message (kept one window).
+    pub idempotency_bytes_per_message: Option<f64>,
+    /// Logical bytes ÷ settled bytes on disk, where the store counts them.
+    pub compression_ratio: Option<f64>,
     /// Server CPU per acknowledged message (`server.cpu_us_per_message`).
     pub server_cpu_us_per_message: Option<f64>,
     /// Mean server CPU over the load, percent of one core (`server.cpu_percent_mean`).
@@ -92,6 +100,13 @@ impl BackendFigures {
             history_page_p50_ms: history.map(|l| l.p50_ms),
             history_page_p99_ms: history.map(|l| l.p99_ms),
             bytes_per_message: s.storage.bytes_per_message,
+            settled_bytes_per_message: s.storage.settled.as_ref().and_then(|f| f.bytes_per_message),
+            idempotency_bytes_per_message: s
+                .storage
+                .settled
+                .as_ref()
+                .and_then(|f| f.idempotency_bytes_per_message),
+            compression_ratio: s.storage.settled.as_ref().and_then(|f| f.compression_ratio),
             server_cpu_us_per_message: s.server.as_ref().and_then(|v| v.cpu_us_per_message),
             server_cpu_percent_mean: s.server.as_ref().map(|v| v.cpu_percent_mean),
             server_rss_peak_bytes: s.server.as_ref().map(|v| v.rss_bytes_peak),
@@ -133,7 +148,7 @@ fn num(v: Option<f64>) -> String {
 /// The rows of the side-by-side table: a figure's name, then one cell per backend.
 pub fn rows(c: &Comparison) -> Vec<(String, Vec<String>)> {
     type Cell = fn(&BackendFigures) -> String;
-    let spec: [(&str, Cell); 15] = [
+    let spec: [(&str, Cell); 18] = [
         ("status", |b| b.status().to_owned()),
         ("store", |b| format!("`{}`", b.store)),
         ("delivered messages/s", |b| num(b.delivered_per_sec)),
@@ -148,7 +163,18 @@ pub fn rows(c: &Comparison) -> Vec<(String, Vec<String>)> {
         }),
         ("p50 history page (ms)", |b| num(b.history_page_p50_ms)),
         ("p99 history page (ms)", |b| num(b.history_page_p99_ms)),
-        ("bytes on disk per message", |b| num(b.bytes_per_message)),
+        ("bytes on disk per message, settled", |b| {
+            num(b.settled_bytes_per_message)
+        }),
+        ("… idempotency records, settled (one window)", |b| {
+            num(b.idempotency_bytes_per_message)
+        }),
+        ("bytes on disk per message, while running", |b| {
+            num(b.bytes_per_message)
+        }),
+        ("compression (logical ÷ settled)", |b| {
+            num(b.compression_ratio)
+        }),
         ("server CPU per message (µs)", |b| {
             num(b.server_cpu_us_per_message)
         }),

@@ -10,6 +10,7 @@ pub mod html;
 pub mod json;
 pub mod md;
 pub mod plots;
+pub mod storage_plot;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -51,6 +52,10 @@ pub struct Inputs<'a> {
     pub server_end: Option<ProcSample>,
     pub disk_start: Option<u64>,
     pub disk_end: Option<u64>,
+    /// The store as the run left it and settled, when the run could measure it.
+    pub settle: Option<&'a Result<storage::SettleOutcome, String>>,
+    /// The store's idempotency window.
+    pub idempotency_window: std::time::Duration,
     pub load_cpu_secs: f64,
     pub notes: Vec<String>,
 }
@@ -268,13 +273,18 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
             })
         })
         .collect();
+    let disk = storage::Disk {
+        start: i.disk_start,
+        end: i.disk_end,
+        points: &points,
+    };
     let storage = storage::figures(
         i.store,
-        i.disk_start,
-        i.disk_end,
+        disk,
         c.sends_acked,
         m.body_bytes_acked,
-        &points,
+        i.settle,
+        i.idempotency_window,
     );
     let server = i.server_pid.map(|pid| {
         let start = i.server_start.unwrap_or_default();
@@ -425,8 +435,12 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
 pub fn plan(summary: &mut Summary, s: &Scenario, gates_passed: bool) {
     let msg_rate = summary.load.messages_per_sec;
     let connections_peak = summary.load.connections_peak;
+    let settled = summary.storage.settled.as_ref();
     summary.calibration = Calibration {
         bytes_per_message_on_disk: summary.storage.bytes_per_message,
+        settled_bytes_per_message: settled.and_then(|f| f.bytes_per_message),
+        idempotency_bytes_per_message: settled.and_then(|f| f.idempotency_bytes_per_message),
+        idempotency_window_secs: settled.map(|_| summary.storage.idempotency_window_secs),
         messages_per_sec_per_node: (s.server.capacity_run && msg_rate > 0.0).then_some(msg_rate),
         connections_per_node: (s.server.capacity_run && connections_peak > 0)
             .then_some(connections_peak as u64),
@@ -453,7 +467,7 @@ pub fn plan(summary: &mut Summary, s: &Scenario, gates_passed: bool) {
                     PlanRow {
                         figure: f.name().into(),
                         key: f.key().into(),
-                        document: estimation::source::document_figure(f).map(|d| d.describe()),
+                        document: estimation::document::document_figure(f).map(|d| d.describe()),
                         source_design: src,
                         source_design_text: fmt(src),
                         this_run: run,

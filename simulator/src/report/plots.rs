@@ -459,6 +459,9 @@ pub fn render_all(
             ),
         },
     });
+    if let Some(p) = super::storage_plot::render(dir, &summary.storage)? {
+        plots.push(p);
+    }
     Ok(plots)
 }
 

@@ -377,35 +377,39 @@ impl Calibration {
 const POSITIVE_NUMBER: &str = "a positive number or null";
 const NON_NEGATIVE_NUMBER: &str = "a number of at least 0, or null";
 
-fn non_negative_number(
-    fields: &Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<f64>, CalibrationError> {
-    match fields.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => match value.as_f64() {
-            Some(number) if number.is_finite() && number >= 0.0 => Ok(Some(number)),
-            _ => Err(CalibrationError::Field {
-                field,
-                expected: NON_NEGATIVE_NUMBER,
-                value: value.to_string(),
-            }),
-        },
-    }
-}
 const POSITIVE_WHOLE: &str = "a positive whole number or null";
 
 fn positive_number(
     fields: &Map<String, Value>,
     field: &'static str,
 ) -> Result<Option<f64>, CalibrationError> {
+    number(fields, field, false)
+}
+
+fn non_negative_number(
+    fields: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<f64>, CalibrationError> {
+    number(fields, field, true)
+}
+
+/// A finite number above 0 (or at least 0 with `zero_ok`), or null.
+fn number(
+    fields: &Map<String, Value>,
+    field: &'static str,
+    zero_ok: bool,
+) -> Result<Option<f64>, CalibrationError> {
     match fields.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(value) => match value.as_f64() {
-            Some(number) if number.is_finite() && number > 0.0 => Ok(Some(number)),
+            Some(n) if n.is_finite() && (n > 0.0 || (zero_ok && n == 0.0)) => Ok(Some(n)),
             _ => Err(CalibrationError::Field {
                 field,
-                expected: POSITIVE_NUMBER,
+                expected: if zero_ok {
+                    NON_NEGATIVE_NUMBER
+                } else {
+                    POSITIVE_NUMBER
+                },
                 value: value.to_string(),
             }),
         },

@@ -251,7 +251,13 @@ pub fn figures(
         None => (
             None,
             None,
-            Some("the store was not settled after the run".to_owned()),
+            Some(match store {
+                "memory" => "the memory store keeps nothing on disk".to_owned(),
+                "external" => {
+                    "the target is not this run's server, so its store was not opened".to_owned()
+                }
+                _ => "the store was not settled after the run".to_owned(),
+            }),
         ),
         Some(Err(why)) => (None, None, Some(why.clone())),
         Some(Ok(o)) => (

@@ -634,8 +634,8 @@ impl MessageStore for CqlStore {
     /// settled one. Expired idempotency records go by their TTL at compaction.
     async fn settle(&self) -> Result<(), StoreError> {
         Err(StoreError::Unsupported(
-            "settling a CQL store is a node operation: run `nodetool flush` and `nodetool \
-             compact` on the keyspace (scripts/cassandra.sh settle KEYSPACE)",
+            "settling a CQL store is a node operation: `nodetool flush` and `nodetool \
+             compact` on the keyspace, with the node's own tools",
         ))
     }
 }

@@ -1,0 +1,80 @@
+//! What a store occupies: bytes by table of the data model, the write-ahead log apart,
+//! and the logical size of the records for the compression the backend achieved.
+
+use std::collections::BTreeMap;
+
+/// The tables of the data model, as storage reports group them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Table {
+    /// Stored messages.
+    Messages,
+    /// Per-user inbox entries.
+    Inbox,
+    /// Idempotency records of sends (kept for the idempotency window only).
+    Idempotency,
+    /// Per (user, conversation) markers and the conversations' counters.
+    Markers,
+    /// Groups, push registrations, dead letters, counters.
+    Other,
+}
+
+impl Table {
+    /// Every table, in report order.
+    pub const ALL: [Table; 5] = [
+        Table::Messages,
+        Table::Inbox,
+        Table::Idempotency,
+        Table::Markers,
+        Table::Other,
+    ];
+
+    /// The table's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Messages => "messages",
+            Table::Inbox => "inbox",
+            Table::Idempotency => "idempotency",
+            Table::Markers => "markers",
+            Table::Other => "other",
+        }
+    }
+}
+
+/// Where a backend's bytes are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StorageReport {
+    /// Bytes of each table's settled files (SSTables, heap and index pages), indexes
+    /// included.
+    pub tables: BTreeMap<Table, u64>,
+    /// Bytes of the write-ahead log (what a crash would replay, not what the data
+    /// occupies), when the backend can tell.
+    pub journal: Option<u64>,
+    /// Bytes of the store's files that hold no live table data: tables a compaction
+    /// superseded that wait for deletion, manifests, files rounded up to whole blocks.
+    /// Tables, journal and this add up to the store's files.
+    pub unaccounted: u64,
+    /// The bytes of each table's keys and values as written, before the backend's
+    /// encoding and compression, where the backend can count them (empty otherwise):
+    /// against `tables`, the compression the backend achieved.
+    pub logical: BTreeMap<Table, u64>,
+}
+
+impl StorageReport {
+    /// Bytes of the tables, journal excluded.
+    pub fn table_bytes(&self) -> u64 {
+        self.tables.values().sum()
+    }
+
+    /// Adds `bytes` to `table`.
+    pub fn add(&mut self, table: Table, bytes: u64) {
+        *self.tables.entry(table).or_default() += bytes;
+    }
+
+    /// Logical bytes ÷ bytes on disk of the tables, when the backend counted them.
+    pub fn compression_ratio(&self) -> Option<f64> {
+        let logical: u64 = self.logical.values().sum();
+        let disk = self.table_bytes();
+        (logical > 0 && disk > 0).then(|| logical as f64 / disk as f64)
+    }
+}

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::auth::AuthError;
 use crate::model::InvalidId;
-use crate::store::{RefusalKind, StoreError};
+use crate::store::{Refusal, RefusalKind, StoreError};
 
 /// The `code` of an error, as the contract's table lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +118,12 @@ impl From<StoreError> for ApiError {
                 ApiError::new(Code::Internal, "internal error")
             }
         }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        StoreError::Refused(r).into()
     }
 }
 

@@ -96,10 +96,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Samples a process (`None` = this one); `None` when /proc cannot tell.
-pub fn sample_proc(pid: Option<u32>) -> Option<ProcSample> {
-    chat_server::process::sample(pid)
-}
+/// Samples a process (`None` = this one): the server library's `/proc` reader.
+pub use chat_server::process::sample as sample_proc;
 
 /// The running child server.
 pub struct ServerChild {

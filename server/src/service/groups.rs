@@ -4,18 +4,16 @@
 
 use super::{GroupOut, MAX_GROUP_NAME, Service};
 use crate::auth::Identity;
-use crate::error::{ApiError, Code};
+use crate::error::ApiError;
 use crate::model::{ConvId, UserId};
-use crate::store::{Group, MemberChange, rules};
+use crate::store::{Group, MemberChange, Refusal, rules};
 
 impl Service {
     /// The group, if it exists and `user` is a current member.
     async fn member_of(&self, user: UserId, g: u64) -> Result<Group, ApiError> {
-        let group = self.store.group(g).await?;
-        rules::participants(ConvId::Group(g), user, group.as_ref())
-            .map_err(crate::store::StoreError::from)?;
-        // `participants` refused a missing group.
-        group.ok_or_else(|| ApiError::new(Code::NotFound, format!("no group {g}")))
+        let group = self.store.group(g).await?.ok_or(Refusal::NoGroup(g))?;
+        rules::participants(ConvId::Group(g), user, Some(&group))?;
+        Ok(group)
     }
 
     /// Creates a group; the caller is a member and the admin.

@@ -189,8 +189,7 @@ impl Service {
             ConvId::Group(g) => self.store.group(g).await?,
             ConvId::Direct { .. } => None,
         };
-        let mut list = rules::participants(conv, user, group.as_ref())
-            .map_err(crate::store::StoreError::from)?;
+        let mut list = rules::participants(conv, user, group.as_ref())?;
         list.remove(0);
         Ok(list)
     }

@@ -318,6 +318,9 @@ pub(super) async fn mark_tx(
     let user_id = id(user);
     let mut row = query_opt(&tx, MARKS_LOCK, &[&user_id, &conv_id]).await?;
     if row.is_none() && seq > 0 {
+        // A refused move writes nothing: the rule is checked before the row is created.
+        rules::move_marker(conv, last, &mut Marks::default(), marker, seq)
+            .map_err(StoreError::from)?;
         // The marker will move, which puts the conversation in the user's list. Create the
         // row first and lock it, so a send that creates it concurrently is not overwritten.
         execute(&tx, MARKS_JOIN, &[&vec![user_id], &conv_id]).await?;

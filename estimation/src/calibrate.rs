@@ -22,6 +22,9 @@
 //! | `calibration.connections_per_node` | integer or null | concurrent connections one node held while staying inside its latency gates |
 //! | `calibration.memory_bytes_per_connection` | number or null | resident memory per open connection on one node, in bytes |
 //! | `calibration.gates_passed` | boolean or null | whether the run stayed inside its latency gates |
+//! | `calibration.capacity_limited_by` | string or null | what ended the capacity search that measured the per-node figures: `server` (a gate failed while the host had CPU to spare: the node's own limit), `load_generator` (the host's CPU was saturated with the load generator using as much as the server: a lower bound), `open_files` (the host's open-file cap: a lower bound), `search_range` (no step failed: a lower bound); null when the figures are not from a capacity search |
+//! | `calibration.node_cpus` | integer or null | CPUs of the host the node ran on (shared with the load generator when it ran there too) |
+//! | `calibration.cpu_us_per_message` | number or null | server CPU time per accepted message at the measured load, in microseconds |
 //!
 //! A measured field that is null or absent was not measured: the plan keeps
 //! the assumption and says so. A measured field that is zero, negative or
@@ -45,6 +48,9 @@
 //!   did not push connections to the node's limit understates it, which
 //!   makes the plan conservative.
 //! * `memory_bytes_per_connection` gives memory per chat server and in total.
+//! * `capacity_limited_by`, `node_cpus` and `cpu_us_per_message` change no figure; they
+//!   qualify the per-node figures in the plan's warnings: anything but `server` means the
+//!   per-node figures are lower bounds, so the plan's server counts are upper bounds.
 //!
 //! ```
 //! use estimation::{Inputs, calibrate::{Summary, calibrate}};
@@ -123,6 +129,68 @@ pub struct Calibration {
     /// Whether the run stayed inside its latency gates.
     #[serde(default)]
     pub gates_passed: Option<bool>,
+    /// What ended the capacity search that measured the per-node figures.
+    #[serde(default)]
+    pub capacity_limited_by: Option<CapacityLimit>,
+    /// CPUs of the host the node ran on.
+    #[serde(default)]
+    pub node_cpus: Option<u64>,
+    /// Server CPU time per accepted message at the measured load, in microseconds.
+    #[serde(default)]
+    pub cpu_us_per_message: Option<f64>,
+}
+
+/// What ended a capacity search: whether its per-node figures are the node's own limit
+/// or lower bounds set by something else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapacityLimit {
+    /// A gate failed while the host had CPU to spare: the node's own limit.
+    Server,
+    /// The host's CPU was saturated and the load generator used at least as much of it as
+    /// the server: the node would sustain more on a host of its own.
+    LoadGenerator,
+    /// The host's open-file cap bounded the connections before any gate failed.
+    OpenFiles,
+    /// No step of the search failed.
+    SearchRange,
+}
+
+impl CapacityLimit {
+    /// Every limit, in the order of the documentation.
+    pub const ALL: [CapacityLimit; 4] = [
+        CapacityLimit::Server,
+        CapacityLimit::LoadGenerator,
+        CapacityLimit::OpenFiles,
+        CapacityLimit::SearchRange,
+    ];
+
+    /// The JSON name.
+    pub fn key(self) -> &'static str {
+        match self {
+            CapacityLimit::Server => "server",
+            CapacityLimit::LoadGenerator => "load_generator",
+            CapacityLimit::OpenFiles => "open_files",
+            CapacityLimit::SearchRange => "search_range",
+        }
+    }
+
+    /// Whether the per-node figures are the node's own limit rather than lower bounds.
+    pub fn is_the_nodes(self) -> bool {
+        self == CapacityLimit::Server
+    }
+
+    /// What stopped the search, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CapacityLimit::Server => "a gate failed while the host had CPU to spare",
+            CapacityLimit::LoadGenerator => {
+                "the host's CPU was saturated, the load generator using at least as much as the server"
+            }
+            CapacityLimit::OpenFiles => "the host's open-file cap bounded the connections",
+            CapacityLimit::SearchRange => "no step of the search failed",
+        }
+    }
 }
 
 fn current_version() -> u32 {
@@ -141,6 +209,9 @@ impl Default for Calibration {
             connections_per_node: None,
             memory_bytes_per_connection: None,
             gates_passed: None,
+            capacity_limited_by: None,
+            node_cpus: None,
+            cpu_us_per_message: None,
         }
     }
 }
@@ -314,6 +385,9 @@ impl Summary {
             connections_per_node: positive_whole(fields, "connections_per_node")?,
             memory_bytes_per_connection: positive_number(fields, "memory_bytes_per_connection")?,
             gates_passed: boolean(fields, "gates_passed")?,
+            capacity_limited_by: capacity_limit(fields)?,
+            node_cpus: positive_whole(fields, "node_cpus")?,
+            cpu_us_per_message: positive_number(fields, "cpu_us_per_message")?,
         };
         Ok(Self {
             scenario,
@@ -350,6 +424,7 @@ impl Calibration {
                 "memory_bytes_per_connection",
                 self.memory_bytes_per_connection,
             ),
+            ("cpu_us_per_message", self.cpu_us_per_message),
         ];
         for (field, value) in numbers {
             match value {
@@ -363,12 +438,17 @@ impl Calibration {
                 _ => {}
             }
         }
-        if self.connections_per_node == Some(0) {
-            return Err(CalibrationError::Field {
-                field: "connections_per_node",
-                expected: POSITIVE_WHOLE,
-                value: "0".to_owned(),
-            });
+        for (field, value) in [
+            ("connections_per_node", self.connections_per_node),
+            ("node_cpus", self.node_cpus),
+        ] {
+            if value == Some(0) {
+                return Err(CalibrationError::Field {
+                    field,
+                    expected: POSITIVE_WHOLE,
+                    value: "0".to_owned(),
+                });
+            }
         }
         Ok(())
     }
@@ -438,6 +518,25 @@ fn positive_whole(
                 }),
             }
         }
+    }
+}
+
+const CAPACITY_LIMIT: &str =
+    "one of \"server\", \"load_generator\", \"open_files\", \"search_range\", or null";
+
+fn capacity_limit(fields: &Map<String, Value>) -> Result<Option<CapacityLimit>, CalibrationError> {
+    let field = "capacity_limited_by";
+    match fields.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => CapacityLimit::ALL
+            .into_iter()
+            .find(|l| value.as_str() == Some(l.key()))
+            .map(Some)
+            .ok_or_else(|| CalibrationError::Field {
+                field,
+                expected: CAPACITY_LIMIT,
+                value: value.to_string(),
+            }),
     }
 }
 
@@ -598,6 +697,24 @@ pub fn calibrate(assumed: &Inputs, summary: &Summary) -> Result<CalibratedPlan, 
             "the summary does not say whether the run stayed inside its latency gates".to_owned(),
         ),
     }
+    if let Some(limit) = measured_values.capacity_limited_by
+        && !limit.is_the_nodes()
+    {
+        warnings.push(format!(
+            "the per-node figures are lower bounds, not the node's limit: the capacity search \
+             stopped because {}; the server counts are upper bounds",
+            limit.describe()
+        ));
+    }
+    if let Some(cpus) = measured_values.node_cpus {
+        let per_message = measured_values
+            .cpu_us_per_message
+            .map(|us| format!(", {us:.1} µs of server CPU per message"))
+            .unwrap_or_default();
+        warnings.push(format!(
+            "a node is what was measured: one server process on a host with {cpus} CPU(s){per_message}; a larger node carries more"
+        ));
+    }
     for replacement in &replacements {
         if replacement.measured.is_some() {
             continue;
@@ -683,6 +800,45 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_capacity_search_fields() {
+        for limit in CapacityLimit::ALL {
+            let parsed = summary(&format!(
+                r#"{{"capacity_limited_by": "{}", "node_cpus": 2, "cpu_us_per_message": 41.5}}"#,
+                limit.key()
+            ))
+            .unwrap();
+            assert_eq!(parsed.calibration.capacity_limited_by, Some(limit));
+            assert_eq!(parsed.calibration.node_cpus, Some(2));
+            assert_eq!(parsed.calibration.cpu_us_per_message, Some(41.5));
+            let text = serde_json::to_string(&parsed).unwrap();
+            assert_eq!(Summary::from_json_str(&text).unwrap(), parsed);
+        }
+    }
+
+    #[test]
+    fn a_search_stopped_by_the_host_makes_the_figures_lower_bounds() {
+        let plan_for = |limit: &str| {
+            let s = summary(&format!(
+                r#"{{"messages_per_sec_per_node": 2000, "connections_per_node": 15000,
+                    "gates_passed": true, "capacity_limited_by": "{limit}", "node_cpus": 2}}"#
+            ))
+            .unwrap();
+            calibrate(&Inputs::source_design(), &s).unwrap()
+        };
+        let bound = plan_for("load_generator");
+        assert!(
+            bound.warnings.iter().any(|w| w.contains("lower bounds")),
+            "{:?}",
+            bound.warnings
+        );
+        assert!(bound.warnings.iter().any(|w| w.contains("2 CPU(s)")));
+        let own = plan_for("server");
+        assert!(!own.warnings.iter().any(|w| w.contains("lower bounds")));
+        // The qualifiers change no figure.
+        assert_eq!(bound.measured, own.measured);
+    }
+
+    #[test]
     fn absent_and_null_fields_are_not_measured() {
         let parsed = summary(r#"{"messages_per_sec_per_node": null}"#).unwrap();
         assert_eq!(parsed.calibration, Calibration::default());
@@ -713,6 +869,15 @@ mod tests {
             ),
             (r#"{"gates_passed": "yes"}"#, "calibration.gates_passed"),
             (r#"{"version": 2}"#, "version 2 is not supported"),
+            (
+                r#"{"capacity_limited_by": "cpu"}"#,
+                "calibration.capacity_limited_by must be one of",
+            ),
+            (r#"{"node_cpus": 0}"#, "calibration.node_cpus"),
+            (
+                r#"{"cpu_us_per_message": -3}"#,
+                "calibration.cpu_us_per_message",
+            ),
         ];
         for (json, expected) in cases {
             let message = summary(json).unwrap_err().to_string();

@@ -73,7 +73,8 @@ pub mod source;
 pub mod units;
 
 pub use calibrate::{
-    CALIBRATION_VERSION, CalibratedPlan, Calibration, CalibrationError, Summary, calibrate,
+    CALIBRATION_VERSION, CalibratedPlan, Calibration, CalibrationError, CapacityLimit, Summary,
+    calibrate,
 };
 pub use figures::Figure;
 pub use model::{InputError, Inputs, Plan, ServerBound};

@@ -106,8 +106,13 @@ pub struct ServerChild {
     pub pid: u32,
     disk: Arc<AtomicU64>,
     disk_updates: Arc<AtomicU64>,
-    /// Connections the child can hold.
+    /// Connections the child can hold: its `--max-connections`, at most what its open
+    /// files allow.
     pub capacity: u64,
+    /// Connections the host lets the child hold whatever its settings: its open-file
+    /// limit less what it keeps apart. A run is sized to this, never to the server's own
+    /// cap, so a server capped on purpose refuses the rest as it would in production.
+    pub host_capacity: u64,
     _store_dir: Option<tempfile::TempDir>,
 }
 
@@ -187,6 +192,7 @@ impl ServerChild {
             disk,
             disk_updates,
             capacity: connection_capacity(o.max_connections, open_files_limit(Some(pid))),
+            host_capacity: connection_capacity(u64::MAX, open_files_limit(Some(pid))),
             _store_dir: store_dir,
         })
     }

@@ -27,10 +27,14 @@ Scenario files (TOML; scenarios/README.md documents each knob):
                workers, max_devices_per_process, request_timeout_secs, user_id_base
   [server]     store (fjall|memory|STORE), connections_per_node (source design: 50K),
                max_connections, send_rate (0 = off), send_burst, device_queue
+  [capacity]   hold_secs, ramp_up_secs, refine, confirm, max_host_cpu_percent, min_messages_per_sec,
+               min_connections, [[search]] grow (users|rate|connections), start, step, max_steps
+               (read by `chat-sim capacity`)
   [gates]      p50_send_to_sent_ms, p99_send_to_sent_ms, p50_send_to_delivery_ms,
                p99_send_to_delivery_ms, p999_send_to_delivery_ms, p99_send_to_delivered_ms,
                p99_history_ms, p99_reconnect_ms (milliseconds from intended times),
                max_error_rate, min_sent_ratio, max_bytes_per_message,
+               max_server_cpu_percent, max_server_rss_mib,
                checks (\"all\"|\"none\"|[order, gaps, exactly_once, no_phantoms, consistency]),
                baseline_tolerance (for --baseline; 0.2 = 20 %)
 Rates are per simulated day; durations are real seconds. Any field can be overridden:
@@ -58,6 +62,16 @@ pub enum Command {
     /// backend fails to run or a run's gate fails.
     #[command(after_long_help = COMPARE_HELP)]
     Compare(CompareArgs),
+    /// Find what one node sustains: raise the load step by step (the scenario's
+    /// `[capacity]` section) until a gate fails, narrow down, and write capacity.json (read
+    /// by `chat-estimate --calibrate`), capacity.md and knee plots; exits 1 when a search
+    /// found no passing step or a `[capacity]` minimum was missed.
+    #[command(after_long_help = CAPACITY_HELP)]
+    Capacity(CapacityArgs),
+    /// Check the plan's model: run the scenario, predict from its per-message and
+    /// per-connection costs what a load `--factor` times larger costs, run that, and report
+    /// the error per figure; exits 1 when an error is beyond 15 %.
+    Validate(ValidateArgs),
     /// Read a scenario, apply overrides, and print what it would run (no load).
     #[command(after_long_help = SCENARIO_KNOBS)]
     Check(CheckArgs),
@@ -128,6 +142,73 @@ pub struct CompareArgs {
     pub keep_data: bool,
 }
 
+/// `capacity --help`, after the flags.
+pub const CAPACITY_HELP: &str = "\
+A scenario's [capacity] section (every field optional):
+  hold_secs = 30              full load per step (0: the scenario's run.duration_secs)
+  ramp_up_secs = 10           ramp-up per step (absent: the scenario's)
+  refine = 2                  bisections between the last passing and first failing step
+  confirm = 1                 reruns of a failing step before it counts as failed
+  max_host_cpu_percent = 90   a failing step with the host's CPU (server + load, % of all
+                              cores) at or above this and the load generator using at least
+                              as much as the server is the host's limit, not the server's
+  min_messages_per_sec, min_connections   CI gates on what the search sustained
+  [[capacity.search]]         one or more; none: one search growing users
+  grow = \"users\"              users: more users at the scenario's per-user activity;
+                              rate: the scenario's users, their day compressed further;
+                              connections: more users at the scenario's total message rate
+  start = 0                   first level (users, or messages/s for rate); 0: the scenario's
+  step = 0                    added per step; 0: the first level
+  max_steps = 8
+
+Each step is a whole `chat-sim run` in DIR/capacity-<scenario>-<UTC time>/<search>-<grow>-
+<step>-<level>/, with every gate and check of the scenario on. A step the host capped at its
+open-file limit ends the stepping: the connections found are then the host's, not the node's.";
+
+#[derive(Debug, Args)]
+pub struct CapacityArgs {
+    /// The scenario file (TOML) with a [capacity] section, e.g. scenarios/seed-node.toml.
+    pub scenario: PathBuf,
+    /// Where the search goes: DIR/capacity-<scenario>-<UTC time>/.
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
+    /// Override a scenario field for every step (repeatable), e.g. capacity.hold_secs=10.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// No line per step.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The scenario file (TOML): the base load.
+    pub scenario: PathBuf,
+    /// The larger run's load over the base's.
+    #[arg(long, default_value_t = 2.0)]
+    pub factor: f64,
+    /// What grows: users, rate or connections (as in [[capacity.search]]).
+    #[arg(long, default_value = "users", value_parser = parse_grow)]
+    pub grow: crate::scenario::Grow,
+    /// Where the validation goes: DIR/validate-<scenario>-<UTC time>/.
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
+    /// Override a scenario field for both runs (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// No line per run.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_grow(s: &str) -> Result<crate::scenario::Grow, String> {
+    use crate::scenario::Grow;
+    [Grow::Users, Grow::Rate, Grow::Connections]
+        .into_iter()
+        .find(|g| g.name() == s)
+        .ok_or_else(|| format!("must be users, rate or connections, got {s:?}"))
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The scenario file (TOML).
@@ -170,6 +251,17 @@ mod tests {
         let Command::Run(r) = c.command else { panic!() };
         assert_eq!(r.set, vec!["a.b=1", "c=2"]);
         assert_eq!(r.target.as_deref(), Some("http://x:1"));
+    }
+
+    #[test]
+    fn validate_reads_its_factor_and_growth() {
+        let c = Cli::try_parse_from(["chat-sim", "validate", "s.toml", "--grow", "rate"]).unwrap();
+        let Command::Validate(v) = c.command else {
+            panic!()
+        };
+        assert_eq!(v.factor, 2.0);
+        assert_eq!(v.grow, crate::scenario::Grow::Rate);
+        assert!(Cli::try_parse_from(["chat-sim", "validate", "s.toml", "--grow", "x"]).is_err());
     }
 
     #[test]

@@ -171,6 +171,26 @@ pub fn evaluate(scenario: &Scenario, s: &Summary) -> Vec<GateResult> {
             " B",
         ));
     }
+    if let Some(max) = g.max_server_cpu_percent {
+        out.push(at_most(
+            "max_server_cpu_percent",
+            "server CPU, mean over the load",
+            s.server.as_ref().map(|x| x.cpu_percent_mean),
+            max,
+            " %",
+        ));
+    }
+    if let Some(max) = g.max_server_rss_mib {
+        out.push(at_most(
+            "max_server_rss_mib",
+            "server resident memory at its peak",
+            s.server
+                .as_ref()
+                .map(|x| x.rss_bytes_peak as f64 / (1024.0 * 1024.0)),
+            max,
+            " MiB",
+        ));
+    }
     for c in &s.checks.results {
         if !c.gated {
             continue;

@@ -31,6 +31,7 @@
 //! | [`run`] | `chat-sim run`: the orchestrator |
 //! | [`compare`] | `chat-sim compare`: one scenario against several stores, side by side |
 
+pub mod capacity;
 pub mod checks;
 pub mod child;
 pub mod cli;

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use chat_sim::capacity::{CapacityOptions, ValidateOptions};
 use chat_sim::cli::{Cli, Command};
 use chat_sim::compare::CompareOptions;
 use chat_sim::run::RunOptions;
@@ -44,6 +45,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 baseline: a.baseline,
                 overrides: a.set,
                 progress: !a.quiet,
+                dir_name: None,
             }))?;
             println!("report: {}", outcome.dir.display());
             if outcome.failures().is_empty() {
@@ -79,6 +81,76 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 for f in outcome.failures() {
                     println!("{f}");
                 }
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::Capacity(a) => {
+            let outcome = rt.block_on(chat_sim::capacity::capacity(CapacityOptions {
+                scenario: a.scenario,
+                out_dir: a.out,
+                overrides: a.set,
+                progress: !a.quiet,
+            }))?;
+            let r = &outcome.report;
+            println!("capacity: {}", outcome.dir.display());
+            for s in &r.searches {
+                println!(
+                    "{} search: highest passing {} {} ({} messages/s, {} connections), limited by {}",
+                    s.grow.name(),
+                    s.highest_passing_level
+                        .map_or("none".to_owned(), |l| format!("{l:.0}")),
+                    s.unit,
+                    s.messages_per_sec
+                        .map_or("—".to_owned(), |v| format!("{v:.0}")),
+                    s.connections.map_or("—".to_owned(), |c| c.to_string()),
+                    s.limited_by.key()
+                );
+            }
+            for v in &r.validations {
+                println!(
+                    "validation {} from {}: largest error {}",
+                    v.target_dir,
+                    v.base_dir,
+                    v.max_abs_error
+                        .map_or("—".to_owned(), |e| format!("{:.1} %", e * 100.0))
+                );
+            }
+            if r.failures.is_empty() {
+                println!("PASSED: capacity of `{}`", r.scenario);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for f in &r.failures {
+                    println!("{f}");
+                }
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::Validate(a) => {
+            let outcome = rt.block_on(chat_sim::capacity::validate_plan(ValidateOptions {
+                scenario: a.scenario,
+                out_dir: a.out,
+                overrides: a.set,
+                grow: a.grow,
+                factor: a.factor,
+                progress: !a.quiet,
+            }))?;
+            println!("validation: {}", outcome.dir.display());
+            let v = &outcome.validation;
+            for f in &v.figures {
+                println!(
+                    "{}: predicted {:.4e}, measured {:.4e} {}, error {:+.1} %",
+                    f.figure,
+                    f.predicted,
+                    f.measured,
+                    f.unit,
+                    f.error * 100.0
+                );
+            }
+            if v.within_target {
+                println!("PASSED: every prediction within 15 %");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("VALIDATION FAILED: a prediction is off by more than 15 %");
                 Ok(ExitCode::from(1))
             }
         }

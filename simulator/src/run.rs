@@ -41,6 +41,9 @@ pub struct RunOptions {
     pub overrides: Vec<String>,
     /// Draw the live progress line (on a terminal) or periodic lines.
     pub progress: bool,
+    /// The run directory's name inside `out_dir` instead of `<scenario>-<UTC time>`
+    /// (a capacity search names its steps); it must not exist yet.
+    pub dir_name: Option<String>,
 }
 
 /// Why a run could not produce a report. Failed gates are not errors: they are in the
@@ -161,7 +164,15 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     let scenario = Scenario::load(&opts.scenario, &opts.overrides)?;
     let started_ms = unix_ms();
     let wall = Instant::now();
-    let dir = make_run_dir(&opts.out_dir, &scenario.name, started_ms)?;
+    let dir = match &opts.dir_name {
+        Some(name) => {
+            let dir = opts.out_dir.join(name);
+            std::fs::create_dir_all(&opts.out_dir).map_err(io_err(&opts.out_dir))?;
+            std::fs::create_dir(&dir).map_err(io_err(&dir))?;
+            dir
+        }
+        None => make_run_dir(&opts.out_dir, &scenario.name, started_ms)?,
+    };
     let mut notes: Vec<String> = Vec::new();
 
     // The server.
@@ -217,11 +228,11 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     let mut users = users_requested;
     let mut cap_note = None;
     if let Some(c) = &child {
-        let fit = users_within(&scenario, users, c.capacity);
+        let fit = users_within(&scenario, users, c.host_capacity);
         if fit < users {
             let note = format!(
                 "capped by the host: the server process can hold {} connections (its open-file limit less a margin), so {fit} of the scenario's {users} users were simulated; per-node figures come from the simulated part and the real-world figures are extrapolated from it",
-                c.capacity
+                c.host_capacity
             );
             notes.push(note.clone());
             cap_note = Some(note);
@@ -250,6 +261,9 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
 
     let epoch_ms = unix_ms();
     let epoch = Instant::now();
+    // This process's CPU before the load: a process that runs several runs (compare,
+    // capacity) counts each run's own.
+    let own_cpu_start = child::sample_proc(None).map_or(0.0, |s| s.cpu_secs);
     let server_start = child.as_ref().and_then(ServerChild::sample);
     let disk_start = child
         .as_ref()
@@ -314,7 +328,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     let mut line = ProgressLine::new(opts.progress, devices_total);
     let mut samples: Vec<Sample> = Vec::new();
     let take_sample = |progress: &Progress, workers: &[u32]| -> Sample {
-        let mut load_cpu = child::sample_proc(None).map_or(0.0, |s| s.cpu_secs);
+        let mut load_cpu = child::sample_proc(None).map_or(0.0, |s| s.cpu_secs) - own_cpu_start;
         for pid in workers {
             load_cpu += child::sample_proc(Some(*pid)).map_or(0.0, |s| s.cpu_secs);
         }
@@ -445,10 +459,12 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         shard: 0,
         message: e.to_string(),
     })?;
+    // The load's CPU when the last shard finished: settling the store (in this process,
+    // for fjall) is not load.
     let load_cpu = if shards > 1 {
         worker_cpu_final
     } else {
-        child::sample_proc(None).map_or(0.0, |s| s.cpu_secs)
+        samples.last().map_or(0.0, |s| s.load_cpu_secs)
     };
     let baseline = match &opts.baseline {
         Some(p) => {

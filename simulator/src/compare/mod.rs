@@ -269,6 +269,7 @@ pub async fn compare(opts: CompareOptions) -> Result<CompareOutcome, CompareErro
             baseline: None,
             overrides,
             progress: opts.progress,
+            dir_name: None,
         })
         .await;
         let f = match result {

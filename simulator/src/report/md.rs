@@ -437,8 +437,13 @@ fn cell(s: &str) -> String {
 
 /// Markdown text of the report.
 pub fn render(s: &Summary, plots: &[Plot]) -> String {
+    render_blocks(document(s, plots))
+}
+
+/// Markdown text of any document made of blocks (the capacity report's too).
+pub fn render_blocks(blocks: Vec<Block>) -> String {
     let mut out = String::new();
-    for b in document(s, plots) {
+    for b in blocks {
         match b {
             Block::Title(t) => out.push_str(&format!("# {t}\n\n")),
             Block::Heading(h) => out.push_str(&format!("## {h}\n\n")),

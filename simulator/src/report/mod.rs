@@ -449,6 +449,12 @@ pub fn plan(summary: &mut Summary, s: &Scenario, gates_passed: bool) {
             .as_ref()
             .and_then(|x| x.memory_bytes_per_connection),
         gates_passed: Some(gates_passed),
+        node_cpus: (summary.target.kind == "child").then_some(summary.host.cpus),
+        cpu_us_per_message: summary
+            .server
+            .as_ref()
+            .and_then(|x| x.cpu_us_per_message)
+            .filter(|v| *v > 0.0),
         ..Calibration::default()
     };
     let est = estimation::Summary {
@@ -457,31 +463,36 @@ pub fn plan(summary: &mut Summary, s: &Scenario, gates_passed: bool) {
     };
     match calibrate(&PlanInputs::source_design(), &est) {
         Ok(plan) => {
-            summary.capacity_table = Figure::ALL
-                .iter()
-                .map(|&f| {
-                    let src = f.value(&plan.assumed);
-                    let run = f.value(&plan.measured);
-                    let fmt =
-                        |v: Option<f64>| v.map_or("—".to_owned(), |v| f.quantity().format(v));
-                    PlanRow {
-                        figure: f.name().into(),
-                        key: f.key().into(),
-                        document: estimation::document::document_figure(f).map(|d| d.describe()),
-                        source_design: src,
-                        source_design_text: fmt(src),
-                        this_run: run,
-                        this_run_text: fmt(run),
-                        ratio: plan.ratio(f),
-                    }
-                })
-                .collect();
+            summary.capacity_table = plan_rows(&plan);
             summary.capacity_plan = serde_json::to_value(&plan).unwrap_or_default();
         }
         Err(e) => summary
             .notes
             .push(format!("no capacity plan from this run: {e}")),
     }
+}
+
+/// The plan as rows: each figure as the document gives it, the source design's exact
+/// value and the measured plan's.
+pub fn plan_rows(plan: &estimation::CalibratedPlan) -> Vec<PlanRow> {
+    Figure::ALL
+        .iter()
+        .map(|&f| {
+            let src = f.value(&plan.assumed);
+            let run = f.value(&plan.measured);
+            let fmt = |v: Option<f64>| v.map_or("—".to_owned(), |v| f.quantity().format(v));
+            PlanRow {
+                figure: f.name().into(),
+                key: f.key().into(),
+                document: estimation::document::document_figure(f).map(|d| d.describe()),
+                source_design: src,
+                source_design_text: fmt(src),
+                this_run: run,
+                this_run_text: fmt(run),
+                ratio: plan.ratio(f),
+            }
+        })
+        .collect()
 }
 
 pub fn num_cpus() -> u64 {

@@ -133,8 +133,47 @@ impl Default for Gates {
             max_error_rate: Some(0.001),
             min_sent_ratio: None,
             max_bytes_per_message: None,
+            max_server_cpu_percent: None,
+            max_server_rss_mib: None,
             checks: CheckSelection::default(),
             baseline_tolerance: 0.2,
+        }
+    }
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity {
+            hold_secs: 0,
+            ramp_up_secs: None,
+            refine: 2,
+            confirm: 1,
+            max_host_cpu_percent: 90.0,
+            search: Vec::new(),
+            min_messages_per_sec: None,
+            min_connections: None,
+        }
+    }
+}
+
+impl Default for CapacitySearch {
+    fn default() -> Self {
+        CapacitySearch {
+            grow: Grow::Users,
+            start: 0.0,
+            step: 0.0,
+            max_steps: 8,
+        }
+    }
+}
+
+impl Capacity {
+    /// The searches to run: the file's, or one growing users.
+    pub fn searches(&self) -> Vec<CapacitySearch> {
+        if self.search.is_empty() {
+            vec![CapacitySearch::default()]
+        } else {
+            self.search.clone()
         }
     }
 }

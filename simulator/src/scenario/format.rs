@@ -29,6 +29,9 @@ pub struct Scenario {
     pub server: Server,
     #[serde(default)]
     pub gates: Gates,
+    /// How `chat-sim capacity` searches for what one node sustains (ignored by `run`).
+    #[serde(default)]
+    pub capacity: Capacity,
 }
 
 /// Who is simulated.
@@ -234,6 +237,10 @@ pub struct Gates {
     pub min_sent_ratio: Option<f64>,
     /// Bytes on disk per stored message.
     pub max_bytes_per_message: Option<f64>,
+    /// The server's mean CPU over the load, in percent of one core (200 = two cores).
+    pub max_server_cpu_percent: Option<f64>,
+    /// The server's peak resident memory, in MiB.
+    pub max_server_rss_mib: Option<f64>,
     /// Which correctness checks must pass.
     pub checks: CheckSelection,
     /// Relative change against `--baseline` that counts as a regression (0.2 = 20 %).
@@ -248,3 +255,78 @@ pub const CHECK_NAMES: [&str; 5] = [
     "no_phantoms",
     "consistency",
 ];
+
+/// `chat-sim capacity`: one or more searches, each raising one kind of load step by step
+/// from the scenario's own until a gate fails, then narrowing down between the last step
+/// that passed and the first that failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Capacity {
+    /// Seconds of full load per step (the step's `run.duration_secs`); 0 keeps the
+    /// scenario's.
+    pub hold_secs: u64,
+    /// Ramp-up per step; absent keeps the scenario's.
+    pub ramp_up_secs: Option<u64>,
+    /// Bisections between the last passing and the first failing step.
+    pub refine: u32,
+    /// Reruns of a failing step before it counts as failed: one stall on a shared host
+    /// does not end a search. Every attempt keeps its report.
+    pub confirm: u32,
+    /// Host CPU (server and load generator together, percent of all the host's cores) at
+    /// or above which a failing step is put down to the host rather than the server when
+    /// the load generator used at least as much CPU as the server.
+    pub max_host_cpu_percent: f64,
+    /// The searches, in order; empty: one search growing users.
+    pub search: Vec<CapacitySearch>,
+    /// CI gate: the search must sustain at least this many messages/s per node.
+    pub min_messages_per_sec: Option<f64>,
+    /// CI gate: the search must sustain at least this many connections per node.
+    pub min_connections: Option<u64>,
+}
+
+/// One capacity search: what grows, from where, by how much.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapacitySearch {
+    pub grow: Grow,
+    /// The first step's level: users for `users` and `connections`, messages/s for
+    /// `rate`; 0 = the scenario's own.
+    pub start: f64,
+    /// Added at each step; 0 = the first step's level (so steps 1×, 2×, 3× …).
+    pub step: f64,
+    /// Steps at most before narrowing down (refinements not counted).
+    pub max_steps: u32,
+}
+
+/// What a capacity search raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grow {
+    /// More users at the scenario's per-user activity: connections and message rate grow
+    /// together.
+    Users,
+    /// The scenario's users with their day compressed further: every per-day activity,
+    /// sends included, grows; connections stay.
+    Rate,
+    /// More users with the total message rate held at the scenario's: connections grow.
+    Connections,
+}
+
+impl Grow {
+    /// The name in scenario files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Grow::Users => "users",
+            Grow::Rate => "rate",
+            Grow::Connections => "connections",
+        }
+    }
+
+    /// The unit of its level.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Grow::Users | Grow::Connections => "users",
+            Grow::Rate => "messages/s",
+        }
+    }
+}

@@ -303,6 +303,12 @@ impl Scenario {
             ("gates.p99_history_ms", gates.p99_history_ms),
             ("gates.p99_reconnect_ms", gates.p99_reconnect_ms),
             ("gates.max_bytes_per_message", gates.max_bytes_per_message),
+            ("gates.max_server_cpu_percent", gates.max_server_cpu_percent),
+            ("gates.max_server_rss_mib", gates.max_server_rss_mib),
+            (
+                "capacity.min_messages_per_sec",
+                self.capacity.min_messages_per_sec,
+            ),
         ] {
             if let Some(v) = v {
                 finite_at_least(field, v, 0.0)?;
@@ -315,6 +321,41 @@ impl Scenario {
             share("gates.min_sent_ratio", v)?;
         }
         finite_at_least("gates.baseline_tolerance", gates.baseline_tolerance, 0.0)?;
+        let c = &self.capacity;
+        if !(c.max_host_cpu_percent.is_finite()
+            && c.max_host_cpu_percent > 0.0
+            && c.max_host_cpu_percent <= 100.0)
+        {
+            return bad(
+                "capacity.max_host_cpu_percent",
+                format!(
+                    "must be above 0 and at most 100 (percent of all cores), got {}",
+                    c.max_host_cpu_percent
+                ),
+            );
+        }
+        if c.confirm > 5 {
+            return bad(
+                "capacity.confirm",
+                format!("must be at most 5 reruns, got {}", c.confirm),
+            );
+        }
+        if c.refine > 10 {
+            return bad(
+                "capacity.refine",
+                format!("must be at most 10 bisections, got {}", c.refine),
+            );
+        }
+        for (k, search) in c.search.iter().enumerate() {
+            finite_at_least(&format!("capacity.search.{k}.start"), search.start, 0.0)?;
+            finite_at_least(&format!("capacity.search.{k}.step"), search.step, 0.0)?;
+            if !(1..=100).contains(&search.max_steps) {
+                return bad(
+                    &format!("capacity.search.{k}.max_steps"),
+                    format!("must be between 1 and 100, got {}", search.max_steps),
+                );
+            }
+        }
         match &gates.checks {
             CheckSelection::Word(w) if w == "all" || w == "none" => {}
             CheckSelection::Word(w) => {

@@ -8,27 +8,8 @@ use serde_json::Value;
 
 use crate::support::*;
 
-fn schema() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/schema/summary.schema.json"
-    ))
-    .unwrap();
-    let schema: Value = serde_json::from_str(&text).unwrap();
-    jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema")
-}
-
 fn assert_valid(summary: &Value) {
-    let v = schema();
-    let errors: Vec<String> = v
-        .iter_errors(summary)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "summary.json does not match its schema:\n{}",
-        errors.join("\n")
-    );
+    assert_schema("summary.schema.json", summary);
 }
 
 fn run_child(dir: &Path, extra: &str, more: &[&str]) -> std::process::Output {

@@ -1,5 +1,6 @@
 //! Integration tests of `chat-sim`: one binary, one module per topic.
 
+mod capacity;
 mod cli;
 mod compare;
 mod end_to_end;

@@ -68,6 +68,25 @@ pub fn tiny_scenario(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
+/// Checks `value` against `simulator/schema/<file>`, listing every mismatch.
+pub fn assert_schema(file: &str, value: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schema")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let schema: Value = serde_json::from_str(&text).unwrap();
+    let v = jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema");
+    let errors: Vec<String> = v
+        .iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{file} does not match:\n{}",
+        errors.join("\n")
+    );
+}
+
 /// Runs `chat-sim` with `args` to the end.
 pub fn chat_sim(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_chat-sim"))

@@ -221,6 +221,30 @@ fn calibrate_prints_the_measured_plan_beside_the_document() {
 }
 
 #[test]
+fn calibrate_reads_a_capacity_search_and_says_when_its_figures_are_lower_bounds() {
+    // A `chat-sim capacity` report: more around the calibration, which is what is read.
+    let capacity = summary_file(
+        r#"{"schema_version": 1, "scenario": "seed-node", "searches": [{"grow": "users"}],
+            "calibration": {"version": 1, "settled_bytes_per_message": 134.0,
+            "idempotency_bytes_per_message": 18.6, "idempotency_window_secs": 86400,
+            "messages_per_sec_per_node": 2000.0, "connections_per_node": 19000,
+            "memory_bytes_per_connection": 17000.0, "gates_passed": true,
+            "capacity_limited_by": "open_files", "node_cpus": 2, "cpu_us_per_message": 250.0}}"#,
+    );
+    let output = run(&["--calibrate", path(&capacity)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = stdout(&output);
+    assert!(table.contains("lower bounds"), "{table}");
+    assert!(table.contains("open-file cap"), "{table}");
+    assert!(table.contains("2 CPU(s)"), "{table}");
+    let result = json(&["--calibrate", path(&capacity), "--json"]);
+    // 500 M connections ÷ 19,000 per node.
+    assert_eq!(result["measured"]["servers_by_connections"], 26_316);
+    let bad = summary_file(r#"{"calibration": {"capacity_limited_by": "disk"}}"#);
+    assert!(failure(&["--calibrate", path(&bad)]).contains("capacity_limited_by"));
+}
+
+#[test]
 fn calibrate_with_unmeasured_fields_keeps_assumptions_and_says_so() {
     let summary = summary_file(
         r#"{"calibration": {"connections_per_node": 5000, "bytes_per_message_on_disk": null}}"#,

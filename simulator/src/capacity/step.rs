@@ -128,6 +128,41 @@ impl StepFigures {
         }
     }
 
+    /// Figures of a small run that measured nothing but its load, for tests to vary.
+    #[cfg(test)]
+    pub(crate) fn example() -> StepFigures {
+        StepFigures {
+            users: 10,
+            devices: 10,
+            capped: false,
+            intended_messages_per_sec: 1.0,
+            messages_per_sec: 1.0,
+            messages_acknowledged: 10,
+            deliveries_per_sec: 1.0,
+            connections_peak: 10,
+            load_secs: 10.0,
+            error_rate: 0.0,
+            sent_ratio: Some(1.0),
+            p50_send_to_delivery_ms: None,
+            p99_send_to_delivery_ms: None,
+            p99_send_to_sent_ms: None,
+            server_cpu_secs: None,
+            server_cpu_percent: None,
+            server_cpu_us_per_message: None,
+            load_cpu_percent: 0.0,
+            host_cpu_percent: None,
+            server_rss_start_bytes: None,
+            server_rss_peak_bytes: None,
+            memory_bytes_per_connection: None,
+            transient_disk_bytes: None,
+            settled_disk_bytes: None,
+            settled_bytes_per_message: None,
+            idempotency_bytes_per_message: None,
+            idempotency_window_secs: None,
+            bytes_per_message_on_disk: None,
+        }
+    }
+
     /// The level this run had in `grow`'s unit.
     pub fn level(&self, grow: Grow) -> f64 {
         match grow {
@@ -175,34 +210,11 @@ mod tests {
 
     fn figures(server: f64, load: f64, cpus: f64, capped: bool) -> StepFigures {
         StepFigures {
-            users: 10,
-            devices: 10,
             capped,
-            intended_messages_per_sec: 1.0,
-            messages_per_sec: 1.0,
-            messages_acknowledged: 10,
-            deliveries_per_sec: 1.0,
-            connections_peak: 10,
-            load_secs: 10.0,
-            error_rate: 0.0,
-            sent_ratio: Some(1.0),
-            p50_send_to_delivery_ms: None,
-            p99_send_to_delivery_ms: None,
-            p99_send_to_sent_ms: None,
-            server_cpu_secs: Some(server / 10.0),
             server_cpu_percent: Some(server),
-            server_cpu_us_per_message: None,
             load_cpu_percent: load,
             host_cpu_percent: Some((server + load) / cpus),
-            server_rss_start_bytes: None,
-            server_rss_peak_bytes: None,
-            memory_bytes_per_connection: None,
-            transient_disk_bytes: None,
-            settled_disk_bytes: None,
-            settled_bytes_per_message: None,
-            idempotency_bytes_per_message: None,
-            idempotency_window_secs: None,
-            bytes_per_message_on_disk: None,
+            ..StepFigures::example()
         }
     }
 

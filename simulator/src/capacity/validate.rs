@@ -160,32 +160,19 @@ mod tests {
         StepFigures {
             users,
             devices: users,
-            capped: false,
             intended_messages_per_sec: rate,
             messages_per_sec: rate,
             messages_acknowledged: (rate * 10.0) as u64,
             deliveries_per_sec: rate,
             connections_peak: users as i64,
-            load_secs: 10.0,
-            error_rate: 0.0,
-            sent_ratio: Some(1.0),
-            p50_send_to_delivery_ms: None,
-            p99_send_to_delivery_ms: None,
-            p99_send_to_sent_ms: None,
             server_cpu_secs: Some(cpu / 10.0),
             server_cpu_percent: Some(cpu),
-            server_cpu_us_per_message: None,
-            load_cpu_percent: 0.0,
-            host_cpu_percent: None,
             server_rss_start_bytes: Some(10_000_000),
             server_rss_peak_bytes: Some(rss),
             memory_bytes_per_connection: Some((rss - 10_000_000) as f64 / users as f64),
             transient_disk_bytes: Some(settled * 4),
             settled_disk_bytes: Some(settled),
-            settled_bytes_per_message: None,
-            idempotency_bytes_per_message: None,
-            idempotency_window_secs: None,
-            bytes_per_message_on_disk: None,
+            ..StepFigures::example()
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::report::md::{Block, render_blocks};
+use crate::report::md::{Block, plan_blocks, render_blocks};
 
 use super::validate::{TARGET_ERROR, Validation};
 use super::{CapacityReport, level_text, plot};
@@ -173,40 +173,12 @@ pub fn capacity(dir: &Path, r: &CapacityReport) -> std::io::Result<()> {
     d.push(Block::Heading(
         "Capacity plan at the source design's scale".into(),
     ));
-    d.push(Block::Table {
-        head: [
-            "figure",
-            "source design (exact)",
-            "from this search",
-            "ratio",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows: r
-            .capacity_table
-            .iter()
-            .map(|p| {
-                vec![
-                    p.figure.clone(),
-                    p.source_design_text.clone(),
-                    p.this_run_text.clone(),
-                    p.ratio.map_or("—".into(), |x| format!("{x:.2}×")),
-                ]
-            })
-            .collect(),
-    });
-    if let Some(w) = r
-        .capacity_plan
-        .get("warnings")
-        .and_then(|w| w.as_array())
-        .filter(|w| !w.is_empty())
-    {
-        d.push(Block::List(
-            w.iter()
-                .filter_map(|x| x.as_str().map(|x| format!("plan: {x}")))
-                .collect(),
-        ));
-    }
+    plan_blocks(
+        &mut d,
+        &r.capacity_table,
+        &r.capacity_plan,
+        "from this search",
+    );
     d.push(Block::Heading("Notes".into()));
     d.push(Block::List(r.notes.clone()));
     std::fs::write(dir.join("capacity.md"), render_blocks(d))

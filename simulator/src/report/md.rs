@@ -342,40 +342,7 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
             .map_or("— (not a capacity run)".into(), |c| c.to_string()),
         s.calibration.memory_bytes_per_connection.map_or("—".into(), bytes),
     )));
-    d.push(Block::Table {
-        head: row(&[
-            "figure",
-            "the document says",
-            "source design (exact)",
-            "from this run",
-            "ratio",
-        ]),
-        rows: s
-            .capacity_table
-            .iter()
-            .map(|r| {
-                vec![
-                    r.figure.clone(),
-                    r.document.clone().unwrap_or_else(|| "—".into()),
-                    r.source_design_text.clone(),
-                    r.this_run_text.clone(),
-                    r.ratio.map_or("—".into(), |x| format!("{x:.2}×")),
-                ]
-            })
-            .collect(),
-    });
-    if let Some(w) = s
-        .capacity_plan
-        .get("warnings")
-        .and_then(|w| w.as_array())
-        .filter(|w| !w.is_empty())
-    {
-        d.push(Block::List(
-            w.iter()
-                .filter_map(|x| x.as_str().map(|x| format!("plan: {x}")))
-                .collect(),
-        ));
-    }
+    plan_blocks(&mut d, &s.capacity_table, &s.capacity_plan, "from this run");
 
     if let Some(b) = &s.baseline {
         d.push(Block::Heading("Against the baseline".into()));
@@ -433,6 +400,49 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
 
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The capacity plan's table (each figure as the document gives it, the source design's
+/// exact value, the measured one and their ratio) and the plan's warnings; `measured` heads
+/// the measured column.
+pub fn plan_blocks(
+    d: &mut Vec<Block>,
+    rows: &[super::json::PlanRow],
+    plan: &serde_json::Value,
+    measured: &str,
+) {
+    d.push(Block::Table {
+        head: row(&[
+            "figure",
+            "the document says",
+            "source design (exact)",
+            measured,
+            "ratio",
+        ]),
+        rows: rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.figure.clone(),
+                    r.document.clone().unwrap_or_else(|| "—".into()),
+                    r.source_design_text.clone(),
+                    r.this_run_text.clone(),
+                    r.ratio.map_or("—".into(), |x| format!("{x:.2}×")),
+                ]
+            })
+            .collect(),
+    });
+    if let Some(w) = plan
+        .get("warnings")
+        .and_then(|w| w.as_array())
+        .filter(|w| !w.is_empty())
+    {
+        d.push(Block::List(
+            w.iter()
+                .filter_map(|x| x.as_str().map(|x| format!("plan: {x}")))
+                .collect(),
+        ));
+    }
 }
 
 /// Markdown text of the report.

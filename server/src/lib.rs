@@ -37,7 +37,9 @@ use crate::service::Service;
 
 /// Serves until `shutdown` resolves, then stops accepting, asks every WebSocket to close
 /// (1001), answers pending long polls, and waits up to `config.shutdown_grace` for
-/// connections to drain.
+/// connections to drain and push deliveries to end (what they had left is dead-lettered):
+/// once it returns, and the caller's handles of the backend are dropped, an embedded
+/// store's directory is free for another process.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -77,5 +79,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     trimmer.abort();
+    svc.finish(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await;
     result
 }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 use crate::model::{ConvId, UserId, now_ms};
@@ -74,14 +75,37 @@ pub struct Pusher {
     tx: mpsc::Sender<PushJob>,
     store: Arc<dyn PushStore>,
     metrics: Arc<Metrics>,
+    /// The worker and every delivery or dead-lettering it started: [`Pusher::stop`]
+    /// waits for them, so nothing of the store is still in use once the server returns.
+    tasks: TaskTracker,
 }
 
 impl Pusher {
-    /// Starts the worker.
-    pub fn start(config: PushConfig, store: Arc<dyn PushStore>, metrics: Arc<Metrics>) -> Self {
+    /// Starts the worker. When `shutdown` turns true the worker stops taking jobs:
+    /// what is still queued, and what a delivery had left to retry, is dead-lettered
+    /// (`server stopped before the push was sent`) for `chat-server push-replay`.
+    pub fn start(
+        config: PushConfig,
+        store: Arc<dyn PushStore>,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(worker(config, rx, store.clone(), metrics.clone()));
-        Pusher { tx, store, metrics }
+        let tasks = TaskTracker::new();
+        let worker = Worker {
+            config: Arc::new(config),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            tasks: tasks.clone(),
+            shutdown,
+        };
+        tasks.spawn(worker.run(rx));
+        Pusher {
+            tx,
+            store,
+            metrics,
+            tasks,
+        }
     }
 
     /// Offers a job without waiting. A full queue dead-letters the job instead.
@@ -89,16 +113,34 @@ impl Pusher {
         if let Err(mpsc::error::TrySendError::Full(job)) = self.tx.try_send(job) {
             let store = self.store.clone();
             let metrics = self.metrics.clone();
-            tokio::spawn(async move {
-                let payload = serde_json::json!({
-                    "user": job.user, "conv": job.conv.to_string(), "seq": job.seq,
-                    "from": job.from, "preview": preview(&job.body),
-                })
-                .to_string();
-                dead_letter(&*store, &metrics, payload, "push queue full".into()).await;
+            self.tasks.spawn(async move {
+                dead_letter(
+                    &*store,
+                    &metrics,
+                    job_payload(&job),
+                    "push queue full".into(),
+                )
+                .await;
             });
         }
     }
+
+    /// Waits, at most `grace`, for the worker (stopped by the shutdown signal) and every
+    /// delivery in flight. True when all ended in time.
+    pub async fn stop(&self, grace: Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
+    }
+}
+
+/// A job's notification before its devices are looked up: what a dead letter keeps of
+/// a job that never reached the worker's lookup.
+fn job_payload(job: &PushJob) -> String {
+    serde_json::json!({
+        "user": job.user, "conv": job.conv.to_string(), "seq": job.seq,
+        "from": job.from, "preview": preview(&job.body),
+    })
+    .to_string()
 }
 
 fn preview(body: &str) -> &str {
@@ -108,85 +150,124 @@ fn preview(body: &str) -> &str {
     }
 }
 
-async fn worker(
-    config: PushConfig,
-    mut rx: mpsc::Receiver<PushJob>,
+/// Why a push was dead-lettered when the server stopped before sending it.
+const STOPPED: &str = "server stopped before the push was sent";
+
+/// Resolves once the server stops (never, if the signal's sender is gone without it).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The worker's shared parts.
+struct Worker {
+    config: Arc<PushConfig>,
     store: Arc<dyn PushStore>,
     metrics: Arc<Metrics>,
-) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap_or_default();
-    let config = Arc::new(config);
-    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut last_push: HashMap<(UserId, ConvId), Instant> = HashMap::new();
-    let mut last_sweep = Instant::now();
-    while let Some(job) = rx.recv().await {
-        let now = Instant::now();
-        if now.duration_since(last_sweep) > config.coalesce {
-            last_push.retain(|_, t| now.duration_since(*t) < config.coalesce);
-            last_sweep = now;
-        }
-        let key = (job.user, job.conv);
-        if last_push
-            .get(&key)
-            .is_some_and(|t| now.duration_since(*t) < config.coalesce)
-        {
-            metrics.push_coalesced.inc();
-            continue;
-        }
-        last_push.insert(key, now);
-        let regs = match store.pushes(job.user).await {
-            Ok(regs) => regs,
-            Err(e) => {
-                tracing::warn!(error = %e, user = job.user, "cannot read push registrations");
+    tasks: TaskTracker,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Worker {
+    async fn run(self, mut rx: mpsc::Receiver<PushJob>) {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+        let mut last_push: HashMap<(UserId, ConvId), Instant> = HashMap::new();
+        let mut last_sweep = Instant::now();
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let job = tokio::select! {
+                job = rx.recv() => job,
+                () = stopped(&mut shutdown) => None,
+            };
+            let Some(job) = job else { break };
+            let now = Instant::now();
+            if now.duration_since(last_sweep) > self.config.coalesce {
+                last_push.retain(|_, t| now.duration_since(*t) < self.config.coalesce);
+                last_sweep = now;
+            }
+            let key = (job.user, job.conv);
+            if last_push
+                .get(&key)
+                .is_some_and(|t| now.duration_since(*t) < self.config.coalesce)
+            {
+                self.metrics.push_coalesced.inc();
                 continue;
             }
-        };
-        for reg in regs {
-            let payload = serde_json::to_string(&Notification {
-                user: job.user,
-                device: &reg.device,
-                platform: &reg.platform,
-                token: &reg.token,
-                conv: job.conv.to_string(),
-                seq: job.seq,
-                from: job.from,
-                preview: preview(&job.body),
-            })
-            .unwrap_or_default();
-            let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                return;
-            };
-            let (client, config, store, metrics) = (
-                client.clone(),
-                config.clone(),
-                store.clone(),
-                metrics.clone(),
-            );
-            tokio::spawn(async move {
-                let _permit = permit;
-                if let Err(error) = deliver(&client, &config, &metrics, &payload).await {
-                    dead_letter(&*store, &metrics, payload, error).await;
+            last_push.insert(key, now);
+            let regs = match self.store.pushes(job.user).await {
+                Ok(regs) => regs,
+                Err(e) => {
+                    tracing::warn!(error = %e, user = job.user, "cannot read push registrations");
+                    continue;
                 }
-            });
+            };
+            for reg in regs {
+                let payload = serde_json::to_string(&Notification {
+                    user: job.user,
+                    device: &reg.device,
+                    platform: &reg.platform,
+                    token: &reg.token,
+                    conv: job.conv.to_string(),
+                    seq: job.seq,
+                    from: job.from,
+                    preview: preview(&job.body),
+                })
+                .unwrap_or_default();
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    return;
+                };
+                let (client, config, store, metrics, stop) = (
+                    client.clone(),
+                    self.config.clone(),
+                    self.store.clone(),
+                    self.metrics.clone(),
+                    self.shutdown.clone(),
+                );
+                self.tasks.spawn(async move {
+                    let _permit = permit;
+                    if let Err(error) = deliver(&client, &config, &metrics, &payload, stop).await {
+                        dead_letter(&*store, &metrics, payload, error).await;
+                    }
+                });
+            }
+        }
+        // Stopping: what is queued is not sent now but kept for a replay.
+        rx.close();
+        while let Ok(job) = rx.try_recv() {
+            dead_letter(
+                &*self.store,
+                &self.metrics,
+                job_payload(&job),
+                STOPPED.into(),
+            )
+            .await;
         }
     }
 }
 
 /// Posts one notification, retrying with exponential backoff; the last error on failure.
+///
+/// A stopping server makes no further attempt: the push is dead-lettered at once.
 async fn deliver(
     client: &reqwest::Client,
     config: &PushConfig,
     metrics: &Metrics,
     payload: &str,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let mut delay = config.backoff;
     let mut last_error = String::new();
     for attempt in 0..config.attempts.max(1) {
         if attempt > 0 {
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = stopped(&mut stop) => return Err(format!("{last_error}; {STOPPED}")),
+            }
             delay = delay.saturating_mul(2);
         }
         match post(client, &config.gateway, payload).await {

@@ -13,6 +13,7 @@ mod session;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
@@ -136,7 +137,7 @@ impl Service {
         let pusher = config
             .push
             .clone()
-            .map(|p| Pusher::start(p, store.clone(), metrics.clone()));
+            .map(|p| Pusher::start(p, store.clone(), metrics.clone(), shutdown.clone()));
         Ok(Service {
             auth: Auth::new(&config.jwt_secret)?,
             store,
@@ -173,6 +174,16 @@ impl Service {
     /// Asks every WebSocket to close with `code` (shutdown).
     pub fn close_all(&self, code: u16) {
         self.hub.close_all(code);
+    }
+
+    /// Waits, at most `grace`, for the work the service started in the background (push
+    /// deliveries) to end after the shutdown signal, so the store is no longer in use.
+    pub async fn finish(&self, grace: Duration) {
+        if let Some(pusher) = &self.pusher
+            && !pusher.stop(grace).await
+        {
+            tracing::warn!("push deliveries still running after the shutdown grace");
+        }
     }
 
     /// Forgets rate-limit state of users idle long enough to be back at full burst.

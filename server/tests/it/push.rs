@@ -255,6 +255,58 @@ async fn the_push_replay_command_works_on_a_stopped_servers_store() {
     assert_eq!(gw.accepted.lock().unwrap().len(), 1);
 }
 
+/// A server stopping mid-retry sends no more attempts and keeps the push as a dead
+/// letter, which a replay then delivers: a stop loses no notification.
+#[tokio::test]
+async fn a_stop_dead_letters_the_pushes_it_did_not_finish() {
+    let (gw, url) = gateway(FAIL_ALWAYS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("fjall:{}", dir.path().display());
+    let backend = chat_server::store::open(&spec).await.unwrap();
+    let store = backend.store();
+    let mut c = config();
+    c.push = Some(PushConfig {
+        gateway: url.clone(),
+        coalesce: Duration::from_secs(30),
+        attempts: 5,
+        backoff: Duration::from_secs(60),
+    });
+    let s = Server::with(c, backend).await;
+    register(&s, 2, "phone").await;
+    s.post(
+        1,
+        "/v1/messages",
+        &json!({"id": "c1", "to": "u:2", "body": "x"}),
+    )
+    .await;
+    wait_for("a first attempt", || gw.calls.load(Ordering::SeqCst) >= 1).await;
+    let stopping = Instant::now();
+    s.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(30),
+        "the stop waited for the retries"
+    );
+    assert_eq!(
+        gw.calls.load(Ordering::SeqCst),
+        1,
+        "no attempt after the stop"
+    );
+    let letters = store.dead_letters(0, 10).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0]
+            .1
+            .error
+            .contains("server stopped before the push was sent"),
+        "{}",
+        letters[0].1.error
+    );
+    gw.mode.store(OK, Ordering::SeqCst);
+    let done = chat_server::push::replay(&*store, &url).await.unwrap();
+    assert_eq!(done.delivered, 1);
+    assert_eq!(gw.accepted.lock().unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn push_registration_is_checked() {
     let (_gw, url) = gateway(OK).await;

@@ -57,7 +57,27 @@ const MAX_BATCH: usize = 4096;
 /// The fjall store.
 pub struct FjallStore {
     tables: Arc<Tables>,
-    writer: mpsc::UnboundedSender<Job>,
+    writer: Writer,
+}
+
+/// The writer thread's queue and handle. Dropping it closes the queue and waits for the
+/// thread to finish the batch in hand, so that once the last handle of a store is gone
+/// the directory's lock is free: an operator command or a restarted server opening the
+/// same directory right after a stop never finds it locked.
+struct Writer {
+    queue: Option<mpsc::UnboundedSender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the fjall writer thread panicked");
+        }
+    }
 }
 
 struct Tables {
@@ -130,11 +150,17 @@ impl FjallStore {
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let writer_tables = tables.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("fjall-writer".into())
             .spawn(move || writer_loop(&writer_tables, rx))
             .map_err(unavailable)?;
-        Ok(FjallStore { tables, writer: tx })
+        Ok(FjallStore {
+            tables,
+            writer: Writer {
+                queue: Some(tx),
+                thread: Some(thread),
+            },
+        })
     }
 
     /// Deletes the idempotency records older than the window, on the writer thread: a
@@ -193,15 +219,17 @@ impl FjallStore {
             }
         });
         self.writer
-            .send(job)
-            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
+            .queue
+            .as_ref()
+            .and_then(|q| q.send(job).ok())
+            .ok_or_else(|| StoreError::Unavailable("the store writer has stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?
     }
 }
 
 /// The writer thread: batch, apply, commit, fsync, answer. It ends when the store (the
-/// last sender) is dropped.
+/// only sender) is dropped, after answering what was queued.
 fn writer_loop(t: &Tables, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut cache = WriterCache::default();

@@ -335,6 +335,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         Sample {
             t: epoch.elapsed().as_secs_f64(),
             connected: progress.connected,
+            connects: progress.connects,
             acked: progress.acked,
             deliveries: progress.deliveries,
             errors: progress.errors,
@@ -394,6 +395,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
                 let mut p = Progress::default();
                 for q in progress.values() {
                     p.connected += q.connected;
+                    p.connects += q.connects;
                     p.acked += q.acked;
                     p.deliveries += q.deliveries;
                     p.errors += q.errors;

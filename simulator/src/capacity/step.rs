@@ -4,6 +4,7 @@
 use estimation::CapacityLimit;
 use serde::Serialize;
 
+use crate::report::costs::ServerCosts;
 use crate::report::json::Summary;
 use crate::scenario::Grow;
 
@@ -62,6 +63,10 @@ pub struct StepFigures {
     /// Mean over the load, percent of one core.
     pub server_cpu_percent: Option<f64>,
     pub server_cpu_us_per_message: Option<f64>,
+    /// Connections the load opened, first connects and reconnects.
+    pub connects: u64,
+    /// The server's costs fitted from the run's samples.
+    pub server_costs: Option<ServerCosts>,
     /// The load processes' CPU over the load, percent of one core.
     pub load_cpu_percent: f64,
     /// Server and load together, percent of all the host's cores.
@@ -107,6 +112,13 @@ impl StepFigures {
             server_cpu_secs: s.server.as_ref().map(|x| x.cpu_secs),
             server_cpu_percent,
             server_cpu_us_per_message: s.server.as_ref().and_then(|x| x.cpu_us_per_message),
+            connects: s
+                .load
+                .counters
+                .get("connects")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0),
+            server_costs: s.server.as_ref().and_then(|x| x.costs),
             load_cpu_percent,
             host_cpu_percent: server_cpu_percent
                 .map(|server| (server + load_cpu_percent) / s.host.cpus.max(1) as f64),
@@ -149,6 +161,8 @@ impl StepFigures {
             server_cpu_secs: None,
             server_cpu_percent: None,
             server_cpu_us_per_message: None,
+            connects: 10,
+            server_costs: None,
             load_cpu_percent: 0.0,
             host_cpu_percent: None,
             server_rss_start_bytes: None,

@@ -1,15 +1,20 @@
 //! How good the plan's model is: from what one load cost the server, predict what a larger
 //! load will cost, run it, and compare.
 //!
-//! The model is the one the capacity plan uses: CPU, deliveries and disk grow with the
-//! messages (a fixed cost per message), memory with the connections (the resident memory
-//! before the load plus a fixed cost per connection). The prediction takes only the first
-//! run's measurements and the second run's offered load (its intended message rate and
-//! its connections), never anything the second run measured.
+//! Messages, deliveries and disk grow with the messages (a fixed cost per message). CPU and
+//! memory use the costs fitted from the first run's samples
+//! ([`ServerCosts`](crate::report::costs::ServerCosts)): CPU an idle floor plus a cost per
+//! connection opened plus a cost per message, memory a base plus a cost per connection held
+//! plus a cost per message written. Where the first run could not be fitted, CPU scales
+//! with the messages and memory with the connections, and the validation says so. The
+//! prediction takes only the first run's measurements and the second run's offered load
+//! (its intended message rate, its devices, its length), never anything the second run
+//! measured.
 
 use serde::Serialize;
 
 use super::step::StepFigures;
+use crate::report::costs::ServerCosts;
 
 /// The prediction error the issue sets as the target: 15 %.
 pub const TARGET_ERROR: f64 = 0.15;
@@ -37,6 +42,11 @@ pub struct Validation {
     pub message_factor: f64,
     /// Connections of the larger run over the base's.
     pub connection_factor: f64,
+    /// How CPU and memory were predicted: `fitted costs` or `proportional` (the first run's
+    /// samples could not be fitted).
+    pub model: String,
+    /// The first run's fitted costs, when it had them.
+    pub base_costs: Option<ServerCosts>,
     pub figures: Vec<Predicted>,
     /// The largest error's magnitude.
     pub max_abs_error: Option<f64>,
@@ -91,21 +101,41 @@ pub fn validate(
         Some(base.deliveries_per_sec * fm),
         Some(target.deliveries_per_sec),
     );
+    let per_message = |bytes: Option<u64>| {
+        bytes
+            .filter(|_| base.messages_acknowledged > 0)
+            .map(|b| b as f64 / base.messages_acknowledged as f64)
+    };
+    // The larger run's messages as offered: the base's, times the rate factor, times the
+    // ratio of the load's lengths.
+    let messages =
+        base.messages_acknowledged as f64 * fm * target.load_secs / base.load_secs.max(1e-9);
+    let costs = base.server_costs;
+    // Connects: every device once, reconnects (churn per device per day) with the rate.
+    let connects = target.devices as f64
+        + base.connects.saturating_sub(base.devices) as f64 * fm * target.load_secs
+            / base.load_secs.max(1e-9);
+    let cpu = match costs {
+        Some(c) => Some(c.cpu_percent(target.load_secs, connects, messages)),
+        None => base.server_cpu_percent.map(|c| c * fm),
+    };
     add(
         "server CPU (mean over the load)",
         "% of a core",
-        base.server_cpu_percent.map(|c| c * fm),
+        cpu,
         target.server_cpu_percent,
     );
     let rss = match (
+        costs,
         base.server_rss_start_bytes,
         base.server_rss_peak_bytes,
         base.memory_bytes_per_connection,
     ) {
-        (Some(start), _, Some(per_conn)) => {
-            Some(start as f64 + per_conn * target.connections_peak as f64)
+        (Some(c), ..) => Some(c.rss_bytes(target.devices as f64, messages)),
+        (None, Some(start), _, Some(per_conn)) => {
+            Some(start as f64 + per_conn * target.devices as f64)
         }
-        (Some(start), Some(peak), None) => {
+        (None, Some(start), Some(peak), None) => {
             Some(start as f64 + (peak.saturating_sub(start)) as f64 * fc)
         }
         _ => None,
@@ -116,15 +146,6 @@ pub fn validate(
         rss,
         target.server_rss_peak_bytes.map(|b| b as f64),
     );
-    let per_message = |bytes: Option<u64>| {
-        bytes
-            .filter(|_| base.messages_acknowledged > 0)
-            .map(|b| b as f64 / base.messages_acknowledged as f64)
-    };
-    // The larger run's messages as offered: the base's, times the rate factor, times the
-    // ratio of the load's lengths.
-    let messages =
-        base.messages_acknowledged as f64 * fm * target.load_secs / base.load_secs.max(1e-9);
     add(
         "store size settled",
         "bytes",
@@ -146,6 +167,13 @@ pub fn validate(
         target_dir: target_dir.into(),
         message_factor: fm,
         connection_factor: fc,
+        model: if costs.is_some() {
+            "fitted costs"
+        } else {
+            "proportional"
+        }
+        .into(),
+        base_costs: costs,
         within_target: !figures.is_empty() && figures.iter().all(|f| f.within_target),
         figures,
         max_abs_error,

@@ -189,8 +189,23 @@ fn validation_blocks(d: &mut Vec<Block>, v: &Validation) {
         "Validation: `{}` predicted from `{}`",
         v.target_dir, v.base_dir
     )));
+    let model = match &v.base_costs {
+        Some(c) => format!(
+            "CPU and memory from the costs fitted to the smaller run's {} sample intervals: CPU {:.1} % of a core idle + {:.0} µs a connection opened + {:.0} µs a message (R² {:.2}); memory {} + {} a connection + {} a message written (R² {:.2}).",
+            c.intervals,
+            c.idle_cpu_percent,
+            c.cpu_us_per_connect,
+            c.cpu_us_per_message,
+            c.cpu_fit_r2,
+            bytes(c.rss_base_bytes),
+            bytes(c.rss_bytes_per_connection),
+            bytes(c.rss_bytes_per_message),
+            c.rss_fit_r2,
+        ),
+        None => "CPU in proportion to the messages and memory as the resident memory before the load plus a cost per connection: the smaller run's samples could not be fitted.".into(),
+    };
     d.push(Block::Para(format!(
-        "{:.2}× the offered messages/s and {:.2}× the connections. CPU, deliveries and disk are predicted per message, memory as the resident memory before the load plus a cost per connection, from the smaller run only. Target: every error within ±{:.0} %: {}.",
+        "{:.2}× the offered messages/s and {:.2}× the connections, predicted from the smaller run only. Deliveries and disk per message; {model} Target: every error within ±{:.0} %: {}.",
         v.message_factor,
         v.connection_factor,
         TARGET_ERROR * 100.0,

@@ -181,6 +181,7 @@ impl ShardRecords {
             .map(|h| h.value_at_quantile(0.99) as f64 / 1000.0);
         Progress {
             connected: c.connected,
+            connects: c.connects,
             acked: c.sends_acked,
             deliveries: c.deliveries_live + c.deliveries_catch_up,
             errors: c.request_errors,

@@ -55,6 +55,9 @@ pub struct ShardReport {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Progress {
     pub connected: i64,
+    /// Connections opened so far (first connects and reconnects).
+    #[serde(default)]
+    pub connects: u64,
     pub acked: u64,
     pub deliveries: u64,
     pub errors: u64,
@@ -67,6 +70,8 @@ pub struct Sample {
     /// Seconds after the epoch.
     pub t: f64,
     pub connected: i64,
+    /// Connections opened so far.
+    pub connects: u64,
     pub acked: u64,
     pub deliveries: u64,
     pub errors: u64,

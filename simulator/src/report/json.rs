@@ -179,6 +179,9 @@ pub struct ServerInfo {
     /// (RSS at peak connections − RSS before the load) / peak connections.
     pub memory_bytes_per_connection: Option<f64>,
     pub cpu_us_per_message: Option<f64>,
+    /// CPU and memory split into a fixed part, a part per connection and a part per
+    /// message, fitted from the samples; what `chat-sim validate` predicts from.
+    pub costs: Option<super::costs::ServerCosts>,
 }
 
 #[derive(Debug, Clone, Serialize)]

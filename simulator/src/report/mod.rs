@@ -5,6 +5,7 @@
 //! [`build`] turns the merged measurements into the summary (figures, capacity plan,
 //! gates); the writers only format it.
 
+pub mod costs;
 pub mod csv;
 pub mod html;
 pub mod json;
@@ -322,6 +323,7 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
             connections_peak,
             memory_bytes_per_connection: per_conn,
             cpu_us_per_message: (c.sends_acked > 0).then(|| cpu * 1e6 / c.sends_acked as f64),
+            costs: costs::ServerCosts::fit(i.samples, m.load_start, m.load_end),
         }
     });
     let simulator = SimulatorInfo {

@@ -191,16 +191,9 @@ fn validation_blocks(d: &mut Vec<Block>, v: &Validation) {
     )));
     let model = match &v.base_costs {
         Some(c) => format!(
-            "CPU and memory from the costs fitted to the smaller run's {} sample intervals: CPU {:.1} % of a core idle + {:.0} µs a connection opened + {:.0} µs a message (R² {:.2}); memory {} + {} a connection + {} a message written (R² {:.2}).",
+            "CPU and memory from the costs fitted to the smaller run's {} sample intervals: {}.",
             c.intervals,
-            c.idle_cpu_percent,
-            c.cpu_us_per_connect,
-            c.cpu_us_per_message,
-            c.cpu_fit_r2,
-            bytes(c.rss_base_bytes),
-            bytes(c.rss_bytes_per_connection),
-            bytes(c.rss_bytes_per_message),
-            c.rss_fit_r2,
+            c.describe()
         ),
         None => "CPU in proportion to the messages and memory as the resident memory before the load plus a cost per connection: the smaller run's samples could not be fitted.".into(),
     };

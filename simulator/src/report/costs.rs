@@ -110,6 +110,22 @@ impl ServerCosts {
                 * 100.0
     }
 
+    /// The fit in one line, for the reports.
+    pub fn describe(&self) -> String {
+        let b = estimation::units::format_bytes;
+        format!(
+            "CPU {:.1} % of a core idle + {:.0} µs a connection opened + {:.0} µs a message (R² {:.2}); memory {} + {} a connection + {} a message written (R² {:.2})",
+            self.idle_cpu_percent,
+            self.cpu_us_per_connect,
+            self.cpu_us_per_message,
+            self.cpu_fit_r2,
+            b(self.rss_base_bytes),
+            b(self.rss_bytes_per_connection),
+            b(self.rss_bytes_per_message),
+            self.rss_fit_r2
+        )
+    }
+
     /// Resident memory holding `connections` after writing `messages`.
     pub fn rss_bytes(&self, connections: f64, messages: f64) -> f64 {
         self.rss_base_bytes

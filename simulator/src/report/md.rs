@@ -299,19 +299,10 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
         ]);
         res.push(vec![
             "server costs fitted to the samples".into(),
-            sv.costs.map_or("— (too few samples, or no ramp to tell the terms apart)".into(), |c| {
-                format!(
-                    "CPU {:.1} % idle + {:.0} µs a connect + {:.0} µs a message (R² {:.2}); memory {} + {} a connection + {} a message written (R² {:.2})",
-                    c.idle_cpu_percent,
-                    c.cpu_us_per_connect,
-                    c.cpu_us_per_message,
-                    c.cpu_fit_r2,
-                    bytes(c.rss_base_bytes),
-                    bytes(c.rss_bytes_per_connection),
-                    bytes(c.rss_bytes_per_message),
-                    c.rss_fit_r2
-                )
-            }),
+            sv.costs.map_or(
+                "— (too few samples, or no ramp to tell the terms apart)".into(),
+                |c| c.describe(),
+            ),
         ]);
     } else {
         res.push(vec![

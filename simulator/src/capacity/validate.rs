@@ -106,15 +106,15 @@ pub fn validate(
             .filter(|_| base.messages_acknowledged > 0)
             .map(|b| b as f64 / base.messages_acknowledged as f64)
     };
-    // The larger run's messages as offered: the base's, times the rate factor, times the
-    // ratio of the load's lengths.
-    let messages =
-        base.messages_acknowledged as f64 * fm * target.load_secs / base.load_secs.max(1e-9);
+    // What grows with the rate over the whole load: the rate factor times the ratio of the
+    // load's lengths.
+    let over_load = fm * target.load_secs / base.load_secs.max(1e-9);
+    // The larger run's messages as offered.
+    let messages = base.messages_acknowledged as f64 * over_load;
     let costs = base.server_costs;
     // Connects: every device once, reconnects (churn per device per day) with the rate.
-    let connects = target.devices as f64
-        + base.connects.saturating_sub(base.devices) as f64 * fm * target.load_secs
-            / base.load_secs.max(1e-9);
+    let connects =
+        target.devices as f64 + base.connects.saturating_sub(base.devices) as f64 * over_load;
     let cpu = match costs {
         Some(c) => Some(c.cpu_percent(target.load_secs, connects, messages)),
         None => base.server_cpu_percent.map(|c| c * fm),
@@ -213,6 +213,36 @@ mod tests {
         assert!(v.within_target);
         assert!(v.max_abs_error.unwrap() < 1e-9, "{v:?}");
         assert_eq!(v.message_factor, 2.0);
+    }
+
+    #[test]
+    fn fitted_costs_predict_a_server_with_an_idle_floor_that_proportion_misses() {
+        let costs = ServerCosts {
+            idle_cpu_percent: 10.0,
+            cpu_us_per_connect: 0.0,
+            cpu_us_per_message: 1000.0,
+            cpu_fit_r2: 1.0,
+            rss_base_bytes: 10_000_000.0,
+            rss_bytes_per_connection: 10_000.0,
+            rss_bytes_per_message: 0.0,
+            rss_fit_r2: 1.0,
+            intervals: 10,
+        };
+        // 10 % idle + 5 % for 50 msg/s; twice the load: 10 % + 10 %.
+        let a = StepFigures {
+            server_costs: Some(costs),
+            ..run(100, 50.0, 15.0, 11_000_000, 60_000)
+        };
+        let b = run(200, 100.0, 20.0, 12_000_000, 120_000);
+        let v = validate(&a, "a", &b, "b");
+        assert_eq!(v.model, "fitted costs");
+        let cpu = v.figures.iter().find(|f| f.figure.contains("CPU")).unwrap();
+        assert!((cpu.predicted - 20.0).abs() < 1e-9, "{cpu:?}");
+        assert!(v.within_target, "{v:?}");
+        // Without the fit, twice the 15 % is predicted: 50 % too high.
+        let v = validate(&run(100, 50.0, 15.0, 11_000_000, 60_000), "a", &b, "b");
+        assert_eq!(v.model, "proportional");
+        assert!(!v.within_target);
     }
 
     #[test]

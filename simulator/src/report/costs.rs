@@ -69,6 +69,9 @@ impl ServerCosts {
                 (pb.cpu_secs - pa.cpu_secs).max(0.0) / dt,
             ));
         }
+        if cpu.len() < MIN_INTERVALS {
+            return None;
+        }
         let first_acked = inside.first()?.0.acked;
         let rss: Vec<([f64; 3], f64)> = inside
             .iter()
@@ -83,9 +86,6 @@ impl ServerCosts {
                 )
             })
             .collect();
-        if cpu.len() < MIN_INTERVALS {
-            return None;
-        }
         let (c, cpu_r2) = least_squares(&cpu)?;
         let (m, rss_r2) = least_squares(&rss)?;
         Some(ServerCosts {

@@ -41,6 +41,7 @@ async fn run(watchers: usize, rounds: usize) {
             device: format!("w{conn}").parse().expect("device id"),
             tx,
             close: Arc::new(CloseSignal::default()),
+            own: Arc::default(),
         };
         presence.subscribe(&handle, vec![1]);
         queues.push((handle, rx));

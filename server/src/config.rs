@@ -40,6 +40,12 @@ pub struct Config {
     pub max_group_members: usize,
     /// Push notifications, when a gateway is configured.
     pub push: Option<crate::push::PushConfig>,
+    /// This node's name (`GET /v1/cluster`; unique in a cluster).
+    pub node: String,
+    /// Where clients reach this node; the listening address when not given.
+    pub advertise: Option<String>,
+    /// The NATS server of the cluster this node joins (`nats://HOST:PORT`), if any.
+    pub cluster: Option<String>,
 }
 
 impl Config {
@@ -62,6 +68,9 @@ impl Config {
             presence_offline_grace: Duration::from_secs(5),
             max_group_members: 256,
             push: None,
+            node: "node-1".to_owned(),
+            advertise: None,
+            cluster: None,
         }
     }
 }

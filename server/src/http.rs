@@ -26,7 +26,8 @@ type Svc = State<Arc<Service>>;
 /// The router of the whole server.
 pub fn router(svc: Arc<Service>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(get_health))
+        .route("/v1/cluster", get(get_cluster))
         .route("/v1/ws", get(ws_upgrade))
         .route("/v1/messages", post(post_message))
         .route("/v1/sync", get(get_sync))
@@ -285,6 +286,20 @@ async fn delete_member(
 #[derive(Deserialize)]
 struct PresenceQuery {
     users: String,
+}
+
+/// `GET /healthz`: 200 while the node can serve, 503 (with the reason) while its store or
+/// NATS is unreachable, so a load balancer stops giving it users.
+async fn get_health(State(svc): Svc) -> Response {
+    match svc.unhealthy() {
+        None => "ok".into_response(),
+        Some(why) => ApiError::new(Code::Unavailable, why).into_response(),
+    }
+}
+
+/// `GET /v1/cluster`: this node and every node heard from lately.
+async fn get_cluster(State(svc): Svc, Authed(_who): Authed) -> impl IntoResponse {
+    Json(svc.cluster_view())
 }
 
 async fn get_presence(

@@ -38,6 +38,9 @@ pub enum Outbound {
     /// Inbox position `useq` is this device's own send, answered with `sent`: the live
     /// stream moves past it without a `msg`.
     Own { useq: u64 },
+    /// Live frames may have been lost on the way (cluster mode): read the inbox past the
+    /// last position written from the store.
+    CatchUp,
 }
 
 /// Asks a connection to close with a code, from outside its tasks.
@@ -76,13 +79,68 @@ impl CloseSignal {
     }
 }
 
-/// One online device: its queue and its close signal.
+/// A device's own sends, as its live stream must know them: a position this device
+/// sent is answered with `sent` and must never also come as `msg`, even when the stream
+/// reads it from the store (a gap fill, a catch-up) before the position's
+/// [`Outbound::Own`] reached the writer.
+#[derive(Default)]
+pub struct OwnSends {
+    started: AtomicU64,
+    done: AtomicU64,
+    /// Inbox positions of this device's sends that the stream has not passed yet.
+    positions: parking_lot::Mutex<std::collections::BTreeSet<u64>>,
+}
+
+impl OwnSends {
+    /// A send of this device begins.
+    pub fn begin(&self) {
+        self.started.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The send that began last ended (its position, if any, is noted).
+    pub fn end(&self) {
+        self.done.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Notes that position `useq` is this device's own.
+    pub fn note(&self, useq: u64) {
+        self.positions.lock().insert(useq);
+    }
+
+    /// The number of sends begun, if none is under way; a store read is then safe to
+    /// use as long as this number has not moved when it returns.
+    pub fn quiet(&self) -> Option<u64> {
+        let started = self.started.load(Ordering::Acquire);
+        (self.done.load(Ordering::Acquire) == started).then_some(started)
+    }
+
+    /// Whether the sends begun are still `begun` (none began since).
+    pub fn unchanged(&self, begun: u64) -> bool {
+        self.started.load(Ordering::Acquire) == begun
+    }
+
+    /// Whether `useq` is this device's own position.
+    pub fn is_own(&self, useq: u64) -> bool {
+        self.positions.lock().contains(&useq)
+    }
+
+    /// Forgets the positions below `useq` (the stream passed them).
+    pub fn passed(&self, useq: u64) {
+        let mut p = self.positions.lock();
+        if p.first().is_some_and(|&f| f < useq) {
+            *p = p.split_off(&useq);
+        }
+    }
+}
+
+/// One online device: its queue, its close signal and its own sends.
 #[derive(Clone)]
 pub struct DeviceHandle {
     pub conn: ConnId,
     pub device: DeviceId,
     pub tx: mpsc::Sender<Outbound>,
     pub close: Arc<CloseSignal>,
+    pub own: Arc<OwnSends>,
 }
 
 impl DeviceHandle {
@@ -163,6 +221,7 @@ impl Hub {
         };
         for d in &entry.devices {
             if Some(d.conn) == own_conn {
+                d.own.note(useq);
                 d.offer(Outbound::Own { useq });
             } else {
                 d.offer(Outbound::Inbox {
@@ -209,6 +268,15 @@ impl Hub {
             }
             entry.devices.is_empty() && entry.inbox_grew.is_none()
         });
+    }
+
+    /// Offers an item to every online device.
+    pub fn offer_all(&self, item: impl Fn() -> Outbound) {
+        for entry in self.users.iter() {
+            for d in &entry.devices {
+                d.offer(item());
+            }
+        }
     }
 
     /// Asks every connection to close with `code` (used at shutdown).

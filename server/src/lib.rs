@@ -7,6 +7,7 @@
 //! `127.0.0.1:0`.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -35,6 +36,32 @@ pub use config::Config;
 use crate::listener::CappedListener;
 use crate::service::Service;
 
+/// How often the store is probed for `/healthz`.
+const HEALTH_PROBE: Duration = Duration::from_secs(1);
+
+/// Connects a node to its cluster, refusing a store that only one process may write.
+async fn join_cluster(
+    url: &str,
+    config: &Config,
+    backend: &store::Backend,
+) -> std::io::Result<Arc<cluster::Cluster>> {
+    if !matches!(backend, store::Backend::Shared(_)) {
+        return Err(std::io::Error::other(format!(
+            "--cluster needs a store that several nodes can share (postgres://…); \
+             {} belongs to one process",
+            backend.name()
+        )));
+    }
+    let cfg = cluster::ClusterConfig {
+        url: url.to_owned(),
+        node: config.node.clone(),
+        advertise: config.advertise.clone().unwrap_or_default(),
+    };
+    cluster::Cluster::connect(&cfg)
+        .await
+        .map_err(std::io::Error::other)
+}
+
 /// Serves until `shutdown` resolves, then stops accepting, asks every WebSocket to close
 /// (1001), answers pending long polls, and waits up to `config.shutdown_grace` for
 /// connections to drain and push deliveries to end (what they had left is dead-lettered):
@@ -48,9 +75,32 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let grace = config.shutdown_grace;
     let max = config.max_connections;
+    let backend = backend.into();
+    let mut config = config;
+    let advertise = listener.local_addr()?.to_string();
+    config.advertise.get_or_insert(advertise);
+    let cluster = match &config.cluster {
+        Some(url) => Some(join_cluster(url, &config, &backend).await?),
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let svc =
-        Arc::new(Service::new(backend.into(), config, stop_rx).map_err(std::io::Error::other)?);
+    let svc = Arc::new(
+        Service::new(backend, config, cluster.clone(), stop_rx).map_err(std::io::Error::other)?,
+    );
+    let _cluster_tasks = match &cluster {
+        Some(c) => Some(c.start(svc.clone()).await.map_err(std::io::Error::other)?),
+        None => None,
+    };
+    let health = tokio::spawn({
+        let svc = svc.clone();
+        async move {
+            let mut tick = tokio::time::interval(HEALTH_PROBE);
+            loop {
+                tick.tick().await;
+                svc.probe_store().await;
+            }
+        }
+    });
     let trimmer = tokio::spawn({
         let svc = svc.clone();
         async move {
@@ -79,6 +129,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     trimmer.abort();
+    health.abort();
     svc.finish(deadline.saturating_duration_since(tokio::time::Instant::now()))
         .await;
     result

@@ -136,6 +136,13 @@ impl Encoded {
     pub fn into_bytes(self) -> Bytes {
         self.0
     }
+
+    /// A frame from bytes another node encoded; `None` unless they are UTF-8.
+    pub fn from_utf8(bytes: Bytes) -> Option<Self> {
+        std::str::from_utf8(&bytes)
+            .is_ok()
+            .then_some(Encoded(bytes))
+    }
 }
 
 impl From<String> for Encoded {

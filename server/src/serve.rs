@@ -82,6 +82,17 @@ pub struct ServeArgs {
     #[arg(long, env = "CHAT_PUSH_BACKOFF_MS",
           default_value_t = PushConfig::DEFAULT_BACKOFF.as_millis() as u64)]
     pub push_backoff_ms: u64,
+    /// Join a cluster through this NATS server (`nats://HOST:PORT`): several nodes then
+    /// share one store (postgres://… only) and deliver to each other's devices.
+    #[arg(long, env = "CHAT_CLUSTER")]
+    pub cluster: Option<String>,
+    /// This node's name, unique in the cluster (1-64 of [A-Za-z0-9_-]).
+    #[arg(long, env = "CHAT_NODE", default_value_t = defaults().node)]
+    pub node: String,
+    /// Where clients reach this node (`HOST:PORT`), as `GET /v1/cluster` lists it; the
+    /// listening address by default.
+    #[arg(long, env = "CHAT_ADVERTISE")]
+    pub advertise: Option<String>,
 }
 
 impl ServeArgs {
@@ -110,6 +121,9 @@ impl ServeArgs {
         config.presence_online_delay = Duration::from_millis(self.presence_online_delay_ms);
         config.presence_offline_grace = Duration::from_millis(self.presence_offline_grace_ms);
         config.max_group_members = self.max_group_members.max(2);
+        config.node = self.node.clone();
+        config.advertise = self.advertise.clone();
+        config.cluster = self.cluster.clone();
         config.push = self.push_gateway.clone().map(|gateway| PushConfig {
             gateway,
             coalesce: Duration::from_secs(self.push_coalesce),
@@ -134,6 +148,10 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("invalid settings: {0}")]
     Config(#[from] crate::auth::AuthError),
+    #[error(
+        "--cluster needs a store that several nodes can share (postgres://…); --store {0} belongs to one process"
+    )]
+    NotShared(String),
 }
 
 /// Opens the store the flags name, binds, prints `listening on ADDR` on standard output,
@@ -151,6 +169,9 @@ pub async fn serve(
             spec: args.store.clone(),
             source,
         })?;
+    if args.cluster.is_some() && !matches!(backend, Backend::Shared(_)) {
+        return Err(ServeError::NotShared(args.store.clone()));
+    }
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .map_err(|source| ServeError::Bind {

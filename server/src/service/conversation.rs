@@ -98,12 +98,13 @@ impl Service {
         sender: UserId,
         conn: Option<ConnId>,
     ) {
+        let mut relays = self.inbox_relays();
         for &(user, useq) in inboxes {
             let out = MsgOut::inbox(stored, useq);
             let own = if user == sender { conn } else { None };
-            self.hub
-                .deliver_inbox(user, useq, &frame(&ServerFrame::Msg(&out)), own);
+            relays.deliver(user, useq, frame(&ServerFrame::Msg(&out)), own);
         }
+        relays.send();
     }
 
     /// Offers a push for every recipient with no device connected.
@@ -150,9 +151,7 @@ impl Service {
             seq: m.after,
             user: who.user,
         });
-        for user in senders {
-            self.hub.send_to_user(user, &f, None);
-        }
+        self.send_everywhere(senders, &f);
         Ok(())
     }
 
@@ -167,9 +166,7 @@ impl Service {
                 seq: m.after,
                 user: who.user,
             });
-            for user in others {
-                self.hub.send_to_user(user, &f, None);
-            }
+            self.send_everywhere(others, &f);
         }
         Ok(())
     }
@@ -182,9 +179,7 @@ impl Service {
             conv: &conv_s,
             user: who.user,
         });
-        for user in others {
-            self.hub.send_to_user(user, &f, None);
-        }
+        self.send_everywhere(others, &f);
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 //! [`session`] (a WebSocket device's life: attached to the hub and presence, detached
 //! once). The state is private; the front ends go through methods.
 
+mod cluster;
 mod conversation;
 mod groups;
 mod inbox;
@@ -13,6 +14,7 @@ mod session;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -21,11 +23,12 @@ use tokio::sync::watch;
 
 pub use self::session::{Device, msg_frame};
 use crate::auth::{Auth, AuthError, Identity};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::model::{ConvId, UserId};
+use crate::model::{ConvId, UserId, now_ms};
 use crate::presence::{Presence, PresenceOut};
 use crate::protocol::{Encoded, ServerFrame};
 use crate::push::Pusher;
@@ -67,6 +70,12 @@ pub struct Service {
     pusher: Option<Pusher>,
     limiter: Option<DefaultKeyedRateLimiter<UserId>>,
     shutdown: watch::Receiver<bool>,
+    /// This node's end of the cluster, in cluster mode.
+    cluster: Option<Arc<Cluster>>,
+    /// Whether the last store probe was answered.
+    store_ok: AtomicBool,
+    /// When the service started (ms).
+    started: u64,
 }
 
 fn limit(given: Option<u64>, default: u64, max: u64, what: &str) -> Result<usize, ApiError> {
@@ -108,17 +117,19 @@ pub const MAX_GROUP_NAME: usize = 100;
 pub const MAX_PRESENCE_USERS: usize = 1000;
 
 impl Service {
-    /// The service over `backend` (timed into the metrics). `shutdown` turns true when
-    /// the server stops: long polls then answer at once.
+    /// The service over `backend` (timed into the metrics), in `cluster` when given.
+    /// `shutdown` turns true when the server stops: long polls then answer at once.
     pub fn new(
         backend: Backend,
         config: Config,
+        cluster: Option<Arc<Cluster>>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, AuthError> {
         let metrics = Arc::new(Metrics::new());
         let base = backend.store();
+        // The cache would go stale in a cluster: other nodes write behind its back.
         let (messages, groups): (Arc<dyn MessageStore>, Arc<dyn GroupStore>) =
-            if backend.is_networked() {
+            if backend.is_networked() && cluster.is_none() {
                 let cached = Arc::new(Cached::new(base.clone(), base.clone(), &metrics));
                 (cached.clone(), cached)
             } else {
@@ -148,6 +159,9 @@ impl Service {
             pusher,
             limiter,
             shutdown,
+            cluster,
+            store_ok: AtomicBool::new(true),
+            started: now_ms(),
         })
     }
 

@@ -59,6 +59,7 @@ impl Service {
             device: who.device.clone(),
             tx,
             close: Arc::new(CloseSignal::default()),
+            own: Arc::default(),
         };
         self.hub.register(who.user, handle.clone());
         self.presence.connect(who.user);

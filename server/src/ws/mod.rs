@@ -3,12 +3,13 @@
 //! the device's bounded queue, putting live `msg` frames in inbox order.
 
 mod reorder;
+mod writer;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
@@ -17,10 +18,7 @@ use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::hub::{CloseSignal, Outbound};
 use crate::protocol::{ClientFrame, Encoded, FrameRef, ServerFrame};
-use crate::service::{Device, Service, msg_frame};
-
-/// How long the writer tries to deliver a close frame before dropping the connection.
-const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::service::{Device, Service};
 
 /// Normal closure.
 pub const CLOSE_NORMAL: u16 = 1000;
@@ -34,6 +32,11 @@ pub const CLOSE_POLICY: u16 = 1008;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// The server failed (the store could not be read for the live stream).
 pub const CLOSE_INTERNAL: u16 = 1011;
+
+/// In cluster mode, how long after connecting a device's live stream is caught up from
+/// the store once: a message sent on another node before that node heard of this device
+/// was relayed elsewhere or nowhere.
+const CONNECT_CATCH_UP: Duration = Duration::from_millis(500);
 
 /// Runs a session until either side closes it.
 pub async fn session(socket: WebSocket, svc: Arc<Service>, who: Identity) {
@@ -49,14 +52,25 @@ pub async fn session(socket: WebSocket, svc: Arc<Service>, who: Identity) {
         }
     };
     let close = device.close().clone();
-    let writer = tokio::spawn(write_loop(
-        sink,
-        rx,
-        close.clone(),
-        Reorder::new(head),
-        svc.clone(),
-        who.user,
-    ));
+    let writer = tokio::spawn(
+        writer::Writer {
+            sink,
+            rx,
+            close: close.clone(),
+            order: Reorder::new(head),
+            svc: svc.clone(),
+            user: who.user,
+            own: device.handle.own.clone(),
+        }
+        .run(),
+    );
+    if svc.is_clustered() {
+        let tx = device.handle.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(CONNECT_CATCH_UP).await;
+            let _ = tx.try_send(Outbound::CatchUp);
+        });
+    }
     read_loop(stream, &svc, &who, &device).await;
     // Detached before the writer finishes: nothing new is queued for a closing device.
     drop(device);
@@ -205,10 +219,12 @@ async fn handle(svc: &Service, who: &Identity, me: &Device, frame: ClientFrame) 
     let no_ref = |e: ApiError| (e, None);
     let text = match frame {
         ClientFrame::Send { id, to, body } => {
-            let sent = svc
-                .send(who, id.clone(), to, body, Some(me.conn()))
-                .await
-                .map_err(|e| (e, Some(serde_json::Value::String(id.as_str().to_owned()))))?;
+            let own = &me.handle.own;
+            own.begin();
+            let sent = svc.send(who, id.clone(), to, body, Some(me.conn())).await;
+            own.end();
+            let sent =
+                sent.map_err(|e| (e, Some(serde_json::Value::String(id.as_str().to_owned()))))?;
             ServerFrame::Sent {
                 id: id.as_str(),
                 sent: &sent,
@@ -249,150 +265,4 @@ async fn handle(svc: &Service, who: &Identity, me: &Device, frame: ClientFrame) 
         ClientFrame::Ping {} => ServerFrame::Pong {}.to_json(),
     };
     Ok(Some(text.into()))
-}
-
-/// Queues a frame for writing, with a way out: a close request abandons a write the peer
-/// does not read. The sink writes to the socket by itself once its buffer is full.
-async fn feed(
-    sink: &mut SplitSink<WebSocket, Message>,
-    msg: Message,
-    close: &CloseSignal,
-) -> Result<(), u16> {
-    tokio::select! {
-        r = sink.feed(msg) => r.map_err(|_| CLOSE_NORMAL),
-        code = close.requested() => Err(code),
-    }
-}
-
-/// Frames written between two flushes at most: under load many frames share one write
-/// to the socket, when idle each goes out at once.
-const MAX_FRAMES_PER_FLUSH: usize = 256;
-
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
-    close: Arc<CloseSignal>,
-    mut order: Reorder,
-    svc: Arc<Service>,
-    user: u64,
-) {
-    let gap_wait = svc.config().gap_wait;
-    let mut gap_deadline: Option<tokio::time::Instant> = None;
-    let code = 'run: loop {
-        let first = tokio::select! {
-            biased;
-            code = close.requested() => break code,
-            item = rx.recv() => match item {
-                Some(item) => Some(item),
-                None => break CLOSE_NORMAL,
-            },
-            () = sleep_until(gap_deadline) => None,
-        };
-        if first.is_none() {
-            // A position stayed missing: read it from the store.
-            gap_deadline = None;
-            if let Some((from, to)) = order.gap()
-                && let Err(code) = Box::pin(fill_gap(&svc, user, from, to, &mut order)).await
-            {
-                break code;
-            }
-        }
-        // Take whatever else is queued, write it all, then flush once.
-        let mut item = first;
-        let mut written = 0;
-        loop {
-            let direct = match item.take() {
-                Some(Outbound::Frame(frame)) => Some(frame),
-                Some(Outbound::Inbox { useq, frame }) => {
-                    order.push(useq, Some(frame));
-                    None
-                }
-                Some(Outbound::Own { useq }) => {
-                    order.push(useq, None);
-                    None
-                }
-                None => None,
-            };
-            if let Some(frame) = direct {
-                if let Err(code) = feed(&mut sink, text_message(frame), &close).await {
-                    break 'run code;
-                }
-                written += 1;
-            }
-            while let Some(next) = order.pop() {
-                let Some(frame) = next else { continue };
-                if let Err(code) = feed(&mut sink, text_message(frame), &close).await {
-                    break 'run code;
-                }
-                svc.delivered_one();
-                written += 1;
-            }
-            if written >= MAX_FRAMES_PER_FLUSH {
-                break;
-            }
-            match rx.try_recv() {
-                Ok(next) => item = Some(next),
-                Err(_) => break,
-            }
-        }
-        if written > 0 {
-            let flushed = tokio::select! {
-                r = sink.flush() => r.map_err(|_| CLOSE_NORMAL),
-                code = close.requested() => Err(code),
-            };
-            if let Err(code) = flushed {
-                break code;
-            }
-        }
-        gap_deadline = match (order.gap(), gap_deadline) {
-            (None, _) => None,
-            (Some(_), Some(d)) => Some(d),
-            (Some(_), None) => Some(tokio::time::Instant::now() + gap_wait),
-        };
-    };
-    if code == crate::hub::CLOSE_OVERFLOW {
-        svc.overflow_closed();
-    }
-    // A device cut off for not reading may still read later: give its close frame time
-    // to get through the full socket before dropping the connection.
-    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, sink.send(close_message(code))).await;
-    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, sink.close()).await;
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Reads inbox positions `[from, to)` from the store into the stream.
-async fn fill_gap(
-    svc: &Service,
-    user: u64,
-    from: u64,
-    to: u64,
-    order: &mut Reorder,
-) -> Result<(), u16> {
-    let items = svc
-        .inbox_entries(user, from - 1, (to - from) as usize)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "gap fill failed: closing so the device resyncs");
-            CLOSE_INTERNAL
-        })?;
-    for item in &items {
-        order.push(item.useq, Some(msg_frame(item)));
-    }
-    if items.len() < (to - from) as usize {
-        tracing::error!(
-            user,
-            from,
-            to,
-            found = items.len(),
-            "inbox positions missing in the store"
-        );
-        order.skip_to(to);
-    }
-    Ok(())
 }

@@ -35,6 +35,11 @@ impl Reorder {
         }
     }
 
+    /// The next position to write.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
     /// The next position in order, if it has arrived: `Some(None)` is a position to skip.
     pub fn pop(&mut self) -> Option<Option<Encoded>> {
         let entry = self.pending.first_entry()?;

@@ -31,6 +31,11 @@ impl ChildServer {
 
     /// Starts a server on `store` with `RUST_LOG=rust_log`; returns once it listens.
     pub fn start_logging(store: &str, rust_log: &str) -> ChildServer {
+        Self::start_with(store, rust_log, &[])
+    }
+
+    /// Starts a server on `store` with further flags (`--cluster …`).
+    pub fn start_with(store: &str, rust_log: &str, extra: &[&str]) -> ChildServer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat-server"));
         cmd.args([
             "serve",
@@ -43,6 +48,7 @@ impl ChildServer {
             "--store",
             store,
         ])
+        .args(extra)
         .env("RUST_LOG", rust_log)
         .stderr(Stdio::inherit());
         let process =

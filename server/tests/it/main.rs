@@ -2,6 +2,7 @@
 //! real things: a real server on 127.0.0.1:0, a real fjall directory, a real child process.
 
 mod child;
+mod cluster;
 mod durability;
 mod errors;
 mod groups;

@@ -84,7 +84,7 @@ async fn probe(url: &str) -> Result<tokio_postgres::Client, String> {
 }
 
 /// The test database's URL, or `None` when the test is skipped.
-async fn database() -> Option<String> {
+pub(crate) async fn database() -> Option<String> {
     let url = base_url();
     match probe(&url).await {
         Ok(_) => Some(url),
@@ -99,13 +99,13 @@ async fn database() -> Option<String> {
 }
 
 /// A schema of its own for one test, dropped with everything in it when the test ends.
-struct Schema {
+pub(crate) struct Schema {
     url: String,
     name: String,
 }
 
 impl Schema {
-    fn new(url: &str, prefix: &str) -> Schema {
+    pub(crate) fn new(url: &str, prefix: &str) -> Schema {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -122,7 +122,7 @@ impl Schema {
     }
 
     /// The `--store` spec that keeps the store in this schema.
-    fn spec(&self) -> String {
+    pub(crate) fn spec(&self) -> String {
         let sep = if self.url.contains('?') { '&' } else { '?' };
         format!("{}{sep}schema={}", self.url, self.name)
     }

@@ -7,15 +7,24 @@
 //! publishes nothing.
 //!
 //! A user is connected while at least one device holds a WebSocket, or an HTTP long poll
-//! is in progress or ended less than [`HTTP_HOLD`] ago.
+//! is in progress or ended less than [`HTTP_HOLD`] ago: on this node (local holds) or, in
+//! cluster mode, on any other node ([`remote`]: the other nodes' holds, as they announce
+//! them). Hysteresis runs on the sum, so every node publishes the same status to its own
+//! subscribers.
+
+mod remote;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
 use serde::Serialize;
+use tokio::sync::mpsc;
+
+pub use self::remote::{HoldChange, NodeKey};
 
 use crate::hub::{ConnId, DeviceHandle, Outbound};
 use crate::metrics::Metrics;
@@ -44,8 +53,12 @@ pub struct PresenceOut {
 
 #[derive(Debug)]
 struct UserState {
-    /// Devices and HTTP holds connected now.
+    /// Devices and HTTP holds connected to this node now.
     holds: u32,
+    /// When the first of this node's current holds began (ms).
+    local_since: u64,
+    /// Other nodes where the user is connected, with the time they connected there.
+    remote: Vec<(NodeKey, u64)>,
     published: Status,
     published_last_seen: Option<u64>,
     /// When the last device went away (not yet necessarily published).
@@ -59,6 +72,8 @@ impl Default for UserState {
     fn default() -> Self {
         UserState {
             holds: 0,
+            local_since: 0,
+            remote: Vec::new(),
             published: Status::Offline,
             published_last_seen: None,
             went_away: None,
@@ -79,6 +94,17 @@ pub struct Presence {
     offline_grace: Duration,
     online_users: AtomicI64,
     metrics: Arc<Metrics>,
+    /// Where this node's own hold changes go in cluster mode, to be announced.
+    changes: OnceLock<mpsc::UnboundedSender<HoldChange>>,
+    /// In cluster mode: the users each other node announced as connected there.
+    by_node: DashMap<NodeKey, std::collections::HashSet<UserId>>,
+}
+
+impl UserState {
+    /// Holds anywhere in the cluster.
+    fn total(&self) -> usize {
+        self.holds as usize + self.remote.len()
+    }
 }
 
 impl Presence {
@@ -91,36 +117,32 @@ impl Presence {
             offline_grace,
             online_users: AtomicI64::new(0),
             metrics,
+            changes: OnceLock::new(),
+            by_node: DashMap::new(),
         }
     }
 
-    /// A device (or an HTTP poll) of `user` connected.
+    /// A device (or an HTTP poll) of `user` connected to this node.
     pub fn connect(self: &Arc<Self>, user: UserId) {
+        let now = now_ms();
         let schedule = {
             let mut st = self.users.entry(user).or_default();
             st.holds += 1;
             if st.holds != 1 {
                 return;
             }
+            st.local_since = now;
             self.online_users.fetch_add(1, Ordering::Relaxed);
             self.metrics.online_users.inc();
-            st.generation += 1;
-            if st.published == Status::Offline {
-                st.pending = Some(Status::Online);
-                Some((st.generation, self.online_delay))
-            } else {
-                // Back before the offline grace ran out: nothing to publish.
-                st.pending = None;
-                None
-            }
+            self.announce(HoldChange::Up { user, since: now });
+            self.gained(&mut st, now)
         };
-        if let Some((generation, delay)) = schedule {
-            self.schedule(user, generation, delay);
-        }
+        self.run(user, schedule);
     }
 
-    /// A device (or an HTTP hold) of `user` went away.
+    /// A device (or an HTTP hold) of `user` went away from this node.
     pub fn disconnect(self: &Arc<Self>, user: UserId) {
+        let now = now_ms();
         let schedule = {
             let Some(mut st) = self.users.get_mut(&user) else {
                 return;
@@ -131,18 +153,62 @@ impl Presence {
             }
             self.online_users.fetch_sub(1, Ordering::Relaxed);
             self.metrics.online_users.dec();
-            st.went_away = Some(now_ms());
-            st.generation += 1;
-            if st.published == Status::Online {
-                st.pending = Some(Status::Offline);
-                Some((st.generation, self.offline_grace))
-            } else {
-                st.pending = None;
-                None
-            }
+            self.announce(HoldChange::Down { user, ts: now });
+            self.lost(&mut st, now)
         };
-        if let Some((generation, delay)) = schedule {
-            self.schedule(user, generation, delay);
+        self.run(user, schedule);
+    }
+
+    /// A hold was added; if it is the user's first anywhere (connected since `since`),
+    /// an *online* is due once the user has been connected for the online delay.
+    fn gained(&self, st: &mut UserState, since: u64) -> Option<(u64, Duration)> {
+        if st.total() != 1 {
+            return None;
+        }
+        st.generation += 1;
+        if st.published == Status::Offline {
+            st.pending = Some(Status::Online);
+            let lasted = Duration::from_millis(now_ms().saturating_sub(since));
+            Some((st.generation, self.online_delay.saturating_sub(lasted)))
+        } else {
+            // Back before the offline grace ran out: nothing to publish.
+            st.pending = None;
+            None
+        }
+    }
+
+    /// A hold was removed at `ts`; if it was the user's last anywhere, an *offline* is
+    /// due after the grace.
+    fn lost(&self, st: &mut UserState, ts: u64) -> Option<(u64, Duration)> {
+        if st.total() != 0 {
+            return None;
+        }
+        st.went_away = Some(ts);
+        st.generation += 1;
+        if st.published == Status::Online {
+            st.pending = Some(Status::Offline);
+            let since = Duration::from_millis(now_ms().saturating_sub(ts));
+            Some((st.generation, self.offline_grace.saturating_sub(since)))
+        } else {
+            st.pending = None;
+            None
+        }
+    }
+
+    /// Schedules what [`Self::gained`] or [`Self::lost`] made due. Called with no entry
+    /// of the map held: a change due at once is applied here.
+    fn run(self: &Arc<Self>, user: UserId, due: Option<(u64, Duration)>) {
+        match due {
+            Some((generation, delay)) if delay.is_zero() => self.fire(user, generation),
+            Some((generation, delay)) => self.schedule(user, generation, delay),
+            None => {}
+        }
+    }
+
+    /// Sends a change of this node's holds to the cluster, when there is one.
+    fn announce(&self, change: HoldChange) {
+        if let Some(tx) = self.changes.get() {
+            let _ = tx.send(change);
         }
     }
 
@@ -156,12 +222,13 @@ impl Presence {
         }
     }
 
-    /// Whether any device of `user` is connected now (no hysteresis): what decides push.
+    /// Whether any device of `user` is connected now, on any node (no hysteresis): what
+    /// decides push.
     pub fn is_connected(&self, user: UserId) -> bool {
-        self.users.get(&user).is_some_and(|s| s.holds > 0)
+        self.users.get(&user).is_some_and(|s| s.total() > 0)
     }
 
-    /// Users connected now.
+    /// Users connected to this node now.
     pub fn online_users(&self) -> i64 {
         self.online_users.load(Ordering::Relaxed)
     }

@@ -1,0 +1,316 @@
+//! Cluster mode over real processes: a real `nats-server`, nodes sharing one real
+//! PostgreSQL schema (in this process, or as child processes where a node is killed):
+//! the crossing case across nodes with one order on every device, presence across nodes,
+//! group fan-out and a removed member across nodes, NATS restarted under load with
+//! nothing lost and `/healthz` following it, kill -9 of a node under load with nothing
+//! acknowledged lost, and the stores that refuse `--cluster`.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use self::support::{
+    assert_stream_whole, backing, node, node_config, run_device, wait_for_health, wait_for_nodes,
+};
+use crate::child::{Acked, ChildServer, check_histories, record, send_http, token, ws_sender};
+use crate::support::WAIT;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn users_on_different_nodes_chat_with_one_order_on_every_device() {
+    let Some((nats, schema)) = backing("cluster_cross").await else {
+        return;
+    };
+    let a = node(&nats, &schema, "a").await;
+    let b = node(&nats, &schema, "b").await;
+    wait_for_nodes(&[&a, &b], 2).await;
+    // Each user has a device on each node; each sends from one of them at the same time.
+    let (u1a, u1b) = (a.connect(1, "a").await, b.connect(1, "b").await);
+    let (u2a, u2b) = (a.connect(2, "a").await, b.connect(2, "b").await);
+    let n = 25;
+    let sends = |from: u64, to: u64| -> Vec<(String, String)> {
+        (0..n)
+            .map(|i| (format!("{from}-{i}"), format!("u:{to}")))
+            .collect()
+    };
+    let total = 2 * n;
+    let devices = vec![
+        ("1/a", tokio::spawn(run_device(u1a, sends(1, 2), total))),
+        ("1/b", tokio::spawn(run_device(u1b, vec![], total))),
+        ("2/a", tokio::spawn(run_device(u2a, vec![], total))),
+        ("2/b", tokio::spawn(run_device(u2b, sends(2, 1), total))),
+    ];
+    let mut mapping: BTreeMap<u64, String> = BTreeMap::new();
+    for (who, task) in devices {
+        let frames = task.await.unwrap();
+        assert_stream_whole(&frames, total as u64, who);
+        for v in frames.iter().filter(|v| v["type"] == "msg") {
+            let seq = v["seq"].as_u64().unwrap();
+            let id = v["id"].as_str().unwrap().to_owned();
+            let prev = mapping.insert(seq, id.clone());
+            assert!(
+                prev.is_none_or(|p| p == id),
+                "{who}: seq {seq} is one message"
+            );
+        }
+    }
+    assert_eq!(
+        mapping.keys().copied().collect::<Vec<_>>(),
+        (1..=total as u64).collect::<Vec<_>>(),
+        "one gap-free sequence, the same on every device"
+    );
+    let (status, view) = a.get(1, "/v1/cluster").await;
+    assert_eq!(status, 200);
+    assert_eq!(view["node"], "a");
+    let names: Vec<&str> = view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn presence_is_cluster_wide() {
+    let Some((nats, schema)) = backing("cluster_presence").await else {
+        return;
+    };
+    let a = node(&nats, &schema, "a").await;
+    let b = node(&nats, &schema, "b").await;
+    wait_for_nodes(&[&a, &b], 2).await;
+    let mut watcher = a.connect(10, "w").await;
+    watcher
+        .send_json(json!({"type": "presence_sub", "users": [11]}))
+        .await;
+    let snap = watcher.recv_type("presence").await;
+    assert_eq!(snap["status"], "offline");
+    let user = b.connect(11, "d").await;
+    let online = watcher.recv_type("presence").await;
+    assert_eq!(
+        (online["user"].as_u64(), &online["status"]),
+        (Some(11), &json!("online"))
+    );
+    let (_, pulled) = a.get(10, "/v1/presence?users=11").await;
+    assert_eq!(pulled[0]["status"], "online", "{pulled}");
+    // A second device on the other node, then the first leaves: still online, no flap.
+    let second = a.connect(11, "e").await;
+    drop(user);
+    let quiet = watcher.drain(Duration::from_millis(800)).await;
+    assert!(
+        quiet.iter().all(|v| v["type"] != "presence"),
+        "online while a device on any node is connected: {quiet:?}"
+    );
+    drop(second);
+    let offline = watcher.recv_type("presence").await;
+    assert_eq!(offline["status"], "offline");
+    assert!(offline["last_seen"].as_u64().is_some(), "{offline}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_fan_out_crosses_nodes_and_a_removed_member_gets_nothing_newer() {
+    let Some((nats, schema)) = backing("cluster_group").await else {
+        return;
+    };
+    let a = node(&nats, &schema, "a").await;
+    let b = node(&nats, &schema, "b").await;
+    wait_for_nodes(&[&a, &b], 2).await;
+    let (status, g) = a
+        .post(20, "/v1/groups", &json!({"name": "g", "members": [21, 22]}))
+        .await;
+    assert_eq!(status, 201, "{g}");
+    let conv = g["conv"].as_str().unwrap().to_owned();
+    let to = format!("g:{}", g["group"]);
+    let mut admin = a.connect(20, "d").await;
+    let mut stays = b.connect(21, "d").await;
+    let mut leaves = b.connect(22, "d").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let sent = admin.send_msg("g1", &to, "hello").await;
+    assert_eq!(sent["seq"], 1);
+    for c in [&mut stays, &mut leaves] {
+        let m = c.recv_type("msg").await;
+        assert_eq!(
+            (m["conv"].as_str(), m["id"].as_str()),
+            (Some(conv.as_str()), Some("g1"))
+        );
+    }
+    let r = a
+        .http
+        .delete(a.url(&format!("/v1/groups/{}/members/22", g["group"])))
+        .bearer_auth(a.token(20, "http"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let sent = admin.send_msg("g2", &to, "after").await;
+    assert_eq!(sent["seq"], 2);
+    assert_eq!(stays.recv_type("msg").await["id"], "g2");
+    let late = leaves.drain(Duration::from_millis(800)).await;
+    assert!(
+        late.iter().all(|v| v["type"] != "msg"),
+        "a removed member gets nothing newer: {late:?}"
+    );
+    let (status, _) = b
+        .get(22, &format!("/v1/conversations/{conv}/messages"))
+        .await;
+    assert_eq!(
+        status, 403,
+        "a removed member cannot read the group on any node"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nats_restarted_under_load_loses_nothing_and_healthz_follows() {
+    let Some((mut nats, schema)) = backing("cluster_nats").await else {
+        return;
+    };
+    let a = node(&nats, &schema, "a").await;
+    let b = node(&nats, &schema, "b").await;
+    wait_for_nodes(&[&a, &b], 2).await;
+    let receiver = b.connect(31, "d").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let n = 60;
+    let device = tokio::spawn(run_device(receiver, vec![], n));
+    let addr = a.addr.to_string();
+    for i in 0..n {
+        if i == 20 {
+            nats.stop();
+            wait_for_health(&a, 503).await;
+            wait_for_health(&b, 503).await;
+        }
+        if i == 40 {
+            nats.restart();
+            wait_for_health(&a, 200).await;
+            wait_for_health(&b, 200).await;
+        }
+        let (status, v) = send_http(&addr, 30, 31, &format!("n{i}")).await;
+        assert_eq!(
+            status, 200,
+            "the store is the record: sends go on without NATS: {v}"
+        );
+    }
+    let frames = tokio::time::timeout(WAIT * 3, device)
+        .await
+        .expect("the device catches up after NATS is back")
+        .unwrap();
+    assert_stream_whole(&frames, n as u64, "31/d");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_a_node_under_load_loses_nothing_acknowledged() {
+    let Some((nats, schema)) = backing("cluster_kill").await else {
+        return;
+    };
+    let spec = schema.spec();
+    let cluster = ["--cluster", &nats.url()];
+    let a = ChildServer::start_with(&spec, "warn", &[&cluster[..], &["--node", "a"]].concat());
+    let b = ChildServer::start_with(&spec, "warn", &[&cluster[..], &["--node", "b"]].concat());
+    // Receivers on b, senders on a; a dies mid-stream and its devices move to b.
+    let pairs = [(41u64, 42u64), (43, 44)];
+    let received: Arc<Mutex<BTreeMap<u64, Vec<Value>>>> = Arc::default();
+    let mut receivers = Vec::new();
+    for &(_, to) in &pairs {
+        let url = format!("ws://{}/v1/ws?token={}", b.addr, token(to));
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let received = received.clone();
+        receivers.push(tokio::spawn(async move {
+            use futures_util::StreamExt;
+            let mut ws = ws;
+            while let Some(Ok(m)) = ws.next().await {
+                if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "msg" {
+                        received.lock().unwrap().entry(to).or_default().push(v);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let acked: Acked = Arc::default();
+    let senders: Vec<_> = pairs
+        .iter()
+        .map(|&(from, to)| tokio::spawn(ws_sender(a.addr.clone(), from, to, 0, acked.clone())))
+        .collect();
+    crate::child::wait_until("load", Duration::from_secs(30), || {
+        acked.lock().unwrap().len() >= 40
+    })
+    .await;
+    a.kill9();
+    // The senders' devices reconnect to b and retry what got no answer, with the same id.
+    for (task, &(from, to)) in senders.into_iter().zip(&pairs) {
+        if let Some(id) = task.await.unwrap() {
+            let (status, v) = send_http(&b.addr, from, to, &id).await;
+            assert_eq!(status, 200, "{v}");
+            record(&acked, from, &id, &v, &format!("body of {id}"));
+        }
+    }
+    check_histories(&b.addr, &["d:41:42", "d:43:44"], &acked).await;
+    // Every acknowledged message reached its receiver on b live, in order, once.
+    for &(from, to) in &pairs {
+        let want = acked
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|(f, _)| *f == from)
+            .count();
+        crate::child::wait_until("live delivery", Duration::from_secs(20), || {
+            received.lock().unwrap().get(&to).map_or(0, Vec::len) >= want
+        })
+        .await;
+        let got = received.lock().unwrap()[&to].clone();
+        assert_stream_whole(&got, want as u64, &format!("{to}"));
+    }
+    for r in receivers {
+        r.abort();
+    }
+    b.kill9();
+}
+
+#[tokio::test]
+async fn stores_of_one_process_refuse_cluster_mode() {
+    for store in ["memory", "fjall:/tmp/never-opened-by-cluster"] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--jwt-secret",
+                "s",
+                "--store",
+                store,
+            ])
+            .args(["--cluster", "nats://127.0.0.1:1", "--node", "x"])
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "{store} refuses --cluster");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--cluster needs a store that several nodes can share"),
+            "{store}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all("/tmp/never-opened-by-cluster");
+}
+
+/// A node name outside the contract's alphabet is refused before the node serves.
+#[tokio::test]
+async fn a_bad_node_name_is_refused() {
+    let Some((nats, schema)) = backing("cluster_name").await else {
+        return;
+    };
+    let mut config = node_config(&nats, "no spaces allowed");
+    config.send_rate_per_sec = 0;
+    let store = chat_server::store::PostgresStore::open(&schema.spec())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = chat_server::run(listener, config, Arc::new(store), async {})
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("--node"), "{err}");
+}

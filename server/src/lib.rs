@@ -88,7 +88,11 @@ pub async fn run(
         Service::new(backend, config, cluster.clone(), stop_rx).map_err(std::io::Error::other)?,
     );
     let _cluster_tasks = match &cluster {
-        Some(c) => Some(c.start(svc.clone()).await.map_err(std::io::Error::other)?),
+        Some(c) => Some(
+            c.start(svc.clone() as Arc<dyn cluster::LocalNode>)
+                .await
+                .map_err(std::io::Error::other)?,
+        ),
         None => None,
     };
     let health = tokio::spawn({

@@ -40,6 +40,19 @@ const OUTGOING_QUEUE: usize = 65_536;
 /// Messages a subscription buffers before NATS reports a slow consumer.
 const SUBSCRIPTION_CAPACITY: usize = 65_536;
 
+/// What the cluster's tasks need of the node they serve (the chat service).
+pub trait LocalNode: Send + Sync + 'static {
+    /// Frames another node relayed for devices here.
+    fn relayed(&self, relay: Relay);
+    /// Asks every device here to read what its live stream may have missed from the
+    /// store.
+    fn catch_up_all(&self);
+    /// This node's presence: local holds, and the others' as they announce them.
+    fn presence(&self) -> &Arc<crate::presence::Presence>;
+    /// WebSocket devices connected here.
+    fn online_devices(&self) -> u64;
+}
+
 /// How a node joins a cluster: `--cluster`, `--node`, `--advertise`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {

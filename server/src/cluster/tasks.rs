@@ -13,9 +13,8 @@ use tokio::task::JoinSet;
 
 use super::nodes::{Heard, NODE_TIMEOUT};
 use super::wire::{CONTROL_SUBJECT, Control, HoldWire, Relay, node_subject};
-use super::{Cluster, ClusterError};
+use super::{Cluster, ClusterError, LocalNode};
 use crate::presence::{HoldChange, NodeKey};
-use crate::service::Service;
 
 /// How often a node says it is alive.
 const BEAT: Duration = Duration::from_secs(1);
@@ -27,7 +26,10 @@ const HOLDS_BATCH: usize = 2_000;
 impl Cluster {
     /// Starts the node's tasks over `svc`. They run until the returned set is dropped or
     /// aborted.
-    pub async fn start(self: &Arc<Self>, svc: Arc<Service>) -> Result<JoinSet<()>, ClusterError> {
+    pub async fn start(
+        self: &Arc<Self>,
+        svc: Arc<dyn LocalNode>,
+    ) -> Result<JoinSet<()>, ClusterError> {
         let nats_error = |e: &dyn std::fmt::Display| ClusterError::Nats {
             url: self.node.clone(),
             reason: e.to_string(),
@@ -75,7 +77,7 @@ impl Cluster {
     async fn watch_events(
         self: Arc<Self>,
         mut rx: mpsc::UnboundedReceiver<async_nats::Event>,
-        svc: Arc<Service>,
+        svc: Arc<dyn LocalNode>,
     ) {
         let mut was_down = false;
         while let Some(event) = rx.recv().await {
@@ -87,7 +89,7 @@ impl Cluster {
                     // this node relayed may not have arrived; holds changed unseen.
                     svc.catch_up_all();
                     self.lost.store(true, Ordering::Relaxed);
-                    self.send_snapshot(&svc);
+                    self.send_snapshot(svc.as_ref());
                     self.control(&Control::SyncRequest {
                         node: self.node.clone(),
                         to: None,
@@ -109,16 +111,20 @@ impl Cluster {
         }
     }
 
-    async fn receive_controls(self: Arc<Self>, mut sub: async_nats::Subscriber, svc: Arc<Service>) {
+    async fn receive_controls(
+        self: Arc<Self>,
+        mut sub: async_nats::Subscriber,
+        svc: Arc<dyn LocalNode>,
+    ) {
         while let Some(msg) = sub.next().await {
             match serde_json::from_slice::<Control>(&msg.payload) {
-                Ok(c) => self.on_control(c, &svc),
+                Ok(c) => self.on_control(c, svc.as_ref()),
                 Err(e) => tracing::warn!(error = %e, "unreadable control message"),
             }
         }
     }
 
-    fn on_control(&self, msg: Control, svc: &Service) {
+    fn on_control(&self, msg: Control, svc: &dyn LocalNode) {
         if msg.node() == self.node {
             return;
         }
@@ -190,7 +196,7 @@ impl Cluster {
     }
 
     /// Sends all of this node's holds, in parts.
-    fn send_snapshot(&self, svc: &Service) {
+    fn send_snapshot(&self, svc: &dyn LocalNode) {
         let holds = svc.presence().local_holds();
         let mut parts = holds.chunks(SNAPSHOT_CHUNK);
         let first = parts.next().unwrap_or(&[]);
@@ -231,7 +237,7 @@ impl Cluster {
         }
     }
 
-    async fn beat(self: Arc<Self>, svc: Arc<Service>) {
+    async fn beat(self: Arc<Self>, svc: Arc<dyn LocalNode>) {
         let mut tick = tokio::time::interval(BEAT);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -260,7 +266,7 @@ impl Cluster {
     }
 }
 
-async fn receive_relays(mut sub: async_nats::Subscriber, svc: Arc<Service>) {
+async fn receive_relays(mut sub: async_nats::Subscriber, svc: Arc<dyn LocalNode>) {
     while let Some(msg) = sub.next().await {
         match Relay::decode(msg.payload) {
             Ok(relay) => svc.relayed(relay),

@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::Service;
-use crate::cluster::ClusterView;
 use crate::cluster::wire::Relay;
+use crate::cluster::{ClusterView, LocalNode};
 use crate::hub::{ConnId, Outbound};
 use crate::model::UserId;
 use crate::presence::{NodeKey, Presence};
@@ -83,9 +83,10 @@ impl Service {
             }
         }
     }
+}
 
-    /// Frames another node relayed for devices here.
-    pub fn relayed(&self, relay: Relay) {
+impl LocalNode for Service {
+    fn relayed(&self, relay: Relay) {
         match relay {
             Relay::Inbox(entries) => {
                 for (user, useq, frame) in entries {
@@ -100,20 +101,23 @@ impl Service {
         }
     }
 
-    /// Asks every device here to read what its live stream may have missed from the
-    /// store.
-    pub fn catch_up_all(&self) {
+    fn catch_up_all(&self) {
         self.hub.offer_all(|| Outbound::CatchUp);
     }
 
+    fn presence(&self) -> &Arc<Presence> {
+        &self.presence
+    }
+
+    fn online_devices(&self) -> u64 {
+        Service::online_devices(self)
+    }
+}
+
+impl Service {
     /// Whether this node is in a cluster.
     pub fn is_clustered(&self) -> bool {
         self.cluster.is_some()
-    }
-
-    /// Presence, for the cluster's tasks.
-    pub fn presence(&self) -> &Arc<Presence> {
-        &self.presence
     }
 
     /// `GET /v1/cluster`: this node and the others heard from (a node outside a cluster

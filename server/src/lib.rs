@@ -36,7 +36,7 @@ pub use config::Config;
 use crate::listener::CappedListener;
 use crate::service::Service;
 
-/// How often the store is probed for `/healthz`.
+/// How often a networked store is probed for `/healthz`.
 const HEALTH_PROBE: Duration = Duration::from_secs(1);
 
 /// Connects a node to its cluster, refusing a store that only one process may write.
@@ -83,6 +83,8 @@ pub async fn run(
         Some(url) => Some(join_cluster(url, &config, &backend).await?),
         None => None,
     };
+    // An embedded store fails with its process: only a networked one is probed.
+    let probed = backend.is_networked();
     let (stop_tx, stop_rx) = watch::channel(false);
     let svc = Arc::new(
         Service::new(backend, config, cluster.clone(), stop_rx).map_err(std::io::Error::other)?,
@@ -95,15 +97,15 @@ pub async fn run(
         ),
         None => None,
     };
-    let health = tokio::spawn({
+    let health = probed.then(|| {
         let svc = svc.clone();
-        async move {
+        tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEALTH_PROBE);
             loop {
                 tick.tick().await;
                 svc.probe_store().await;
             }
-        }
+        })
     });
     let trimmer = tokio::spawn({
         let svc = svc.clone();
@@ -133,7 +135,9 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     trimmer.abort();
-    health.abort();
+    if let Some(h) = health {
+        h.abort();
+    }
     svc.finish(deadline.saturating_duration_since(tokio::time::Instant::now()))
         .await;
     result

@@ -82,6 +82,8 @@ pub struct ClusterView {
 
 /// This node's end of the cluster.
 pub struct Cluster {
+    /// The NATS server joined, for messages.
+    url: String,
     node: String,
     key: NodeKey,
     /// This incarnation: the node's start time (ms).
@@ -132,6 +134,7 @@ impl Cluster {
             })?;
         let (out, out_rx) = mpsc::channel(OUTGOING_QUEUE);
         Ok(Arc::new(Cluster {
+            url: config.url.clone(),
             node: config.node.clone(),
             key: config.node.as_str().into(),
             inc: now_ms(),

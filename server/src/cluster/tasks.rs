@@ -31,7 +31,7 @@ impl Cluster {
         svc: Arc<dyn LocalNode>,
     ) -> Result<JoinSet<()>, ClusterError> {
         let nats_error = |e: &dyn std::fmt::Display| ClusterError::Nats {
-            url: self.node.clone(),
+            url: self.url.clone(),
             reason: e.to_string(),
         };
         let relays = self

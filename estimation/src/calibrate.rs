@@ -25,6 +25,8 @@
 //! | `calibration.capacity_limited_by` | string or null | what ended the capacity search that measured the per-node figures: `server` (a gate failed while the host had CPU to spare: the node's own limit), `load_generator` (the host's CPU was saturated with the load generator using as much as the server: a lower bound), `open_files` (the host's open-file cap: a lower bound), `search_range` (no step failed: a lower bound); null when the figures are not from a capacity search |
 //! | `calibration.node_cpus` | integer or null | CPUs of the host the node ran on (shared with the load generator when it ran there too) |
 //! | `calibration.cpu_us_per_message` | number or null | server CPU time per accepted message at the measured load, in microseconds |
+//! | `calibration.nodes_measured` | integer or null | server nodes the per-node figures were measured on (a cluster's totals divided by its nodes); null: one server process |
+//! | `calibration.scaling_efficiency` | number or null | per-node throughput on `nodes_measured` nodes over per-node throughput on one node, from a scaling run (1 = linear); the per-node figures already carry it |
 //!
 //! A measured field that is null or absent was not measured: the plan keeps
 //! the assumption and says so. A measured field that is zero, negative or
@@ -138,6 +140,14 @@ pub struct Calibration {
     /// Server CPU time per accepted message at the measured load, in microseconds.
     #[serde(default)]
     pub cpu_us_per_message: Option<f64>,
+    /// Server nodes the per-node figures were measured on (a cluster run's totals
+    /// divided by its nodes); `None`: one server process.
+    #[serde(default)]
+    pub nodes_measured: Option<u32>,
+    /// Per-node throughput on `nodes_measured` nodes over that on one node, from a
+    /// scaling run: how far from linear adding nodes is.
+    #[serde(default)]
+    pub scaling_efficiency: Option<f64>,
 }
 
 /// What ended a capacity search: whether its per-node figures are the node's own limit
@@ -212,6 +222,8 @@ impl Default for Calibration {
             capacity_limited_by: None,
             node_cpus: None,
             cpu_us_per_message: None,
+            nodes_measured: None,
+            scaling_efficiency: None,
         }
     }
 }
@@ -388,6 +400,9 @@ impl Summary {
             capacity_limited_by: capacity_limit(fields)?,
             node_cpus: positive_whole(fields, "node_cpus")?,
             cpu_us_per_message: positive_number(fields, "cpu_us_per_message")?,
+            nodes_measured: positive_whole(fields, "nodes_measured")?
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            scaling_efficiency: positive_number(fields, "scaling_efficiency")?,
         };
         Ok(Self {
             scenario,
@@ -425,6 +440,7 @@ impl Calibration {
                 self.memory_bytes_per_connection,
             ),
             ("cpu_us_per_message", self.cpu_us_per_message),
+            ("scaling_efficiency", self.scaling_efficiency),
         ];
         for (field, value) in numbers {
             match value {
@@ -711,8 +727,20 @@ pub fn calibrate(assumed: &Inputs, summary: &Summary) -> Result<CalibratedPlan, 
             .cpu_us_per_message
             .map(|us| format!(", {us:.1} µs of server CPU per message"))
             .unwrap_or_default();
+        match measured_values.nodes_measured.filter(|&n| n > 1) {
+            Some(n) => warnings.push(format!(
+                "a node is what was measured: one of {n} cluster nodes sharing a host with {cpus} CPU(s){per_message}, its figures the cluster's divided by {n}; a node of its own carries more"
+            )),
+            None => warnings.push(format!(
+                "a node is what was measured: one server process on a host with {cpus} CPU(s){per_message}; a larger node carries more"
+            )),
+        }
+    }
+    if let Some(e) = measured_values.scaling_efficiency {
         warnings.push(format!(
-            "a node is what was measured: one server process on a host with {cpus} CPU(s){per_message}; a larger node carries more"
+            "scaling measured, not assumed: {} nodes kept {:.0} % of one node's throughput per node; the plan's server counts hold only if that efficiency holds at full scale",
+            measured_values.nodes_measured.unwrap_or(1),
+            e * 100.0
         ));
     }
     for replacement in &replacements {

@@ -23,8 +23,15 @@ use crate::service::{GroupOut, MAX_WAIT_SECS, Service};
 
 type Svc = State<Arc<Service>>;
 
+/// The response header that names the node which answered (every response carries it):
+/// behind a load balancer, a client or a load generator learns where it landed.
+pub const NODE_HEADER: &str = "x-chat-node";
+
 /// The router of the whole server.
 pub fn router(svc: Arc<Service>) -> Router {
+    // The node name is checked at start (letters, digits, `-`, `_`), so it is a valid
+    // header value; a name that were not would only leave the header out.
+    let node = axum::http::HeaderValue::from_str(&svc.config().node).ok();
     Router::new()
         .route("/healthz", get(get_health))
         .route("/v1/cluster", get(get_cluster))
@@ -43,6 +50,15 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/devices/{device}/push", put(put_push))
         .route("/metrics", get(get_metrics))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route") })
+        .layer(axum::middleware::map_response(move |mut res: Response| {
+            let node = node.clone();
+            async move {
+                if let Some(v) = node {
+                    res.headers_mut().insert(NODE_HEADER, v);
+                }
+                res
+            }
+        }))
         .with_state(svc)
 }
 

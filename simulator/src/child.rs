@@ -54,6 +54,9 @@ pub struct ServeOptions {
     /// 0: twice the rate.
     pub send_burst: u32,
     pub device_queue: u32,
+    /// More server flags (a cluster node's `--cluster`, `--node`, `--advertise`).
+    #[serde(default)]
+    pub extra: Vec<String>,
 }
 
 /// Open files a server keeps apart from its connections, and what it can hold: the
@@ -63,7 +66,7 @@ pub use chat_server::process::{connection_capacity, open_files_limit};
 /// Runs the server in this process (the `serve-child` subcommand) with the server's own
 /// flags, through the server library's `serve`: the same code path as `chat-server
 /// serve`. Besides, it prints a `@@stats` line with the store's bytes on disk twice a
-/// second, and stops when its standard input closes.
+/// second, and stops when its standard input closes or on SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Standard input closing means the simulator is gone or done: stop.
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -72,8 +75,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
         let _ = tx.send(());
     });
+    // SIGTERM drains as `chat-server serve` does (a `stop_node` fault sends it).
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let shutdown = async move {
-        let _ = rx.await;
+        tokio::select! {
+            _ = rx => {}
+            _ = term.recv() => {}
+        }
     };
     chat_server::serve::serve(&args, shutdown, |backend| {
         let store = backend.store();
@@ -158,6 +166,7 @@ impl ServerChild {
         if o.max_connections > 0 {
             cmd.args(["--max-connections", &o.max_connections.to_string()]);
         }
+        cmd.args(&o.extra);
         // Its own process group: a terminal's ctrl-c goes to the simulator, which then
         // finishes its report and stops the server itself.
         #[cfg(unix)]
@@ -230,6 +239,21 @@ impl ServerChild {
     pub fn stop(&mut self, grace: Duration) {
         self.process.close_stdin();
         let _ = self.process.wait_or_kill(grace);
+    }
+
+    /// Kills the child with SIGKILL (a crash) and reaps it.
+    pub fn kill9(&mut self) {
+        self.process.kill9();
+    }
+
+    /// Asks the child to stop with SIGTERM (it drains), killing it after `grace`.
+    pub fn terminate(&mut self, grace: Duration) {
+        let _ = self.process.terminate(grace);
+    }
+
+    /// Whether the child has exited.
+    pub fn exited(&mut self) -> bool {
+        self.process.exited().is_some()
     }
 
     /// The directory of a fjall store the child was given, if the simulator made it.

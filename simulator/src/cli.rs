@@ -27,6 +27,10 @@ Scenario files (TOML; scenarios/README.md documents each knob):
                workers, max_devices_per_process, request_timeout_secs, user_id_base
   [server]     store (fjall|memory|STORE), connections_per_node (source design: 50K),
                max_connections, send_rate (0 = off), send_burst, device_queue
+  [cluster]    nodes (0 = one server), store (postgres://…|cql://…; empty = server.store),
+               routing (haproxy|hash)
+  [[faults]]   at_secs (after the load starts), kind (kill_node|stop_node|store_outage|
+               nats_outage), node (1-based, node faults), secs (restart after / outage length)
   [capacity]   hold_secs, ramp_up_secs, refine, confirm, max_host_cpu_percent, min_messages_per_sec,
                min_connections, [[search]] grow (users|rate|connections), start, step, max_steps
                (read by `chat-sim capacity`)
@@ -72,6 +76,11 @@ pub enum Command {
     /// per-connection costs what a load `--factor` times larger costs, run that, and report
     /// the error per figure; exits 1 when an error is beyond 15 %.
     Validate(ValidateArgs),
+    /// Run a cluster scenario on 1, 2, 3 … nodes with the same load per node (k nodes get
+    /// k times the users) and write scaling.json and scaling.md: throughput and CPU per
+    /// message per node, the measured scaling efficiency, and the capacity plan from the
+    /// largest step; exits 1 when a step's gate or check fails.
+    Scale(ScaleArgs),
     /// Read a scenario, apply overrides, and print what it would run (no load).
     #[command(after_long_help = SCENARIO_KNOBS)]
     Check(CheckArgs),
@@ -140,6 +149,24 @@ pub struct CompareArgs {
     /// Keep each database backend's schema or keyspace after its run, to inspect it.
     #[arg(long)]
     pub keep_data: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// A scenario with a `[cluster]` section, e.g. scenarios/scaling.toml.
+    pub scenario: PathBuf,
+    /// The node counts, ascending, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    pub nodes: Vec<u32>,
+    /// Where the steps and the scaling report go: DIR/scaling-<scenario>-<UTC time>/.
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
+    /// Override a scenario field for every step (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// No progress line.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// `capacity --help`, after the flags.

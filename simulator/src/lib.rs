@@ -24,12 +24,15 @@
 //! | [`checks`] | order, gaps, exactly-once, phantoms, consistency, over each device's log |
 //! | [`storage`] | bytes on disk per message and their extrapolation |
 //! | [`child`] | the server child process and /proc sampling |
+//! | [`namespace`] | a fresh schema or keyspace per run in a shared database |
+//! | [`cluster`] | a cluster run: NATS, the nodes, HAProxy, per-node figures, faults |
 //! | [`progress`] | the live progress line |
 //! | [`report`] | summary.json, summary.md, report.html, plots, timeseries.csv, the capacity plan |
 //! | [`gates`] | thresholds and baseline regressions: the verdict on a summary |
 //! | [`worker`] | worker processes for runs beyond one process's open files |
 //! | [`run`] | `chat-sim run`: the orchestrator |
 //! | [`compare`] | `chat-sim compare`: one scenario against several stores, side by side |
+//! | [`scaling`] | `chat-sim scale`: one scenario on 1, 2, 3 … nodes, the measured scaling efficiency |
 
 pub mod capacity;
 pub mod checks;
@@ -37,16 +40,19 @@ pub mod child;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 pub mod compare;
 pub mod gates;
 pub mod graph;
 pub mod load;
 pub mod metrics;
+pub mod namespace;
 pub mod progress;
 pub mod records;
 pub mod report;
 pub mod rng;
 pub mod run;
+pub mod scaling;
 pub mod scenario;
 pub mod storage;
 pub mod worker;

@@ -154,6 +154,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         }
+        Command::Scale(a) => {
+            let outcome =
+                rt.block_on(chat_sim::scaling::scale(chat_sim::scaling::ScaleOptions {
+                    scenario: a.scenario,
+                    nodes: a.nodes,
+                    out_dir: a.out,
+                    overrides: a.set,
+                    progress: !a.quiet,
+                }))?;
+            println!("scaling: {}", outcome.dir.display());
+            let sc = &outcome.scaling;
+            for st in &sc.steps {
+                println!(
+                    "{} node(s): {:.0} messages/s ({:.0} per node), {} µs CPU per message, efficiency {}",
+                    st.nodes,
+                    st.messages_per_sec,
+                    st.messages_per_sec_per_node,
+                    st.cpu_us_per_message
+                        .map_or("—".to_owned(), |v| format!("{v:.0}")),
+                    st.cpu_efficiency
+                        .map_or("—".to_owned(), |v| format!("{v:.2}")),
+                );
+            }
+            if sc.steps.iter().all(|s| s.passed) {
+                println!("PASSED: every step passed its gates and checks");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("SCALING FAILED: a step failed a gate or check (see its report)");
+                Ok(ExitCode::from(1))
+            }
+        }
         Command::Check(a) => {
             println!("{}", chat_sim::run::describe(&a.scenario, &a.set)?);
             Ok(ExitCode::SUCCESS)

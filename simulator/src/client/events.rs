@@ -31,8 +31,13 @@ pub trait DeviceEvents: Send + Sync {
     fn fault(&self, check: Check, detail: &dyn Fn() -> String);
 
     /// A message reached a device for the first time, live or through sync; `key` names
-    /// it when its client id is one of the simulator's.
-    fn arrived(&self, key: Option<MsgKey>, via: Via);
+    /// it when its client id is one of the simulator's; `node` is the device's node
+    /// ([`node_index`](DeviceEvents::node_index) of the name the server gave).
+    fn arrived(&self, key: Option<MsgKey>, via: Via, node: u16);
+
+    /// A small number for a node name a server answered with, the same for the same name
+    /// in this process.
+    fn node_index(&self, name: &str) -> u16;
 
     /// The server acknowledged send `n` of `user` (the shard's user `user_idx`) at `seq`
     /// of `conv` and `useq` of the sender's inbox. Returns the body hash the send was

@@ -10,8 +10,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use parking_lot::Mutex;
@@ -24,6 +24,11 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use super::events::DeviceEvents;
 use super::frames::{self, MsgFrame, ServerFrame};
 use crate::checks::{self, Check, Conv, DeviceLog, Entry, Observed, Via};
+
+/// A device's node when the server did not say (an older server, or offline).
+pub const NO_NODE: u16 = u16::MAX;
+
+use chat_server::http::NODE_HEADER;
 
 /// Inbox entries asked for per `sync` request.
 pub const SYNC_PAGE: u32 = 500;
@@ -111,6 +116,13 @@ pub struct Device {
     conn: Mutex<Option<Conn>>,
     connections: AtomicU64,
     readers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The node of the current connection, as the events sink numbers node names
+    /// ([`NO_NODE`] when offline or unknown): deliveries across nodes are told apart
+    /// by it.
+    node: AtomicU16,
+    /// When the last connection ended without the device closing it, until a reconnect
+    /// takes it ([`Device::take_drop`]).
+    dropped_at: Mutex<Option<Instant>>,
 }
 
 impl Device {
@@ -131,7 +143,20 @@ impl Device {
             conn: Mutex::new(None),
             connections: AtomicU64::new(0),
             readers: Mutex::new(Vec::new()),
+            node: AtomicU16::new(NO_NODE),
+            dropped_at: Mutex::new(None),
         }
+    }
+
+    /// The node this device is connected to ([`NO_NODE`] when offline or unknown).
+    pub fn node(&self) -> u16 {
+        self.node.load(Relaxed)
+    }
+
+    /// When the connection last ended without the device closing it, once: the start of
+    /// a reconnect → caught-up interval.
+    pub fn take_drop(&self) -> Option<Instant> {
+        self.dropped_at.lock().take()
     }
 
     pub fn online(&self) -> bool {
@@ -245,13 +270,19 @@ impl Device {
             .read_buffer_size(4096)
             .write_buffer_size(0)
             .max_write_buffer_size(1 << 20);
-        let (ws, _) = tokio::time::timeout(
+        let (ws, response) = tokio::time::timeout(
             timeout,
             tokio_tungstenite::connect_async_with_config(req, Some(config), true),
         )
         .await
         .map_err(|_| RequestError::Connect("timed out".into()))?
         .map_err(|e| RequestError::Connect(e.to_string()))?;
+        let node = response
+            .headers()
+            .get(NODE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map_or(NO_NODE, |name| self.events.node_index(name));
+        self.node.store(node, Relaxed);
         let (mut sink, stream) = ws.split();
         let (out, mut rx) = mpsc::unbounded_channel::<Message>();
         let number = self.connections.fetch_add(1, Relaxed) + 1;
@@ -357,6 +388,10 @@ async fn read_loop(
         let mut conn = dev.conn.lock();
         if matches!(&*conn, Some(c) if c.number == number) {
             *conn = None;
+            dev.node.store(NO_NODE, Relaxed);
+            if !planned {
+                *dev.dropped_at.lock() = Some(Instant::now());
+            }
         }
     }
     dev.events.disconnected(planned);
@@ -401,7 +436,7 @@ fn arrive(dev: &Device, number: u64, m: &MsgFrame, via: Via, acks: &mut BTreeMap
     if observed != Observed::New {
         return;
     }
-    dev.events.arrived(entry.key(), via);
+    dev.events.arrived(entry.key(), via, dev.node());
 }
 
 /// Handles one frame that arrived on connection `number` of `dev`.

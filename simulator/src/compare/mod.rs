@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::clock::{unix_ms, utc_string};
+use crate::namespace::{fresh_keyspace, set_query};
 use crate::run::{self, RunOptions};
 use crate::scenario::{Scenario, ScenarioError};
 
@@ -127,42 +128,6 @@ fn label_of(spec: &str) -> String {
                 .collect();
             if l.is_empty() { "store".into() } else { l }
         }
-    }
-}
-
-/// Sets `key=value` in a URL's query string, replacing any earlier value of `key`.
-fn set_query(spec: &str, key: &str, value: &str) -> String {
-    let (base, query) = spec.split_once('?').unwrap_or((spec, ""));
-    let mut pairs: Vec<String> = query
-        .split('&')
-        .filter(|p| !p.is_empty() && p.split('=').next() != Some(key))
-        .map(str::to_owned)
-        .collect();
-    pairs.push(format!("{key}={value}"));
-    format!("{base}?{}", pairs.join("&"))
-}
-
-/// Replaces the keyspace of a `cql://HOSTS/KEYSPACE[?OPTIONS]` spec with
-/// `<keyspace>_<suffix>`: lowercase letters, digits and `_`, at most 48 characters.
-fn fresh_keyspace(spec: &str, suffix: &str) -> String {
-    let (base, query) = match spec.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (spec, None),
-    };
-    let (hosts, ks) = base.rsplit_once('/').unwrap_or((base, "chat"));
-    let mut ks: String = ks
-        .to_ascii_lowercase()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    if !ks.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        ks.insert(0, 'k');
-    }
-    ks.truncate(48 - 1 - suffix.len());
-    let ks = format!("{ks}_{suffix}");
-    match query {
-        Some(q) => format!("{hosts}/{ks}?{q}"),
-        None => format!("{hosts}/{ks}"),
     }
 }
 

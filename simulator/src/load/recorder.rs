@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use crate::checks::{self, Check, CheckResults, Conv, MsgKey, Outcome, SendRecord, Via};
 use crate::client::events::DeviceEvents;
 use crate::client::frames::MsgFrame;
+use crate::client::ws::NO_NODE;
 use crate::metrics::{self, BucketWire, Latency, LatencySet, LatencySummary, Series};
 use crate::records::Progress;
 use crate::records::counters::Counters;
@@ -26,6 +27,8 @@ pub struct SendMeta {
     pub record: SendRecord,
     pub intended: Instant,
     pub body_len: u32,
+    /// The node of the sending device when it sent ([`NO_NODE`] if unknown).
+    pub node: u16,
 }
 
 /// What a shard records while it runs, shared by its users and its devices' readers.
@@ -50,6 +53,11 @@ pub struct ShardRecords {
     notes: Mutex<Vec<String>>,
     /// Whether the server serves presence (`None`: not probed).
     pub presence_supported: Mutex<Option<bool>>,
+    /// Node names the servers answered with, numbered in the order first seen.
+    nodes: Mutex<Vec<String>>,
+    /// Reconnects after a connection the device had not closed: (seconds after the
+    /// epoch when it dropped, seconds until the device was caught up again).
+    recoveries: Mutex<Vec<(f64, f64)>>,
 }
 
 fn micros_since(t: Instant) -> u64 {
@@ -63,7 +71,8 @@ impl ShardRecords {
         ShardRecords {
             epoch,
             interval,
-            load_start: AtomicU64::new(0f64.to_bits()),
+            // NaN until the load starts: the progress says when it did.
+            load_start: AtomicU64::new(f64::NAN.to_bits()),
             load_end: AtomicU64::new(f64::INFINITY.to_bits()),
             sends: DashMap::new(),
             receipts: (0..users).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -74,6 +83,8 @@ impl ShardRecords {
             online_faults: Mutex::new(CheckResults::default()),
             notes: Mutex::new(Vec::new()),
             presence_supported: Mutex::new(None),
+            nodes: Mutex::new(Vec::new()),
+            recoveries: Mutex::new(Vec::new()),
         }
     }
 
@@ -103,6 +114,24 @@ impl ShardRecords {
 
     pub fn notes(&self) -> Vec<String> {
         self.notes.lock().clone()
+    }
+
+    /// A reconnect that caught up `took` seconds after its connection dropped at `at`
+    /// (seconds after the epoch): what a fault's recovery is measured by.
+    pub fn recovered(&self, dropped: Instant, caught_up: Instant) {
+        let at = dropped.saturating_duration_since(self.epoch).as_secs_f64();
+        let took = caught_up.saturating_duration_since(dropped).as_secs_f64();
+        self.recoveries.lock().push((at, took));
+    }
+
+    /// Every recovery so far, in the order they happened.
+    pub fn recoveries(&self) -> Vec<(f64, f64)> {
+        self.recoveries.lock().clone()
+    }
+
+    /// The node names seen, by their number.
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.lock().clone()
     }
 
     pub fn close_codes(&self) -> BTreeMap<u16, u64> {
@@ -179,7 +208,9 @@ impl ShardRecords {
             .get(Latency::SendToDelivery)
             .filter(|h| !h.is_empty())
             .map(|h| h.value_at_quantile(0.99) as f64 / 1000.0);
+        let start = self.load_start_secs();
         Progress {
+            load_start_secs: (!start.is_nan()).then_some(start),
             connected: c.connected,
             connects: c.connects,
             acked: c.sends_acked,
@@ -274,11 +305,35 @@ impl DeviceEvents for ShardRecords {
         ShardRecords::fault(self, check, detail);
     }
 
-    fn arrived(&self, key: Option<MsgKey>, via: Via) {
-        let intended = key.and_then(|k| self.sends.get(&k).map(|s| s.intended));
+    fn node_index(&self, name: &str) -> u16 {
+        let mut nodes = self.nodes.lock();
+        match nodes.iter().position(|n| n == name) {
+            Some(i) => i as u16,
+            None if nodes.len() < usize::from(NO_NODE) => {
+                nodes.push(name.to_owned());
+                (nodes.len() - 1) as u16
+            }
+            None => NO_NODE,
+        }
+    }
+
+    fn arrived(&self, key: Option<MsgKey>, via: Via, node: u16) {
+        let sent = key.and_then(|k| self.sends.get(&k).map(|s| (s.intended, s.node)));
+        let intended = sent.map(|(t, _)| t);
         match via {
             Via::Live => {
                 self.counters.add(&self.counters.deliveries_live, 1);
+                if let Some((_, from)) = sent
+                    && from != NO_NODE
+                    && node != NO_NODE
+                {
+                    let c = if from == node {
+                        &self.counters.deliveries_same_node
+                    } else {
+                        &self.counters.deliveries_cross_node
+                    };
+                    self.counters.add(c, 1);
+                }
                 if let Some(t) = intended {
                     let us = micros_since(t);
                     self.record(Latency::SendToDelivery, us);

@@ -3,12 +3,15 @@
 //! tokens, the time origin, which users are local, the contact graph), with the plan of
 //! each user's devices that the parent also uses to size the run.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_server::auth::Auth;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::route::Routes;
+use crate::client::ws::{Device, RequestError};
 use crate::clock::unix_ms;
 use crate::graph::Graph;
 use crate::rng::Rng;
@@ -25,8 +28,10 @@ pub struct ShardJob {
     pub user_hi: u64,
     /// Global user id = user_base + global index + 1.
     pub user_base: u64,
+    /// The first entry point: Goose's host, where groups are made.
     pub http_url: String,
-    pub ws_url: String,
+    /// Where devices connect.
+    pub routes: Routes,
     pub jwt_secret: String,
     /// The run's time origin (ms since the Unix epoch): interval i of the time series
     /// starts i × sample interval after it, on every process.
@@ -51,7 +56,7 @@ pub struct Setup {
     pub scenario: Scenario,
     pub shard: u32,
     pub http_url: String,
-    pub ws_url: String,
+    pub routes: Routes,
     auth: Auth,
     /// The run's time origin in this process.
     pub epoch: Instant,
@@ -111,7 +116,7 @@ impl Setup {
             scenario: s.clone(),
             shard: job.shard,
             http_url: job.http_url.clone(),
-            ws_url: job.ws_url.clone(),
+            routes: job.routes.clone(),
             auth,
             epoch,
             epoch_unix_ms: job.epoch_unix_ms,
@@ -128,6 +133,14 @@ impl Setup {
             Ok(d) => self.auth.issue(user, &d, exp),
             Err(_) => String::new(),
         }
+    }
+
+    /// Connects a device where its user is routed, then syncs it to the end of its inbox.
+    pub async fn connect_and_sync(&self, dev: &Arc<Device>) -> Result<(), RequestError> {
+        self.routes
+            .connect(dev, || self.token(dev.user, &dev.id), self.timeout)
+            .await?;
+        dev.sync_to_end(self.timeout).await
     }
 
     pub fn now_secs(&self) -> f64 {

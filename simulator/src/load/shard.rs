@@ -127,7 +127,6 @@ impl ShardCtx {
             .flat_map(|u| u.devices.iter().cloned())
             .collect();
         let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-        let timeout = self.setup.timeout;
         futures_util::stream::iter(devices.iter().cloned())
             .for_each_concurrent(128, |d| {
                 let setup = self.setup.clone();
@@ -135,12 +134,7 @@ impl ShardCtx {
                 async move {
                     let mut last = None;
                     for _ in 0..3 {
-                        let r = async {
-                            d.connect(&setup.ws_url, || setup.token(d.user, &d.id), timeout)
-                                .await?;
-                            d.sync_to_end(timeout).await
-                        }
-                        .await;
+                        let r = setup.connect_and_sync(&d).await;
                         match r {
                             Ok(()) => {
                                 last = None;
@@ -271,6 +265,7 @@ pub async fn run(
         presence_supported,
         body_bytes_acked,
         notes: records.notes(),
+        recoveries: records.recoveries(),
     };
     Ok(report)
 }

@@ -88,13 +88,7 @@ async fn txn_connect(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionRes
         let d = d.clone();
         async move {
             let t0 = ctx.setup.now_secs();
-            let r = async {
-                let setup = &ctx.setup;
-                d.connect(&setup.ws_url, || setup.token(d.user, &d.id), setup.timeout)
-                    .await?;
-                d.sync_to_end(ctx.setup.timeout).await
-            }
-            .await;
+            let r = ctx.setup.connect_and_sync(&d).await;
             (t0, r)
         }
     }))
@@ -163,6 +157,7 @@ async fn txn_send(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult
                 },
                 intended,
                 body_len: text.len() as u32,
+                node: dev.node(),
             },
         );
         if kind == Kind::Pair {
@@ -262,8 +257,14 @@ async fn txn_presence(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionRe
         if ids.is_empty() {
             continue;
         }
-        let path = format!("/v1/presence?users={}", ids.join(","));
         let u = ctx.user(s.u);
+        // Through the entry point, or (hash routing) straight to the user's own node.
+        let base = if ctx.setup.routes.hash {
+            ctx.setup.routes.home(u.id)
+        } else {
+            ""
+        };
+        let path = format!("{base}/v1/presence?users={}", ids.join(","));
         let token = ctx.setup.token(u.id, &u.devices[0].id);
         let rb = user
             .get_request_builder(&GooseMethod::Get, &path)?
@@ -337,22 +338,15 @@ async fn txn_churn(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResul
         while s.disconnect[d].peek() <= now {
             s.disconnect[d].pop();
         }
-        let result = async {
-            let setup = &ctx.setup;
-            dev.connect(
-                &setup.ws_url,
-                || setup.token(dev.user, &dev.id),
-                setup.timeout,
-            )
-            .await?;
-            dev.sync_to_end(ctx.setup.timeout).await
-        }
-        .await;
+        let result = ctx.setup.connect_and_sync(dev).await;
         let took = ctx.setup.at(at).elapsed();
         count(&ctx, &result);
         match &result {
             Ok(()) => {
                 s.reconnect_at[d] = None;
+                if let Some(dropped) = dev.take_drop() {
+                    ctx.records.recovered(dropped, std::time::Instant::now());
+                }
                 ctx.records
                     .counters
                     .add(&ctx.records.counters.reconnects, 1);

@@ -58,6 +58,8 @@ counters! {
     group_sends: "Sends to a group.",
     deliveries_live: "First arrivals of a message on a device through a live `msg`.",
     deliveries_catch_up: "First arrivals of a message on a device through `sync`.",
+    deliveries_same_node: "Live first arrivals on a device connected to the node the message was sent to.",
+    deliveries_cross_node: "Live first arrivals on a device connected to another node than the one the message was sent to.",
     receipts: "Messages whose first `delivered` receipt reached the sender.",
     history_reads: "History pages read.",
     history_errors: "History reads that failed.",

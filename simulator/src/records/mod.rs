@@ -49,11 +49,18 @@ pub struct ShardReport {
     /// Bytes of message bodies sent and acknowledged.
     pub body_bytes_acked: u64,
     pub notes: Vec<String>,
+    /// Reconnects after a drop the device had not asked for: (seconds after the epoch
+    /// when the connection dropped, seconds until the device was caught up again).
+    #[serde(default)]
+    pub recoveries: Vec<(f64, f64)>,
 }
 
 /// A snapshot for the progress line.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Progress {
+    /// When the shard's load started, seconds after the epoch (`None`: not yet).
+    #[serde(default)]
+    pub load_start_secs: Option<f64>,
     pub connected: i64,
     /// Connections opened so far (first connects and reconnects).
     #[serde(default)]
@@ -91,6 +98,8 @@ pub struct RunData {
     /// Bytes of the source design's 100 B per stored message, for the storage plot.
     pub source_bytes_per_message: f64,
     pub disk_start: Option<u64>,
+    /// A cluster run's connections per node over time: (node, [(seconds, connections)]).
+    pub node_connections: Vec<(String, Vec<(f64, f64)>)>,
 }
 
 /// All shards' results added together.
@@ -110,6 +119,8 @@ pub struct Merged {
     pub load_end: f64,
     pub notes: Vec<String>,
     pub goose_files: usize,
+    /// Every shard's recoveries, by the time the connection dropped.
+    pub recoveries: Vec<(f64, f64)>,
 }
 
 /// Merges shard reports: histograms, series, counts and checks add exactly.
@@ -130,6 +141,7 @@ pub fn merge(reports: Vec<ShardReport>) -> Result<Merged, HistogramError> {
         load_end: 0.0,
         notes: Vec::new(),
         goose_files: reports.len(),
+        recoveries: Vec::new(),
     };
     let mut goose: BTreeMap<String, (GooseRequestSummary, f64)> = BTreeMap::new();
     for r in reports {
@@ -177,7 +189,9 @@ pub fn merge(reports: Vec<ShardReport>) -> Result<Merged, HistogramError> {
                 m.notes.push(n);
             }
         }
+        m.recoveries.extend(r.recoveries);
     }
+    m.recoveries.sort_by(|a, b| a.0.total_cmp(&b.0));
     m.goose = goose
         .into_values()
         .map(|(mut g, total)| {

@@ -61,6 +61,9 @@ pub struct Summary {
     pub gates: Vec<GateResult>,
     pub baseline: Option<BaselineInfo>,
     pub notes: Vec<String>,
+    /// A cluster run's nodes, cross-node deliveries and faults; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::info::ClusterInfo>,
     /// Files of the report directory.
     pub files: Vec<String>,
 }
@@ -168,7 +171,8 @@ pub struct FeaturesInfo {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerInfo {
-    pub pid: u32,
+    /// The server process; null for a cluster, whose figures add up every node's.
+    pub pid: Option<u32>,
     pub cpu_secs: f64,
     /// Mean CPU use over the load, in percent of one core.
     pub cpu_percent_mean: f64,

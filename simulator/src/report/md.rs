@@ -63,10 +63,10 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
         s.finished_at,
         s.wall_secs,
         s.target.url,
-        if s.target.kind == "child" {
-            "the server this run started"
-        } else {
-            "an external server"
+        match s.target.kind.as_str() {
+            "child" => "the server this run started",
+            "cluster" => "the cluster this run started",
+            _ => "an external server",
         },
         s.target.store,
         s.scenario_file,
@@ -267,6 +267,9 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
         d.push(Block::List(examples));
     }
 
+    if let Some(c) = &s.cluster {
+        d.extend(super::cluster_md::blocks(c));
+    }
     d.push(Block::Heading("Storage".into()));
     storage_section(&mut d, &s.storage);
 

@@ -5,6 +5,7 @@
 //! [`build`] turns the merged measurements into the summary (figures, capacity plan,
 //! gates); the writers only format it.
 
+pub mod cluster_md;
 pub mod costs;
 pub mod csv;
 pub mod html;
@@ -59,6 +60,10 @@ pub struct Inputs<'a> {
     pub idempotency_window: std::time::Duration,
     pub load_cpu_secs: f64,
     pub notes: Vec<String>,
+    /// The cluster's figures, for a cluster run.
+    pub cluster: Option<crate::cluster::info::ClusterInfo>,
+    /// Its connections per node over time.
+    pub node_connections: Vec<(String, Vec<(f64, f64)>)>,
 }
 
 /// One row of the time series: one sample interval.
@@ -167,6 +172,7 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
         load_end: m.load_end,
         source_bytes_per_message: storage::SOURCE_BYTES_PER_MESSAGE,
         disk_start: i.disk_start,
+        node_connections: i.node_connections.clone(),
     };
     let ramp = s.run.ramp_up_secs as f64;
     let msg_rate = steady_rate(&data, ramp, |b| b.acked);
@@ -287,7 +293,10 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
         i.settle,
         i.idempotency_window,
     );
-    let server = i.server_pid.map(|pid| {
+    // The server this run started: one process, or every node of a cluster added up.
+    let measured = i.server_pid.is_some() || i.cluster.is_some();
+    let server = measured.then(|| {
+        let pid = i.server_pid;
         let start = i.server_start.unwrap_or_default();
         let end = i.server_end.unwrap_or_default();
         let peak_rss = i
@@ -427,6 +436,7 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
         gates: Vec::new(),
         baseline: None,
         notes,
+        cluster: i.cluster.clone(),
         files: Vec::new(),
     };
     (summary, data)
@@ -435,8 +445,10 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
 /// Fills in the calibration this run yields and the capacity plan from it. The gates call
 /// it once they know whether they passed, as the calibration records that.
 pub fn plan(summary: &mut Summary, s: &Scenario, gates_passed: bool) {
-    let msg_rate = summary.load.messages_per_sec;
-    let connections_peak = summary.load.connections_peak;
+    // A cluster's per-node figures are its totals over its nodes.
+    let nodes = summary.cluster.as_ref().map_or(1, |c| c.nodes.max(1));
+    let msg_rate = summary.load.messages_per_sec / f64::from(nodes);
+    let connections_peak = summary.load.connections_peak / i64::from(nodes);
     let settled = summary.storage.settled.as_ref();
     summary.calibration = Calibration {
         bytes_per_message_on_disk: summary.storage.bytes_per_message,
@@ -451,12 +463,13 @@ pub fn plan(summary: &mut Summary, s: &Scenario, gates_passed: bool) {
             .as_ref()
             .and_then(|x| x.memory_bytes_per_connection),
         gates_passed: Some(gates_passed),
-        node_cpus: (summary.target.kind == "child").then_some(summary.host.cpus),
+        node_cpus: (summary.target.kind != "external").then_some(summary.host.cpus),
         cpu_us_per_message: summary
             .server
             .as_ref()
             .and_then(|x| x.cpu_us_per_message)
             .filter(|v| *v > 0.0),
+        nodes_measured: summary.cluster.as_ref().map(|c| c.nodes),
         ..Calibration::default()
     };
     let est = estimation::Summary {

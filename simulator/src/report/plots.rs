@@ -44,6 +44,26 @@ pub(crate) fn err<E: std::fmt::Debug>(e: E) -> std::io::Error {
 
 type Series = (String, RGBColor, Vec<(f64, f64)>);
 
+/// A fault on a time axis: from, to (equal for an instant) and its label.
+pub type Mark = (f64, f64, String);
+
+/// The faults of a cluster run as marks for the time plots.
+fn fault_marks(summary: &Summary) -> Vec<Mark> {
+    summary.cluster.as_ref().map_or_else(Vec::new, |c| {
+        c.faults
+            .iter()
+            .map(|f| {
+                let e = &f.event;
+                let label = match &e.node {
+                    Some(n) => format!("{} {n}", e.kind),
+                    None => e.kind.clone(),
+                };
+                (e.at_secs, e.until_secs.unwrap_or(e.at_secs), label)
+            })
+            .collect()
+    })
+}
+
 pub(crate) const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
@@ -143,6 +163,8 @@ struct Lines<'a> {
     x_fmt: Option<&'a dyn Fn(&f64) -> String>,
     x_labels: usize,
     empty: bool,
+    /// Faults to mark on the time axis.
+    marks: &'a [Mark],
 }
 
 impl Draw for Lines<'_> {
@@ -172,6 +194,35 @@ impl Draw for Lines<'_> {
             mesh.y_label_formatter(&tick);
         }
         mesh.draw().map_err(err)?;
+        let (yr, xr) = (chart.y_range(), chart.x_range());
+        let fault = RGBColor(200, 0, 0);
+        for (from, to, label) in self.marks {
+            if *from < xr.start || *from > xr.end {
+                continue;
+            }
+            let to = to.min(xr.end);
+            if to > *from {
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(*from, yr.start), (to, yr.end)],
+                        fault.mix(0.10).filled(),
+                    )))
+                    .map_err(err)?;
+            }
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(*from, yr.start), (*from, yr.end)],
+                    fault.stroke_width(1),
+                )))
+                .map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    label.clone(),
+                    (*from, yr.end),
+                    (FAMILY, 12).into_font().color(&fault),
+                )))
+                .map_err(err)?;
+        }
         for (label, color, pts) in self.series {
             let color = *color;
             let pts: Vec<(f64, f64)> = pts
@@ -194,27 +245,24 @@ impl Draw for Lines<'_> {
     }
 }
 
+/// Draws `lines` (its `x_labels` and `empty` are worked out here) under `title`.
 fn draw_lines(
     root: &DrawingArea<BitMapBackend<'_>, Shift>,
     title: &str,
-    x_desc: &str,
-    y_desc: &str,
-    series: &[Series],
-    log_y: bool,
-    x_fmt: Option<&dyn Fn(&f64) -> String>,
+    mut lines: Lines<'_>,
 ) -> std::io::Result<()> {
     root.fill(&WHITE).map_err(err)?;
-    let (mut x0, mut x1, y0, y1) = bounds(series, log_y);
+    let (mut x0, mut x1, y0, y1) = bounds(lines.series, lines.log_y);
     // A percentile axis gets one label per decade: 0 %, 90 %, 99 %, …
-    let x_labels = if x_fmt.is_some() {
+    lines.x_labels = if lines.x_fmt.is_some() {
         x0 = 0.0;
         x1 = x1.ceil().max(1.0);
         x1 as usize + 1
     } else {
         10
     };
-    let empty = series.iter().all(|s| s.2.is_empty());
-    let caption = if empty {
+    lines.empty = lines.series.iter().all(|s| s.2.is_empty());
+    let caption = if lines.empty {
         format!("{title} (nothing measured)")
     } else {
         title.to_owned()
@@ -225,17 +273,17 @@ fn draw_lines(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70);
-    let lines = Lines {
-        x_desc,
-        y_desc,
-        series,
-        log_y,
-        x_fmt,
-        x_labels,
-        empty,
-    };
-    on_axes(&mut builder, x0..x1, y0..y1, log_y, &lines)?;
+    on_axes(&mut builder, x0..x1, y0..y1, lines.log_y, &lines)?;
     root.present().map_err(err)
+}
+
+/// Writes one line plot to `path`.
+fn write_lines(path: &Path, title: &str, lines: Lines<'_>) -> std::io::Result<PathBuf> {
+    {
+        let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+        draw_lines(&root, title, lines)?;
+    }
+    Ok(path.to_owned())
 }
 
 fn plot_file(
@@ -247,11 +295,40 @@ fn plot_file(
     log_y: bool,
     x_fmt: Option<&dyn Fn(&f64) -> String>,
 ) -> std::io::Result<PathBuf> {
-    {
-        let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-        draw_lines(&root, title, x_desc, y_desc, series, log_y, x_fmt)?;
-    }
-    Ok(path.to_owned())
+    let lines = Lines {
+        x_desc,
+        y_desc,
+        series,
+        log_y,
+        x_fmt,
+        x_labels: 10,
+        empty: false,
+        marks: &[],
+    };
+    write_lines(path, title, lines)
+}
+
+/// A plot over the run's time with its faults marked.
+fn plot_marked(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+    log_y: bool,
+    marks: &[Mark],
+) -> std::io::Result<PathBuf> {
+    let lines = Lines {
+        x_desc,
+        y_desc,
+        series,
+        log_y,
+        x_fmt: None,
+        x_labels: 10,
+        empty: false,
+        marks,
+    };
+    write_lines(path, title, lines)
 }
 
 /// Quantiles for the distribution plot, as −log10(1 − q).
@@ -280,6 +357,7 @@ pub fn render_all(
     register_font();
     std::fs::create_dir_all(dir)?;
     let mut plots = Vec::new();
+    let marks = fault_marks(summary);
     let t = |r: &Row| r.elapsed_s;
 
     let p50: Vec<(f64, f64)> = rows
@@ -290,7 +368,7 @@ pub fn render_all(
         .iter()
         .filter_map(|r| r.delivery_p99_ms.map(|v| (t(r), v)))
         .collect();
-    plot_file(
+    plot_marked(
         &dir.join("latency_over_time.png"),
         "Send → delivery latency per interval",
         "seconds since start",
@@ -300,7 +378,7 @@ pub fn render_all(
             ("p99".into(), COLORS[1], p99),
         ],
         true,
-        None,
+        &marks,
     )?;
     plots.push(Plot {
         file: "latency_over_time.png".into(),
@@ -348,7 +426,7 @@ pub fn render_all(
     let acked: Vec<(f64, f64)> = rows.iter().map(|r| (t(r), r.acked_per_sec)).collect();
     let deliv: Vec<(f64, f64)> = rows.iter().map(|r| (t(r), r.deliveries_per_sec)).collect();
     let errs: Vec<(f64, f64)> = rows.iter().map(|r| (t(r), r.errors_per_sec)).collect();
-    plot_file(
+    plot_marked(
         &dir.join("throughput.png"),
         "Throughput",
         "seconds since start",
@@ -359,7 +437,7 @@ pub fn render_all(
             ("errors/s".into(), COLORS[1], errs),
         ],
         false,
-        None,
+        &marks,
     )?;
     plots.push(Plot {
         file: "throughput.png".into(),
@@ -371,20 +449,42 @@ pub fn render_all(
         .iter()
         .filter_map(|r| r.connected.map(|c| (t(r), c as f64)))
         .collect();
-    plot_file(
+    plot_marked(
         &dir.join("connections.png"),
         "Connected devices",
         "seconds since start",
         "WebSockets",
         &[("connected devices".into(), COLORS[0], conns)],
         false,
-        None,
+        &marks,
     )?;
     plots.push(Plot {
         file: "connections.png".into(),
         title: "Connections".into(),
         caption: "WebSockets open from the simulated devices".into(),
     });
+    if !data.node_connections.is_empty() {
+        let series: Vec<Series> = data
+            .node_connections
+            .iter()
+            .enumerate()
+            .map(|(k, (name, pts))| (name.clone(), COLORS[k % COLORS.len()], pts.clone()))
+            .collect();
+        plot_marked(
+            &dir.join("node_connections.png"),
+            "Connections per node",
+            "seconds since start",
+            "WebSockets",
+            &series,
+            false,
+            &marks,
+        )?;
+        plots.push(Plot {
+            file: "node_connections.png".into(),
+            title: "Connections per node".into(),
+            caption: "open WebSockets on each node (its /metrics), faults shaded: a node's users move to the others when it goes and come back as they reconnect".into(),
+        });
+    }
 
     let rss: Vec<(f64, f64)> = rows
         .iter()
@@ -394,7 +494,7 @@ pub fn render_all(
         .iter()
         .filter_map(|r| r.server_cpu_percent.map(|c| (t(r), c)))
         .collect();
-    plot_file(
+    plot_marked(
         &dir.join("server_memory.png"),
         "Server memory and CPU",
         "seconds since start",
@@ -404,16 +504,18 @@ pub fn render_all(
             ("CPU (% of one core)".into(), COLORS[3], cpu),
         ],
         false,
-        None,
+        &marks,
     )?;
     plots.push(Plot {
         file: "server_memory.png".into(),
         title: "Server memory".into(),
         caption: match &summary.server {
-            Some(s) => format!(
-                "resident memory and CPU of the server process (pid {}), from /proc",
-                s.pid
-            ),
+            Some(s) => match s.pid {
+                Some(pid) => {
+                    format!("resident memory and CPU of the server process (pid {pid}), from /proc")
+                }
+                None => "resident memory and CPU of every node added up, from /proc".into(),
+            },
             None => "the target is not this run's server, so its memory was not sampled".into(),
         },
     });

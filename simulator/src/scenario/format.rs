@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::cluster::{Cluster, Fault, FaultKind, Routing};
+
 /// A whole scenario. See `scenarios/README.md` for every knob.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +34,12 @@ pub struct Scenario {
     /// How `chat-sim capacity` searches for what one node sustains (ignored by `run`).
     #[serde(default)]
     pub capacity: Capacity,
+    /// Several server nodes instead of one.
+    #[serde(default)]
+    pub cluster: Cluster,
+    /// What the run breaks, and when.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
 }
 
 /// Who is simulated.

@@ -14,8 +14,10 @@
 //! | [`format`](mod@format) | the file's sections and fields |
 //! | `defaults` | every field's value when the file leaves it out |
 //! | `overrides` | `--set` by dotted path |
+//! | [`cluster`] | the `[cluster]` section and `[[faults]]` |
 //! | `validate` | the checks of every value |
 
+pub mod cluster;
 mod defaults;
 pub mod format;
 mod overrides;

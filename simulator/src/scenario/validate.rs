@@ -375,6 +375,7 @@ impl Scenario {
                 }
             }
         }
+        super::cluster::validate(&self.cluster, &self.faults, &self.server.store, path)?;
         Ok(())
     }
 }

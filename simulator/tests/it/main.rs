@@ -2,6 +2,7 @@
 
 mod capacity;
 mod cli;
+mod cluster;
 mod compare;
 mod end_to_end;
 mod faults;

@@ -1,7 +1,9 @@
 //! `chat-sim run`: the whole job, from the scenario file to the report directory.
 //!
 //! 1. Read the scenario and apply `--set` overrides.
-//! 2. Start the server as a child process (or use `--target`) and wait until it is healthy.
+//! 2. Start the server as a child process, or a cluster of nodes (`[cluster]`), or use
+//!    `--target`, and wait until it is healthy ([`servers`]); a cluster's faults run
+//!    from when the load starts.
 //! 3. Size the run to the host: at most the server's connection capacity, at most
 //!    `max_devices_per_process` WebSockets per load process (more go to worker processes).
 //! 4. Run the shards (Goose users, checks) while sampling the server's CPU, memory and
@@ -16,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::child::{self, ServeOptions, ServerChild};
+use self::servers::{Entry, Servers};
+use crate::child;
 use crate::client::http;
 use crate::clock::{unix_ms, utc_string};
 use crate::gates;
@@ -27,8 +30,9 @@ use crate::records::{self, Progress, Sample, ShardReport};
 use crate::report;
 use crate::report::json::Summary;
 use crate::scenario::{Scenario, ScenarioError};
-use crate::storage;
 use crate::worker::{Worker, WorkerMessage};
+
+mod servers;
 
 /// What `chat-sim run` was asked.
 #[derive(Debug, Clone)]
@@ -67,6 +71,8 @@ pub enum RunError {
     BadTarget(String),
     #[error("cannot read the baseline {}: {message}", path.display())]
     Baseline { path: PathBuf, message: String },
+    #[error("{0}")]
+    Cluster(String),
     #[error("load shard {shard} failed: {message}")]
     Shard { shard: u32, message: String },
 }
@@ -175,64 +181,39 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     };
     let mut notes: Vec<String> = Vec::new();
 
-    // The server.
-    let mut child: Option<ServerChild> = None;
-    let (http_url, secret, store_name) = match &opts.target {
-        Some(t) => {
-            let t = t.trim_end_matches('/').to_owned();
-            if !(t.starts_with("http://") || t.starts_with("https://")) {
-                return Err(RunError::BadTarget(t));
-            }
-            let secret = opts.jwt_secret.clone().ok_or(RunError::NoSecret)?;
-            (t, secret, "external".to_owned())
-        }
-        None => {
-            let secret = fresh_secret();
-            let s = &scenario.server;
-            let c = ServerChild::spawn(
-                ServeOptions {
-                    addr: "127.0.0.1:0".into(),
-                    store: s.store.clone(),
-                    jwt_secret: secret.clone(),
-                    max_connections: s.max_connections,
-                    send_rate: s.send_rate,
-                    send_burst: s.send_burst,
-                    device_queue: s.device_queue,
-                },
-                &dir.join("server.log"),
-            )?;
-            let url = c.http_url();
-            child = Some(c);
-            let store = scenario
-                .server
-                .store
-                .split(':')
-                .next()
-                .unwrap_or("fjall")
-                .to_owned();
-            (url, secret, store)
-        }
-    };
+    // The servers.
+    let (mut servers, entry) = Servers::start(&scenario, &opts, &dir, started_ms).await?;
+    let Entry {
+        http_url,
+        routes,
+        secret,
+        store_name,
+    } = entry;
     http::wait_healthy(&http_url, Duration::from_secs(30))
         .await
         .map_err(RunError::Unhealthy)?;
-    let ws_url = format!(
-        "{}/v1/ws",
-        http_url
-            .replacen("https://", "wss://", 1)
-            .replacen("http://", "ws://", 1)
-    );
+    if let Some(c) = servers.cluster() {
+        notes.push(format!(
+            "a cluster of {} nodes over {store_name} joined through NATS; clients routed by {}",
+            scenario.cluster.nodes,
+            match c.routing {
+                crate::scenario::Routing::Haproxy =>
+                    "HAProxy (deploy/haproxy/haproxy.cfg: consistent hashing on the token's user id)",
+                crate::scenario::Routing::Hash =>
+                    "the clients themselves (rendezvous hashing of the user id over the nodes, the next node when one refuses)",
+            }
+        ));
+    }
 
     // Size the run to the host.
     let users_requested = scenario.users();
     let mut users = users_requested;
     let mut cap_note = None;
-    if let Some(c) = &child {
-        let fit = users_within(&scenario, users, c.host_capacity);
+    if let Some(host_capacity) = servers.host_capacity() {
+        let fit = users_within(&scenario, users, host_capacity);
         if fit < users {
             let note = format!(
-                "capped by the host: the server process can hold {} connections (its open-file limit less a margin), so {fit} of the scenario's {users} users were simulated; per-node figures come from the simulated part and the real-world figures are extrapolated from it",
-                c.host_capacity
+                "capped by the host: the server process(es) can hold {host_capacity} connections (the open-file limit less a margin), so {fit} of the scenario's {users} users were simulated; per-node figures come from the simulated part and the real-world figures are extrapolated from it"
             );
             notes.push(note.clone());
             cap_note = Some(note);
@@ -264,10 +245,33 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     // This process's CPU before the load: a process that runs several runs (compare,
     // capacity) counts each run's own.
     let own_cpu_start = child::sample_proc(None).map_or(0.0, |s| s.cpu_secs);
-    let server_start = child.as_ref().and_then(ServerChild::sample);
-    let disk_start = child
-        .as_ref()
-        .and_then(|c| c.fresh_disk_bytes(Duration::from_secs(3)));
+    let server_start = servers.sample();
+    let disk_start = servers.fresh_disk_bytes(Duration::from_secs(3));
+    // A cluster's nodes are sampled in the background: the loop below may block.
+    let sampler = servers.cluster().map(|c| {
+        let c = c.clone();
+        let every = Duration::from_secs_f64(scenario.run.sample_interval_secs);
+        tokio::spawn(async move {
+            loop {
+                c.sample_nodes(epoch.elapsed().as_secs_f64()).await;
+                tokio::time::sleep(every).await;
+            }
+        })
+    });
+    let mut faults: Option<tokio::task::JoinHandle<()>> = None;
+    let mut start_faults = |load_start: Option<f64>| {
+        if faults.is_none()
+            && let (Some(c), Some(at)) = (servers.cluster(), load_start)
+            && !scenario.faults.is_empty()
+        {
+            faults = Some(tokio::spawn(crate::cluster::faults::run(
+                c.clone(),
+                scenario.faults.clone(),
+                epoch,
+                at,
+            )));
+        }
+    };
 
     let jobs: Vec<ShardJob> = (0..shards)
         .map(|k| {
@@ -281,7 +285,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
                 user_hi: hi,
                 user_base,
                 http_url: http_url.clone(),
-                ws_url: ws_url.clone(),
+                routes: routes.clone(),
                 jwt_secret: secret.clone(),
                 epoch_unix_ms: epoch_ms,
                 goose_report: Some(
@@ -339,8 +343,8 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
             acked: progress.acked,
             deliveries: progress.deliveries,
             errors: progress.errors,
-            server: child.as_ref().and_then(ServerChild::sample),
-            disk_bytes: child.as_ref().and_then(ServerChild::disk_bytes),
+            server: servers.sample(),
+            disk_bytes: servers.disk_bytes(),
             load_cpu_secs: load_cpu,
         }
     };
@@ -359,6 +363,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
                     }
                     _ = tokio::time::sleep(interval) => {
                         let p = ctx.records.progress();
+                        start_faults(p.load_start_secs);
                         let s = take_sample(&p, &[]);
                         line.update(&s, p.p99_delivery_ms);
                         samples.push(s);
@@ -393,6 +398,17 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
                     }
                 }
                 let mut p = Progress::default();
+                // The faults count from when every shard's load started.
+                if progress.len() == workers.len()
+                    && progress.values().all(|q| q.load_start_secs.is_some())
+                {
+                    start_faults(
+                        progress
+                            .values()
+                            .filter_map(|q| q.load_start_secs)
+                            .reduce(f64::max),
+                    );
+                }
                 for q in progress.values() {
                     p.connected += q.connected;
                     p.connects += q.connects;
@@ -426,36 +442,22 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     };
     line.finish();
 
-    // The server's last figures, then stop it.
-    let disk_end = child
-        .as_ref()
-        .and_then(|c| c.fresh_disk_bytes(Duration::from_secs(3)));
-    let server_end = child.as_ref().and_then(ServerChild::sample);
-    let server_pid = child.as_ref().map(|c| c.pid);
-    let capacity = child.as_ref().map(|c| c.capacity);
-    if let Some(c) = child.as_mut() {
-        c.stop(Duration::from_secs(5));
+    if let Some(f) = faults {
+        // A fault still under way when the load ended is cut short.
+        f.abort();
     }
-    // The run's data settled, as a long-running store would hold it: measured here, with
-    // the server stopped and before its temporary directory goes with `child`.
-    let settle_target = match (&child, scenario.server.store.as_str()) {
-        (None, _) => None,
-        (Some(c), spec) => match c.store_dir() {
-            Some(dir) => Some(storage::SettleTarget::Fjall(dir)),
-            None => match spec.split_once(':') {
-                Some(("fjall", path)) => Some(storage::SettleTarget::Fjall(path.into())),
-                Some(("postgres" | "postgresql" | "cql", _)) => {
-                    Some(storage::SettleTarget::Spec(spec.to_owned()))
-                }
-                _ => None,
-            },
-        },
-    };
-    let settle = match settle_target {
-        Some(t) => Some(storage::settle_and_measure(&t, IDEMPOTENCY_WINDOW).await),
-        None => None,
-    };
-    drop(child);
+    // The server's last figures, then stop it and settle its data.
+    let disk_end = servers.fresh_disk_bytes(Duration::from_secs(3));
+    if let Some(c) = servers.cluster() {
+        c.sample_nodes(epoch.elapsed().as_secs_f64()).await;
+    }
+    if let Some(t) = sampler {
+        t.abort();
+    }
+    let server_end = servers.sample();
+    let server_pid = servers.pid();
+    let capacity = servers.capacity();
+    let settle = servers.stop_and_settle(&scenario).await;
 
     let merged = records::merge(reports).map_err(|e| RunError::Shard {
         shard: 0,
@@ -484,6 +486,20 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         None => None,
     };
     notes.extend(merged.notes.iter().cloned());
+    let cluster = servers.cluster().map(|c| {
+        let load_secs = (merged.load_end - merged.load_start).max(0.0);
+        c.info(&crate::cluster::info::Figures {
+            series: &merged.series,
+            interval: scenario.run.sample_interval_secs,
+            recoveries: &merged.recoveries,
+            same_node: merged.counters.deliveries_same_node,
+            cross_node: merged.counters.deliveries_cross_node,
+            messages_acked: merged.counters.sends_acked,
+            load_secs,
+            run_secs: samples.last().map_or(0.0, |s| s.t),
+            connections_peak: merged.counters.connected_peak,
+        })
+    });
     let inputs = report::Inputs {
         scenario: &scenario,
         scenario_file: &opts.scenario,
@@ -491,8 +507,10 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         started_ms,
         finished_ms: unix_ms(),
         wall_secs: wall.elapsed().as_secs_f64(),
-        target_kind: if opts.target.is_some() {
+        target_kind: if !servers.is_child() {
             "external"
+        } else if servers.cluster().is_some() {
+            "cluster"
         } else {
             "child"
         },
@@ -515,6 +533,10 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         idempotency_window: IDEMPOTENCY_WINDOW,
         load_cpu_secs: load_cpu,
         notes,
+        node_connections: servers
+            .cluster()
+            .map_or_else(Vec::new, |c| c.node_connections()),
+        cluster,
     };
     let (mut summary, data) = report::build(&inputs);
     gates::judge(&scenario, &mut summary, baseline.as_ref());

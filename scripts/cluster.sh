@@ -10,7 +10,8 @@
 #                                              and NATS, by the pids recorded at start
 #   scripts/cluster.sh install                 only install nats-server and haproxy
 #
-# STORE is a `--store` value several nodes can share: postgres://… (see scripts/postgres.sh).
+# STORE is a `--store` value several nodes can share: postgres://… (scripts/postgres.sh) or
+# cql://… (scripts/cassandra.sh; the nodes open it with shared=true).
 # Settings (environment):
 #   CHAT_CLUSTER_DIR   pids, logs and the HAProxy config   (default /var/tmp/chat-cluster)
 #   CHAT_LB_PORT       HAProxy's port, the cluster's address for clients   (default 8080)
@@ -86,7 +87,7 @@ start() {
             *) die "unknown argument $1; usage: cluster.sh start N --store STORE" ;;
         esac
     done
-    [[ -n "$store" ]] || die "--store is required (postgres://…; see scripts/postgres.sh url)"
+    [[ -n "$store" ]] || die "--store is required (postgres://… or cql://…; see scripts/postgres.sh url)"
     [[ -f "$DIR/nodes" ]] && stop_all
     install_packages
     local bin

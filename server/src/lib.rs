@@ -47,7 +47,7 @@ async fn join_cluster(
 ) -> std::io::Result<Arc<cluster::Cluster>> {
     if !matches!(backend, store::Backend::Shared(_)) {
         return Err(std::io::Error::other(format!(
-            "--cluster needs a store that several nodes can share (postgres://…); \
+            "--cluster needs a store that several nodes can share (postgres://… or cql://…); \
              {} belongs to one process",
             backend.name()
         )));

@@ -83,7 +83,7 @@ pub struct ServeArgs {
           default_value_t = PushConfig::DEFAULT_BACKOFF.as_millis() as u64)]
     pub push_backoff_ms: u64,
     /// Join a cluster through this NATS server (`nats://HOST:PORT`): several nodes then
-    /// share one store (postgres://… only) and deliver to each other's devices.
+    /// share one store (postgres://… or cql://…) and deliver to each other's devices.
     #[arg(long, env = "CHAT_CLUSTER")]
     pub cluster: Option<String>,
     /// This node's name, unique in the cluster (1-64 of [A-Za-z0-9_-]).
@@ -149,7 +149,7 @@ pub enum ServeError {
     #[error("invalid settings: {0}")]
     Config(#[from] crate::auth::AuthError),
     #[error(
-        "--cluster needs a store that several nodes can share (postgres://…); --store {0} belongs to one process"
+        "--cluster needs a store that several nodes can share (postgres://… or cql://…); --store {0} belongs to one process"
     )]
     NotShared(String),
 }
@@ -163,7 +163,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(&Backend),
 ) -> Result<(), ServeError> {
-    let backend = store::open_with(&args.store, &args.store_options())
+    let spec = match args.cluster {
+        Some(_) => store::cluster_spec(&args.store),
+        None => args.store.clone(),
+    };
+    let backend = store::open_with(&spec, &args.store_options())
         .await
         .map_err(|source| ServeError::Store {
             spec: args.store.clone(),

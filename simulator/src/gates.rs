@@ -191,6 +191,42 @@ pub fn evaluate(scenario: &Scenario, s: &Summary) -> Vec<GateResult> {
             " MiB",
         ));
     }
+    if let Some(max) = g.max_fault_recovery_ms {
+        // The slowest recovery of any fault: the run's faults must all have been caught
+        // up within the bound (a run without faults has nothing to measure).
+        let worst = s
+            .cluster
+            .as_ref()
+            .filter(|c| !c.faults.is_empty())
+            .map(|c| {
+                c.faults
+                    .iter()
+                    .filter_map(|f| f.recovery_max_ms)
+                    .fold(0.0, f64::max)
+            });
+        out.push(at_most(
+            "max_fault_recovery_ms",
+            "slowest drop → caught up around a fault",
+            worst,
+            max,
+            " ms",
+        ));
+        if let Some(c) = &s.cluster {
+            for f in c.faults.iter().filter(|f| f.event.error.is_some()) {
+                out.push(GateResult {
+                    name: format!("fault {}", f.event.kind),
+                    threshold: None,
+                    value: None,
+                    passed: false,
+                    detail: format!(
+                        "GATE FAILED: fault {} could not be done or undone: {}",
+                        f.event.kind,
+                        f.event.error.as_deref().unwrap_or("")
+                    ),
+                });
+            }
+        }
+    }
     for c in &s.checks.results {
         if !c.gated {
             continue;

@@ -386,7 +386,8 @@ pub enum Backend {
     Embedded(Arc<dyn Store>),
     /// Across the network, sequenced by this one process (CQL's in-process sequencer).
     Remote(Arc<dyn Store>),
-    /// Across the network and shared by every node of a cluster (PostgreSQL).
+    /// Across the network and shared by every node of a cluster (PostgreSQL, CQL opened
+    /// with `shared=true`).
     Shared(Arc<dyn SharedStore>),
 }
 
@@ -426,9 +427,15 @@ impl From<Arc<FjallStore>> for Backend {
     }
 }
 
+/// A CQL store is shared only when opened with `shared=true`: the single-node fast path
+/// must never serve a cluster.
 impl From<Arc<CqlStore>> for Backend {
     fn from(s: Arc<CqlStore>) -> Self {
-        Backend::Remote(s)
+        if s.settings().shared {
+            Backend::Shared(s)
+        } else {
+            Backend::Remote(s)
+        }
     }
 }
 
@@ -499,6 +506,24 @@ pub async fn open_with(spec: &str, options: &StoreOptions) -> Result<Backend, Op
             "unknown store {spec:?}: expected `memory`, `fjall:PATH`, `postgres://…` or `cql://HOST:PORT/KEYSPACE`"
         ))),
     }
+}
+
+/// The spec a node of a cluster opens for `--store SPEC`: a `cql://` store is told that
+/// several processes share it (`shared=true`, unless the spec says otherwise), which
+/// turns its single-node sequencer into the cluster-safe one. Other specs are unchanged.
+pub fn cluster_spec(spec: &str) -> String {
+    if !spec.starts_with("cql://") {
+        return spec.to_owned();
+    }
+    let query = spec.split_once('?').map_or("", |(_, q)| q);
+    if query
+        .split('&')
+        .any(|kv| kv.split('=').next() == Some("shared"))
+    {
+        return spec.to_owned();
+    }
+    let sep = if spec.contains('?') { '&' } else { '?' };
+    format!("{spec}{sep}shared=true")
 }
 
 /// Drops the schema (`postgres://…?schema=NAME`) or keyspace (`cql://…/KEYSPACE`) a

@@ -12,6 +12,7 @@ mod presence;
 mod push;
 mod store_cache;
 mod store_cql;
+mod store_cql_shared;
 mod store_fjall;
 mod store_memory;
 mod store_postgres;

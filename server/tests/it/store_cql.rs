@@ -8,10 +8,9 @@
 //! `scripts/cassandra.sh start`. When nothing answers there the tests say so and skip;
 //! with `CI=true` a skip is a failure.
 
-use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use chat_server::model::ConvId;
@@ -28,7 +27,7 @@ fn cql_addr() -> String {
 
 /// Why the CQL tests cannot run here, if they cannot: nothing accepts connections on the
 /// node's address. Under `CI=true` that is a failure, not a skip.
-fn unreachable() -> Option<String> {
+pub(crate) fn unreachable() -> Option<String> {
     use std::net::ToSocketAddrs;
     let addr = cql_addr();
     let reachable = addr
@@ -65,6 +64,57 @@ fn keyspace(tag: &str) -> String {
 
 fn spec(ks: &str) -> String {
     format!("cql://{}/{ks}", cql_addr())
+}
+
+/// A keyspace of its own for a test whose stores are opened elsewhere (the cluster tests'
+/// nodes): holds the node for reading, like every CQL test, and drops the keyspace when
+/// the test passed.
+pub(crate) struct Keyspace {
+    spec: String,
+    _node: OwnedRwLockReadGuard<()>,
+}
+
+impl Keyspace {
+    /// A fresh keyspace name on the test node, or `None` (a skip, a failure under CI) when
+    /// no node answers.
+    pub(crate) async fn new(tag: &str) -> Option<Keyspace> {
+        if unreachable().is_some() {
+            return None;
+        }
+        Some(Keyspace {
+            spec: spec(&keyspace(tag)),
+            _node: NODE.clone().read_owned().await,
+        })
+    }
+
+    /// The `--store` spec of the keyspace (single-node; `serve --cluster` adds
+    /// `shared=true`).
+    pub(crate) fn spec(&self) -> String {
+        self.spec.clone()
+    }
+}
+
+impl Drop for Keyspace {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        // Drop runs inside a test's runtime, which must not be blocked on: use a thread
+        // with a runtime of its own.
+        let spec = self.spec.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            if let Err(e) = rt.block_on(CqlStore::drop_keyspace(&spec)) {
+                eprintln!("could not drop the keyspace of {spec}: {e}");
+            }
+        })
+        .join();
+    }
 }
 
 /// Drops the test's keyspace when the test passed (a failed one keeps it to look at).
@@ -486,39 +536,44 @@ async fn cassandra_outage_under_load_loses_nothing_and_recovers() {
 // cargo test --release -p chat-server --test it store_cql::measure -- --ignored --nocapture
 
 /// Appends per second and append latency with 1 and 64 concurrent senders (each sender in
-/// its own direct conversation): the in-process sequencer through the store, against
-/// compare-and-set (lightweight transactions, SERIAL) on the conversation's and both users'
-/// counter rows followed by the same row writes, which is what several server processes
-/// sharing a keyspace would need.
+/// its own direct conversation): the single-node store (in-process sequencer, the fast
+/// path), the shared store (`shared=true`: lease and one compare-and-set per batch) as one
+/// node, and two shared instances over one keyspace with the senders split between them,
+/// as two nodes of a cluster taking the lease in turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "prints figures; run with --ignored --nocapture"]
-async fn measure_append_cost_in_process_vs_lwt() {
+async fn measure_append_cost_single_node_vs_shared() {
     if unreachable().is_some() {
         return;
     }
     let _node = NODE.clone().read_owned().await;
-    let ks = keyspace("measure");
-    let store = Arc::new(CqlStore::open(&spec(&ks)).await.unwrap());
-    let lwt = Arc::new(Lwt::prepare(&store).await);
+    let (ks_single, ks_shared) = (keyspace("msingle"), keyspace("mshared"));
+    let single = Arc::new(CqlStore::open(&spec(&ks_single)).await.unwrap());
+    let shared_spec = format!("{}?shared=true", spec(&ks_shared));
+    let shared = Arc::new(CqlStore::open(&shared_spec).await.unwrap());
+    let shared2 = Arc::new(CqlStore::open(&shared_spec).await.unwrap());
     for senders in [1u64, 64] {
         let per_sender = if senders == 1 { 400 } else { 60 };
-        for mode in ["in-process", "lwt"] {
+        for mode in ["single-node", "shared", "shared x2"] {
             let started = Instant::now();
             let tasks: Vec<_> = (0..senders)
                 .map(|i| {
-                    let (store, lwt) = (store.clone(), lwt.clone());
-                    let base = if mode == "lwt" { 1_000_000 } else { 0 } + senders * 1000;
+                    let store = match mode {
+                        "single-node" => single.clone(),
+                        "shared x2" if i % 2 == 1 => shared2.clone(),
+                        _ => shared.clone(),
+                    };
+                    let base = match mode {
+                        "shared x2" => 1_000_000,
+                        _ => 0,
+                    } + senders * 1000;
                     tokio::spawn(async move {
                         let (from, to) = (base + 2 * i + 1, base + 2 * i + 2);
                         let mut hist = hdrhistogram::Histogram::<u64>::new(3).unwrap();
                         for n in 0..per_sender {
-                            let r = req(from, to, &format!("{mode}-{n}"));
+                            let r = req(from, to, &format!("m-{n}"));
                             let t = Instant::now();
-                            if mode == "lwt" {
-                                lwt.append(&store, &r).await;
-                            } else {
-                                store.append(r).await.unwrap();
-                            }
+                            store.append(r).await.unwrap();
                             hist.record(t.elapsed().as_micros() as u64).unwrap();
                         }
                         hist
@@ -531,7 +586,7 @@ async fn measure_append_cost_in_process_vs_lwt() {
             }
             let secs = started.elapsed().as_secs_f64();
             println!(
-                "{mode:>10} senders={senders:>2} appends={:>5} {:>7.0}/s p50={:>6.2} ms p99={:>6.2} ms",
+                "{mode:>11} senders={senders:>2} appends={:>5} {:>7.0}/s p50={:>6.2} ms p99={:>6.2} ms",
                 hist.len(),
                 hist.len() as f64 / secs,
                 hist.value_at_quantile(0.5) as f64 / 1000.0,
@@ -539,123 +594,11 @@ async fn measure_append_cost_in_process_vs_lwt() {
             );
         }
     }
-    let _ = store
-        .session()
-        .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
-        .await;
-}
-
-/// Sequencing by compare-and-set, for the measurement only: it is not crash-safe as it
-/// stands (a crash between a counter's CAS and the row writes leaves a gap).
-struct Lwt {
-    cas_conv: scylla::statement::prepared::PreparedStatement,
-    new_conv: scylla::statement::prepared::PreparedStatement,
-    cas_user: scylla::statement::prepared::PreparedStatement,
-    new_user: scylla::statement::prepared::PreparedStatement,
-    message: scylla::statement::prepared::PreparedStatement,
-    inbox: scylla::statement::prepared::PreparedStatement,
-    idem: scylla::statement::prepared::PreparedStatement,
-    /// Last value seen per counter row, so a CAS usually succeeds the first time.
-    seen: Mutex<HashMap<String, i64>>,
-}
-
-impl Lwt {
-    async fn prepare(store: &CqlStore) -> Lwt {
-        let ks = &store.settings().keyspace;
-        let s = store.session();
-        let p = |q: String| async move { s.prepare(q).await.unwrap() };
-        Lwt {
-            cas_conv: p(format!(
-                "UPDATE {ks}.convs SET last_seq = ?, last_ts = ? WHERE conv = ? IF last_seq = ?"
-            ))
-            .await,
-            new_conv: p(format!(
-                "INSERT INTO {ks}.convs (conv, last_seq, last_ts) VALUES (?, ?, ?) IF NOT EXISTS"
-            ))
-            .await,
-            cas_user: p(format!(
-                "UPDATE {ks}.users SET last_useq = ? WHERE user = ? IF last_useq = ?"
-            ))
-            .await,
-            new_user: p(format!(
-                "INSERT INTO {ks}.users (user, last_useq) VALUES (?, ?) IF NOT EXISTS"
-            ))
-            .await,
-            message: p(format!(
-                "INSERT INTO {ks}.messages (conv, bucket, seq, sender, client_id, body, ts) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)"
-            ))
-            .await,
-            inbox: p(format!(
-                "INSERT INTO {ks}.inbox (user, bucket, useq, conv, seq) VALUES (?, ?, ?, ?, ?)"
-            ))
-            .await,
-            idem: p(format!(
-                "INSERT INTO {ks}.idem (user, client_id, conv, seq, useq, ts) \
-                 VALUES (?, ?, ?, ?, ?, ?)"
-            ))
-            .await,
-            seen: Mutex::default(),
-        }
-    }
-
-    /// Takes the next value of one counter row by compare-and-set; returns it.
-    async fn next(&self, store: &CqlStore, key: String, conv: Option<&str>, user: i64) -> i64 {
-        use scylla::value::{CqlValue, Row};
-        let s = store.session();
-        loop {
-            let cur = self.seen.lock().unwrap().get(&key).copied();
-            let result = match (cur, conv) {
-                (None, Some(c)) => s.execute_unpaged(&self.new_conv, (c, 1i64, 5i64)).await,
-                (Some(n), Some(c)) => s.execute_unpaged(&self.cas_conv, (n + 1, 5i64, c, n)).await,
-                (None, None) => s.execute_unpaged(&self.new_user, (user, 1i64)).await,
-                (Some(n), None) => s.execute_unpaged(&self.cas_user, (n + 1, user, n)).await,
-            };
-            let rows = result.unwrap().into_rows_result().unwrap();
-            let row: Row = rows.first_row().unwrap();
-            let applied = matches!(row.columns.first(), Some(Some(CqlValue::Boolean(true))));
-            let want = cur.unwrap_or(0) + 1;
-            if applied {
-                self.seen.lock().unwrap().insert(key, want);
-                return want;
-            }
-            // Lost the race (or the row existed): learn the current value and try again.
-            let now = row.columns.iter().skip(1).find_map(|c| match c {
-                Some(CqlValue::BigInt(v)) => Some(*v),
-                _ => None,
-            });
-            self.seen
-                .lock()
-                .unwrap()
-                .insert(key.clone(), now.unwrap_or(0));
-        }
-    }
-
-    async fn append(&self, store: &CqlStore, r: &AppendRequest) {
-        let conv = r.conv.to_string();
-        let to = r.conv.direct_peer(r.from).unwrap();
-        let (from, to_i) = (r.from as i64, to as i64);
-        let seq = self.next(store, format!("c{conv}"), Some(&conv), 0).await;
-        let useq_from = self.next(store, format!("u{from}"), None, from).await;
-        let useq_to = self.next(store, format!("u{to_i}"), None, to_i).await;
-        let s = store.session();
-        let id = r.id.as_str();
-        let bucket = |v: i64| v / 65_536;
-        let (a, b, c, d) = tokio::join!(
-            s.execute_unpaged(
-                &self.message,
-                (&conv, bucket(seq), seq, from, id, &r.body, r.ts as i64)
-            ),
-            s.execute_unpaged(
-                &self.inbox,
-                (from, bucket(useq_from), useq_from, &conv, seq)
-            ),
-            s.execute_unpaged(&self.inbox, (to_i, bucket(useq_to), useq_to, &conv, seq)),
-            s.execute_unpaged(&self.idem, (from, id, &conv, seq, useq_from, r.ts as i64)),
-        );
-        for x in [a, b, c, d] {
-            x.unwrap();
-        }
+    for ks in [&ks_single, &ks_shared] {
+        let _ = single
+            .session()
+            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
+            .await;
     }
 }
 

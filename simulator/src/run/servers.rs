@@ -182,8 +182,11 @@ impl Servers {
             Servers::Cluster(c) => {
                 let c = c.clone();
                 let _ = tokio::task::spawn_blocking(move || c.stop(Duration::from_secs(5))).await;
-                self.cluster()
-                    .map(|c| storage::SettleTarget::Spec(c.store_spec.clone()))
+                // Opened as the nodes open it (a shared CQL keyspace refuses a
+                // single-node store).
+                self.cluster().map(|c| {
+                    storage::SettleTarget::Spec(chat_server::store::cluster_spec(&c.store_spec))
+                })
             }
         };
         let settle = match target {

@@ -135,6 +135,7 @@ impl Default for Gates {
             max_bytes_per_message: None,
             max_server_cpu_percent: None,
             max_server_rss_mib: None,
+            max_fault_recovery_ms: None,
             checks: CheckSelection::default(),
             baseline_tolerance: 0.2,
         }

@@ -249,6 +249,9 @@ pub struct Gates {
     pub max_server_cpu_percent: Option<f64>,
     /// The server's peak resident memory, in MiB.
     pub max_server_rss_mib: Option<f64>,
+    /// The slowest reconnect → caught up of any device whose connection a fault dropped,
+    /// ms (a cluster run with faults).
+    pub max_fault_recovery_ms: Option<f64>,
     /// Which correctness checks must pass.
     pub checks: CheckSelection,
     /// Relative change against `--baseline` that counts as a regression (0.2 = 20 %).

@@ -305,6 +305,7 @@ impl Scenario {
             ("gates.max_bytes_per_message", gates.max_bytes_per_message),
             ("gates.max_server_cpu_percent", gates.max_server_cpu_percent),
             ("gates.max_server_rss_mib", gates.max_server_rss_mib),
+            ("gates.max_fault_recovery_ms", gates.max_fault_recovery_ms),
             (
                 "capacity.min_messages_per_sec",
                 self.capacity.min_messages_per_sec,

@@ -10,23 +10,36 @@
 //! | `rf` | 1 | replication factor of a keyspace this store creates (SimpleStrategy) |
 //! | `consistency` | `local_quorum` | of every read and write: `one`, `two`, `three`, `quorum`, `all`, `local_one`, `local_quorum`, `each_quorum` |
 //! | `timeout_ms` | 5000 | client-side timeout of one request; past it the operation is `unavailable` |
+//! | `shared` | false | `true`: several server processes share the keyspace (cluster mode; `serve --cluster` sets it) |
 //!
 //! With `rf=1` a quorum is the one replica, so the default costs nothing on a single node
 //! and keeps reads and writes overlapping (read-your-writes) when `rf=3`.
 //!
-//! **Sequencing** is done in this process by one writer task ([`sequencer`]): correct for
-//! one server process per keyspace. **Durability**: a write is acknowledged by Cassandra
+//! **Sequencing** is done in this process by one writer task ([`sequencer`]), which hands
+//! out every `seq` and `useq` and writes a batch of requests at a time. Without `shared`
+//! that is the whole story, correct for one server process per keyspace, and the fast
+//! path. With `shared=true` several processes (the nodes of a cluster) write one keyspace:
+//! every counter and marker lives in one partition (`seq_state`, [`state_table`]), each
+//! batch commits with one compare-and-set on it (a conditional batch, `IF epoch = …`,
+//! SERIAL consistency), and the right to commit is a keyspace-wide lease the nodes take in
+//! turn ([`sequencer::lease`]); the write timestamps of each epoch are fenced above the
+//! previous epoch's ([`clock`]), so a node that lost the lease cannot overwrite anything
+//! committed after it. What it costs is measured by `store_cql::measure` (see
+//! docs/protocol.md, "Cluster mode"). A keyspace is sequenced one way for life: a shared
+//! store refuses a keyspace written single-node, and the other way round. **Durability**: a write is acknowledged by Cassandra
 //! once it is in the commitlog of the replicas the consistency level asks for; only with
 //! `commitlog_sync: batch` (or `group`) in cassandra.yaml does that mean fsynced, as in the
 //! node that `scripts/cassandra.sh` runs. With Cassandra's default (`periodic`, 10 s) an
 //! acknowledged message can still be lost to a power failure of every replica.
 //!
 //! **Reads** never look past the counters (`convs.last_seq`, `users.last_useq`,
-//! `meta.last_dead`), which are written after the rows they count; so a reader sees each
+//! `meta.last_dead`, or their `seq_state` rows), which are written after the rows they count; so a reader sees each
 //! batch of messages whole or not at all. Reads cost one extra single-row read for that.
 
+mod clock;
 mod schema;
 mod sequencer;
+mod state_table;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,14 +59,16 @@ use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::CqlValue;
 use tokio::sync::{mpsc, oneshot};
 
+use self::clock::FenceClock;
 use self::schema::Statements;
 use self::sequencer::{Done, Job, META_LAST_DEAD, Op};
+use self::state_table::StateStatements;
 use super::rules::{Marks, unread};
 use super::sequencing::ConvMeta;
 use super::{
     AppendRequest, Appended, ConvSummary, DeadLetter, Group, GroupStore, InboxItem, MarkOutcome,
-    Marker, MemberChange, MessageStore, PushRegistration, PushStore, StorageReport, StoreError,
-    StoredMessage, bucket_of,
+    Marker, MemberChange, MessageStore, PushRegistration, PushStore, SharedStore, StorageReport,
+    StoreError, StoredMessage, bucket_of,
 };
 use crate::model::{ConvId, UserId};
 
@@ -72,12 +87,17 @@ pub struct Settings {
     pub timeout: Duration,
     /// Idempotency records are written with this TTL: Cassandra drops them by itself.
     pub idempotency_window: Duration,
+    /// Several processes share the keyspace: sequence through the keyspace's lease and
+    /// compare-and-set rather than by this process alone.
+    pub shared: bool,
 }
 
 impl Settings {
-    /// Parses `cql://HOST:PORT[,HOST:PORT…]/KEYSPACE[?rf=N&consistency=C&timeout_ms=N]`.
+    /// Parses
+    /// `cql://HOST:PORT[,HOST:PORT…]/KEYSPACE[?rf=N&consistency=C&timeout_ms=N&shared=B]`.
     pub fn parse(spec: &str) -> Result<Settings, String> {
-        let usage = "expected cql://HOST:PORT/KEYSPACE[?rf=N&consistency=C&timeout_ms=N]";
+        let usage =
+            "expected cql://HOST:PORT/KEYSPACE[?rf=N&consistency=C&timeout_ms=N&shared=true]";
         let rest = spec
             .strip_prefix("cql://")
             .ok_or_else(|| format!("{spec:?}: {usage}"))?;
@@ -117,6 +137,7 @@ impl Settings {
             consistency: Consistency::LocalQuorum,
             timeout: Duration::from_secs(5),
             idempotency_window: crate::store::StoreOptions::DEFAULT_IDEMPOTENCY_WINDOW,
+            shared: false,
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -154,9 +175,17 @@ impl Settings {
                         .ok_or_else(|| format!("timeout_ms={v:?}: expected an integer >= 1"))?;
                     s.timeout = Duration::from_millis(ms);
                 }
+                "shared" => {
+                    s.shared = match v {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(format!("shared={v:?}: expected true or false")),
+                    };
+                }
                 _ => {
                     return Err(format!(
-                        "unknown option {k:?} in {spec:?}: known are rf, consistency, timeout_ms"
+                        "unknown option {k:?} in {spec:?}: known are rf, consistency, \
+                         timeout_ms, shared"
                     ));
                 }
             }
@@ -175,6 +204,10 @@ pub struct CqlStore {
 pub(super) struct Shared {
     session: Session,
     st: Statements,
+    /// Shared mode: where the counters and markers live instead of their own tables.
+    state: Option<StateStatements>,
+    /// Shared mode: the session's write timestamps, fenced per epoch.
+    clock: Arc<FenceClock>,
     settings: Settings,
     /// Bytes of rows this store wrote and Cassandra acknowledged (values only).
     written: AtomicU64,
@@ -197,27 +230,39 @@ impl CqlStore {
             .serial_consistency(Some(SerialConsistency::LocalSerial))
             .request_timeout(Some(settings.timeout))
             .build();
+        let clock = Arc::new(FenceClock::default());
         let builder = SessionBuilder::new()
             .known_nodes(&settings.nodes)
             .connection_timeout(Duration::from_secs(5))
-            .default_execution_profile_handle(profile.into_handle())
-            // One writer, one clock: a retried or late copy of a write never overwrites a
-            // newer one, even when different coordinators stamp them.
-            .timestamp_generator(Arc::new(MonotonicTimestampGenerator::new()));
+            .default_execution_profile_handle(profile.into_handle());
+        // One writer, one clock: a retried or late copy of a write never overwrites a newer
+        // one, even when different coordinators stamp them. Shared: one clock per epoch.
+        let builder = if settings.shared {
+            builder.timestamp_generator(clock.clone())
+        } else {
+            builder.timestamp_generator(Arc::new(MonotonicTimestampGenerator::new()))
+        };
         let session = tokio::time::timeout(Duration::from_secs(30), builder.build())
             .await
             .map_err(|_| StoreError::Unavailable("no CQL node answered within 30 s".into()))?
             .map_err(db_err)?;
         schema::create(&session, &settings).await?;
         let st = Statements::prepare(&session, &settings).await?;
+        let state = match settings.shared {
+            true => Some(StateStatements::prepare(&session, &settings).await?),
+            false => None,
+        };
         let shared = Arc::new(Shared {
             session,
             st,
+            state,
+            clock,
             settings,
             written: AtomicU64::new(0),
             disk: Mutex::new((0, 0)),
         });
-        let writer = sequencer::spawn(shared.clone());
+        shared.check_mode().await?;
+        let writer = sequencer::spawn(shared.clone()).await?;
         Ok(CqlStore { shared, writer })
     }
 
@@ -311,6 +356,53 @@ pub(super) fn parse_conv(s: &str) -> Result<ConvId, StoreError> {
 }
 
 impl Shared {
+    /// The `seq_state` statements; only a shared store's sequencer asks for them.
+    pub(super) fn state_st(&self) -> Result<&StateStatements, StoreError> {
+        self.state
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the store is not in shared mode".into()))
+    }
+
+    /// Refuses a keyspace sequenced the other way: a single-node store would not see the
+    /// counters of a shared one (and overwrite its messages), a shared store would not see
+    /// those a single-node store left in their own tables.
+    async fn check_mode(&self) -> Result<(), StoreError> {
+        let ks = &self.settings.keyspace;
+        let count = |q: String| async move {
+            let rows = self
+                .session
+                .query_unpaged(q, ())
+                .await
+                .map_err(db_err)?
+                .into_rows_result()
+                .map_err(corrupt)?;
+            Ok::<_, StoreError>(rows.rows_num())
+        };
+        let leased = count(format!(
+            "SELECT epoch FROM {ks}.seq_state WHERE p = 0 LIMIT 1"
+        ))
+        .await?
+            > 0;
+        if !self.settings.shared && leased {
+            return Err(StoreError::Spec(format!(
+                "keyspace {ks} is sequenced for several nodes: open it with ?shared=true \
+                 (serve --cluster does)"
+            )));
+        }
+        if self.settings.shared && !leased {
+            let used = count(format!("SELECT conv FROM {ks}.convs LIMIT 1")).await?
+                + count(format!("SELECT user FROM {ks}.users LIMIT 1")).await?
+                + count(format!("SELECT name FROM {ks}.meta LIMIT 1")).await?;
+            if used > 0 {
+                return Err(StoreError::Spec(format!(
+                    "keyspace {ks} holds data of a single-node store, whose counters a shared \
+                     store does not read: use a new keyspace for cluster mode"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Runs a read and decodes its rows.
     async fn select<R>(
         &self,
@@ -336,7 +428,12 @@ impl Shared {
 
     async fn conv_meta(&self, conv: ConvId) -> Result<ConvMeta, StoreError> {
         let rows: Vec<(i64, i64)> = self
-            .select(&self.st.select_conv, (conv_text(conv),))
+            .select(
+                self.state
+                    .as_ref()
+                    .map_or(&self.st.select_conv, |s| &s.select_conv),
+                (conv_text(conv),),
+            )
             .await?;
         Ok(rows
             .first()
@@ -348,20 +445,35 @@ impl Shared {
     }
 
     async fn last_useq(&self, user: UserId) -> Result<u64, StoreError> {
-        let rows: Vec<(i64,)> = self.select(&self.st.select_user, (user as i64,)).await?;
+        let st = self
+            .state
+            .as_ref()
+            .map_or(&self.st.select_user, |s| &s.select_user);
+        let rows: Vec<(i64,)> = self.select(st, (user as i64,)).await?;
         Ok(rows.first().map_or(0, |&(u,)| u as u64))
     }
 
     async fn marks(&self, user: UserId, conv: ConvId) -> Result<Option<Marks>, StoreError> {
         let rows: Vec<(i64, i64, i64, i64)> = self
-            .select(&self.st.select_marks, (user as i64, conv_text(conv)))
+            .select(
+                self.state
+                    .as_ref()
+                    .map_or(&self.st.select_marks, |s| &s.select_marks),
+                (user as i64, conv_text(conv)),
+            )
             .await?;
         Ok(rows.first().map(|&r| marks_of(r)))
     }
 
     async fn group(&self, id: u64) -> Result<Option<Group>, StoreError> {
-        let rows: Vec<(String, i64, Option<Vec<i64>>)> =
-            self.select(&self.st.select_group, (id as i64,)).await?;
+        let rows: Vec<(String, i64, Option<Vec<i64>>)> = self
+            .select(
+                self.state
+                    .as_ref()
+                    .map_or(&self.st.select_group, |s| &s.select_group),
+                (id as i64,),
+            )
+            .await?;
         Ok(rows.into_iter().next().map(|(name, admin, members)| Group {
             id,
             name,
@@ -375,7 +487,11 @@ impl Shared {
     }
 
     async fn meta(&self, name: &str) -> Result<u64, StoreError> {
-        let rows: Vec<(i64,)> = self.select(&self.st.select_meta, (name,)).await?;
+        let st = self
+            .state
+            .as_ref()
+            .map_or(&self.st.select_meta, |s| &s.select_meta);
+        let rows: Vec<(i64,)> = self.select(st, (name,)).await?;
         Ok(rows.first().map_or(0, |&(v,)| v as u64))
     }
 
@@ -564,8 +680,11 @@ impl MessageStore for CqlStore {
         limit: usize,
     ) -> Result<Vec<ConvSummary>, StoreError> {
         let sh = &self.shared;
-        let rows: Vec<(String, i64, i64, i64, i64)> =
-            sh.select(&sh.st.select_user_marks, (user as i64,)).await?;
+        let st = sh
+            .state
+            .as_ref()
+            .map_or(&sh.st.select_user_marks, |s| &s.select_user_marks);
+        let rows: Vec<(String, i64, i64, i64, i64)> = sh.select(st, (user as i64,)).await?;
         let mut list = bounded(rows, READ_CONCURRENCY, |(conv, a, r, o, n)| async move {
             let conv = parse_conv(&conv)?;
             let marks = marks_of((a, r, o, n));
@@ -640,6 +759,9 @@ impl MessageStore for CqlStore {
     }
 }
 
+/// Only a store opened with `shared=true` is handed out as shared ([`super::Backend`]).
+impl SharedStore for CqlStore {}
+
 #[async_trait]
 impl GroupStore for CqlStore {
     async fn create_group(
@@ -675,17 +797,13 @@ impl GroupStore for CqlStore {
 
 #[async_trait]
 impl PushStore for CqlStore {
-    /// A registration is not sequenced: one upsert.
+    /// A registration is not sequenced, but written by the sequencer: in shared mode every
+    /// write must carry the timestamps of the epoch its node holds.
     async fn put_push(&self, reg: PushRegistration) -> Result<(), StoreError> {
-        let sh = &self.shared;
-        sh.session
-            .execute_unpaged(
-                &sh.st.insert_push,
-                (reg.user as i64, &reg.device, &reg.platform, &reg.token),
-            )
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        match self.write(Op::Push(reg)).await? {
+            Done::Written => Ok(()),
+            _ => Err(unexpected("answer to a push registration")),
+        }
     }
 
     async fn pushes(&self, user: UserId) -> Result<Vec<PushRegistration>, StoreError> {
@@ -750,14 +868,13 @@ impl PushStore for CqlStore {
         Ok(out)
     }
 
-    /// Forgetting a listed (so committed) dead letter needs no sequencing: one delete.
+    /// Forgetting a listed (so committed) dead letter needs no sequencing, only a delete
+    /// stamped after the insert: the sequencer writes it, like every other row.
     async fn remove_dead_letter(&self, id: u64) -> Result<(), StoreError> {
-        let sh = &self.shared;
-        sh.session
-            .execute_unpaged(&sh.st.delete_dead, (bucket_of(id) as i64, id as i64))
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        match self.write(Op::RemoveDeadLetter(id)).await? {
+            Done::Written => Ok(()),
+            _ => Err(unexpected("answer to removing a dead letter")),
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! | `pushes` | user | device | platform, push token |
 //! | `dead_letters` | bucket (= id / 65536) | id ASC | payload, error, ts |
 //! | `meta` | name | | counters: last group id, last dead-letter id |
+//! | `seq_state` | p (= 0) | kind, a, b | shared mode only: all of `convs`, `users`, `marks`, `groups`, `meta` and the lease ([`super::state_table`]) |
 //!
 //! Both orders a page needs come from one partition read: history is newest first within
 //! a bucket (clustering DESC), the inbox oldest first. Buckets keep a partition to at most
@@ -65,7 +66,7 @@ pub(super) fn table_of(name: &str) -> Table {
         "messages" => Table::Messages,
         "inbox" => Table::Inbox,
         "idem" => Table::Idempotency,
-        "marks" | "convs" | "users" => Table::Markers,
+        "marks" | "convs" | "users" | "seq_state" => Table::Markers,
         _ => Table::Other,
     }
 }
@@ -81,6 +82,7 @@ pub const TABLE_NAMES: &[&str] = &[
     "pushes",
     "dead_letters",
     "meta",
+    "seq_state",
 ];
 
 /// Creates the keyspace and its tables when they do not exist yet.
@@ -93,7 +95,8 @@ pub async fn create(session: &Session, s: &Settings) -> Result<(), StoreError> {
         .query_unpaged(ddl(KEYSPACE), ())
         .await
         .map_err(db_err)?;
-    for t in TABLES {
+    // `seq_state` in every mode: a single-node store looks there to refuse a shared keyspace.
+    for t in TABLES.iter().chain([&super::state_table::TABLE]) {
         session.query_unpaged(ddl(t), ()).await.map_err(db_err)?;
     }
     Ok(())

@@ -1,9 +1,10 @@
 //! Cluster mode over real processes: a real `nats-server`, nodes sharing one real
-//! PostgreSQL schema (in this process, or as child processes where a node is killed):
-//! the crossing case across nodes with one order on every device, presence across nodes,
-//! group fan-out and a removed member across nodes, NATS restarted under load with
-//! nothing lost and `/healthz` following it, kill -9 of a node under load with nothing
-//! acknowledged lost, and the stores that refuse `--cluster`.
+//! PostgreSQL schema or Cassandra keyspace (in this process, or as child processes where a
+//! node is killed): the crossing case across nodes with one order on every device,
+//! presence across nodes, group fan-out and a removed member across nodes, NATS restarted
+//! under load with nothing lost and `/healthz` following it, kill -9 of a node under load
+//! with nothing acknowledged lost, and the stores that refuse `--cluster`. The tests that
+//! depend most on the store's sequencing run over both shared stores ([`over_both!`]).
 
 mod support;
 
@@ -14,14 +15,37 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use self::support::{
-    assert_stream_whole, backing, node, node_config, run_device, wait_for_health, wait_for_nodes,
+    Backing, assert_stream_whole, backing, node, node_config, run_device, wait_for_health,
+    wait_for_nodes,
 };
 use crate::child::{Acked, ChildServer, check_histories, record, send_http, token, ws_sender};
 use crate::support::WAIT;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn users_on_different_nodes_chat_with_one_order_on_every_device() {
-    let Some((nats, schema)) = backing("cluster_cross").await else {
+/// Runs a test written for a [`Backing`] once per shared store: `NAME::postgres` and
+/// `NAME::cql`.
+macro_rules! over_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name(super::Backing::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn cql() {
+                super::$name(super::Backing::Cql).await
+            }
+        }
+    )*};
+}
+
+over_both!(
+    users_on_different_nodes_chat_with_one_order_on_every_device,
+    group_fan_out_crosses_nodes_and_a_removed_member_gets_nothing_newer,
+    kill_9_of_a_node_under_load_loses_nothing_acknowledged,
+);
+
+async fn users_on_different_nodes_chat_with_one_order_on_every_device(store: Backing) {
+    let Some((nats, schema)) = backing(store, "cluster_cross").await else {
         return;
     };
     let a = node(&nats, &schema, "a").await;
@@ -76,7 +100,7 @@ async fn users_on_different_nodes_chat_with_one_order_on_every_device() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn presence_is_cluster_wide() {
-    let Some((nats, schema)) = backing("cluster_presence").await else {
+    let Some((nats, schema)) = backing(Backing::Postgres, "cluster_presence").await else {
         return;
     };
     let a = node(&nats, &schema, "a").await;
@@ -110,9 +134,8 @@ async fn presence_is_cluster_wide() {
     assert!(offline["last_seen"].as_u64().is_some(), "{offline}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn group_fan_out_crosses_nodes_and_a_removed_member_gets_nothing_newer() {
-    let Some((nats, schema)) = backing("cluster_group").await else {
+async fn group_fan_out_crosses_nodes_and_a_removed_member_gets_nothing_newer(store: Backing) {
+    let Some((nats, schema)) = backing(store, "cluster_group").await else {
         return;
     };
     let a = node(&nats, &schema, "a").await;
@@ -164,7 +187,7 @@ async fn group_fan_out_crosses_nodes_and_a_removed_member_gets_nothing_newer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nats_restarted_under_load_loses_nothing_and_healthz_follows() {
-    let Some((mut nats, schema)) = backing("cluster_nats").await else {
+    let Some((mut nats, schema)) = backing(Backing::Postgres, "cluster_nats").await else {
         return;
     };
     let a = node(&nats, &schema, "a").await;
@@ -199,9 +222,8 @@ async fn nats_restarted_under_load_loses_nothing_and_healthz_follows() {
     assert_stream_whole(&frames, n as u64, "31/d");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill_9_of_a_node_under_load_loses_nothing_acknowledged() {
-    let Some((nats, schema)) = backing("cluster_kill").await else {
+async fn kill_9_of_a_node_under_load_loses_nothing_acknowledged(store: Backing) {
+    let Some((nats, schema)) = backing(store, "cluster_kill").await else {
         return;
     };
     let spec = schema.spec();
@@ -300,16 +322,14 @@ async fn stores_of_one_process_refuse_cluster_mode() {
 /// A node name outside the contract's alphabet is refused before the node serves.
 #[tokio::test]
 async fn a_bad_node_name_is_refused() {
-    let Some((nats, schema)) = backing("cluster_name").await else {
+    let Some((nats, schema)) = backing(Backing::Postgres, "cluster_name").await else {
         return;
     };
     let mut config = node_config(&nats, "no spaces allowed");
     config.send_rate_per_sec = 0;
-    let store = chat_server::store::PostgresStore::open(&schema.spec())
-        .await
-        .unwrap();
+    let store = chat_server::store::open(&schema.spec()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = chat_server::run(listener, config, Arc::new(store), async {})
+    let err = chat_server::run(listener, config, store, async {})
         .await
         .expect_err("refused");
     assert!(err.to_string().contains("--node"), "{err}");

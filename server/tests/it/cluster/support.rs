@@ -1,16 +1,16 @@
 //! What the cluster tests share: a real `nats-server` on a free loopback port (stopped and
-//! started again on the same port for outages), nodes over one PostgreSQL schema, and a
-//! device that sends its share while recording every frame of its live stream.
+//! started again on the same port for outages), nodes over one PostgreSQL schema or one
+//! Cassandra keyspace ([`Backing`]), and a device that sends its share while recording every frame of its live stream.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_server::Config;
-use chat_server::store::PostgresStore;
+use chat_server::store::cluster_spec;
 use serde_json::{Value, json};
 
 use crate::child::skip;
+use crate::store_cql::Keyspace;
 use crate::store_postgres::{Schema, database};
 use crate::support::{Client, Server, config};
 
@@ -87,11 +87,41 @@ impl Drop for Nats {
     }
 }
 
-/// NATS and a PostgreSQL schema for one test, or `None` when either is absent here.
-pub async fn backing(prefix: &str) -> Option<(Nats, Schema)> {
-    let url = database().await?;
+/// The shared store a cluster test runs over.
+#[derive(Debug, Clone, Copy)]
+pub enum Backing {
+    Postgres,
+    /// Cassandra, through the cluster-safe sequencer (`shared=true`).
+    Cql,
+}
+
+/// Where the nodes of one test keep their data: a schema or a keyspace of its own, dropped
+/// when the test ends.
+pub enum Namespace {
+    Postgres(Schema),
+    Cql(Keyspace),
+}
+
+impl Namespace {
+    /// The `--store` spec as an operator gives it: `serve --cluster` makes a `cql://` store
+    /// shared by itself.
+    pub fn spec(&self) -> String {
+        match self {
+            Namespace::Postgres(s) => s.spec(),
+            Namespace::Cql(k) => k.spec(),
+        }
+    }
+}
+
+/// NATS and a fresh namespace of `backing` for one test, or `None` when either is absent
+/// here (a skip; a failure under CI).
+pub async fn backing(backing: Backing, prefix: &str) -> Option<(Nats, Namespace)> {
+    let ns = match backing {
+        Backing::Postgres => Namespace::Postgres(Schema::new(&database().await?, prefix)),
+        Backing::Cql => Namespace::Cql(Keyspace::new(prefix).await?),
+    };
     let nats = Nats::start()?;
-    Some((nats, Schema::new(&url, prefix)))
+    Some((nats, ns))
 }
 
 /// The test settings of a node named `name` in the cluster of `nats`.
@@ -104,17 +134,18 @@ pub fn node_config(nats: &Nats, name: &str) -> Config {
     c
 }
 
-/// A node in this process over the test's schema.
-pub async fn node(nats: &Nats, schema: &Schema, name: &str) -> Server {
-    node_with(node_config(nats, name), schema).await
+/// A node in this process over the test's namespace.
+pub async fn node(nats: &Nats, ns: &Namespace, name: &str) -> Server {
+    node_with(node_config(nats, name), ns).await
 }
 
-/// A node with the given settings over the test's schema.
-pub async fn node_with(config: Config, schema: &Schema) -> Server {
-    let store = PostgresStore::open(&schema.spec())
+/// A node with the given settings over the test's namespace, opened as `serve --cluster`
+/// opens it.
+pub async fn node_with(config: Config, ns: &Namespace) -> Server {
+    let store = chat_server::store::open(&cluster_spec(&ns.spec()))
         .await
-        .expect("open the PostgreSQL store");
-    Server::with(config, Arc::new(store)).await
+        .expect("open the shared store");
+    Server::with(config, store).await
 }
 
 /// Waits until every node lists `n` nodes in `GET /v1/cluster`.

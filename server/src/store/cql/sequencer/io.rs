@@ -104,20 +104,14 @@ pub(super) async fn load_idem(
     Ok((rec, loaded))
 }
 
-/// Phase 1, then phase 2; `Ok` once Cassandra acknowledged both.
+/// Phase 1, then phase 2; `Ok` once Cassandra acknowledged both. The single-node path:
+/// the counters go in one LOGGED batch.
 pub(super) async fn write(
     shared: &Shared,
     data: &[Row],
     counters: &[Row],
 ) -> Result<(), WriteError> {
-    let rows: Vec<&Row> = data.iter().collect();
-    bounded(rows, WRITE_CONCURRENCY, |row| {
-        shared
-            .session
-            .execute_unpaged(stmt(shared, row.stmt), &row.values)
-    })
-    .await
-    .map_err(WriteError)?;
+    write_data(shared, data).await?;
     match counters {
         [] => {}
         [one] => {
@@ -141,9 +135,28 @@ pub(super) async fn write(
                 .map_err(WriteError)?;
         }
     }
-    let bytes: u64 = data.iter().chain(counters).map(Row::bytes).sum();
-    shared.written.fetch_add(bytes, Ordering::Relaxed);
+    count_written(shared, counters);
     Ok(())
+}
+
+/// Phase 1: the data rows, concurrently; `Ok` once Cassandra acknowledged them all.
+pub(super) async fn write_data(shared: &Shared, data: &[Row]) -> Result<(), WriteError> {
+    let rows: Vec<&Row> = data.iter().collect();
+    bounded(rows, WRITE_CONCURRENCY, |row| {
+        shared
+            .session
+            .execute_unpaged(stmt(shared, row.stmt), &row.values)
+    })
+    .await
+    .map_err(WriteError)?;
+    count_written(shared, data);
+    Ok(())
+}
+
+/// Adds acknowledged rows to the store's own count of bytes written.
+pub(super) fn count_written(shared: &Shared, rows: &[Row]) {
+    let bytes: u64 = rows.iter().map(Row::bytes).sum();
+    shared.written.fetch_add(bytes, Ordering::Relaxed);
 }
 
 /// A write that failed, with the driver's error.
@@ -160,13 +173,28 @@ pub(super) fn is_refusal(e: &WriteError) -> bool {
     is_definite_refusal(&e.0)
 }
 
+/// The statement a row is written with: the counter and marker rows go to the
+/// `seq_state` partition in shared mode, to their own tables otherwise.
 pub(super) fn stmt(shared: &Shared, s: Stmt) -> &PreparedStatement {
     let st = &shared.st;
+    if let Some(ss) = &shared.state {
+        match s {
+            Stmt::Conv => return &ss.update_conv,
+            Stmt::User => return &ss.update_user,
+            Stmt::Marks => return &ss.insert_marks,
+            Stmt::DeleteMarks => return &ss.delete_marks,
+            Stmt::Group => return &ss.insert_group,
+            Stmt::Meta => return &ss.update_meta,
+            _ => {}
+        }
+    }
     match s {
         Stmt::Message => &st.insert_message,
         Stmt::Inbox => &st.insert_inbox,
         Stmt::Idem => &st.insert_idem,
         Stmt::Dead => &st.insert_dead,
+        Stmt::DeleteDead => &st.delete_dead,
+        Stmt::Push => &st.insert_push,
         Stmt::Conv => &st.update_conv,
         Stmt::User => &st.update_user,
         Stmt::Marks => &st.insert_marks,

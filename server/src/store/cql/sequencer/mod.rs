@@ -39,12 +39,25 @@
 //!   limit) did not land: the committed state is dropped and reloaded.
 //!
 //! This is correct for **one server process per keyspace** (the embedded and single-node
-//! deployment). Two processes sequencing the same keyspace would each trust their own
-//! counters and overwrite each other's messages; several nodes need a sequencer per
-//! conversation owner, or compare-and-set on the counters (lightweight transactions),
-//! whose cost is measured in the store's tests.
+//! deployment): two processes sequencing the same keyspace this way would each trust their
+//! own counters and overwrite each other's messages.
+//!
+//! **Shared mode** (`?shared=true`, what `serve --cluster` opens): the same task, the same
+//! rules and the same two phases, but the counters and markers live in the one partition
+//! of `seq_state` and phase 2 is a compare-and-set (a conditional batch) on it, `IF epoch
+//! = ours`, made while this node holds the keyspace-wide lease ([`lease`]). A batch
+//! starts by making sure the lease is held; if another node held an epoch since this
+//! node's last one, the cached committed state is dropped and reloaded. A commit that lost
+//! (another node took an epoch) or whose outcome is unknown makes nothing visible, or
+//! made the batch visible whole: the batch is sequenced again from the reloaded state,
+//! where the idempotency records of a batch that did commit turn its requests into
+//! duplicates with their first outcome. Rows a lost batch wrote lie past the counters or
+//! under rows of a later epoch, which carry larger timestamps ([`super::clock`]); so the
+//! rewrite-until-acknowledged loop of the single-node path is not needed there. One
+//! compare-and-set per batch, not per message, as long as the lease stays with one node.
 
 mod io;
+pub(super) mod lease;
 mod state;
 
 use std::collections::VecDeque;
@@ -53,13 +66,15 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use self::io::{Loaded, is_refusal, load_one, write};
+use self::io::{Loaded, count_written, is_refusal, load_one, write, write_data};
+use self::lease::{Commit, IDLE, Lease};
 use self::state::{Cache, Fetched, Need, Overlay, Pass, Row};
 use super::{Shared, bounded};
 use crate::model::{ConvId, UserId};
 use crate::store::sequencing;
 use crate::store::{
-    AppendRequest, Appended, DeadLetter, Group, MarkOutcome, Marker, MemberChange, StoreError,
+    AppendRequest, Appended, DeadLetter, Group, MarkOutcome, Marker, MemberChange,
+    PushRegistration, StoreError,
 };
 
 /// How many queued requests one batch takes at most.
@@ -73,6 +88,9 @@ const WRITE_CONCURRENCY: usize = 256;
 /// Past this many cached keys the committed state is dropped between two batches (it is
 /// all in Cassandra) and reloaded on demand, so memory stays bounded.
 const MAX_CACHED: usize = 1_000_000;
+/// How many times a shared-mode batch is sequenced again after its commit lost to another
+/// node or failed, before its requests are answered `unavailable`.
+const MAX_ATTEMPTS: u32 = 4;
 
 pub(super) const META_LAST_GROUP: &str = "last_group";
 pub(super) const META_LAST_DEAD: &str = "last_dead";
@@ -96,6 +114,8 @@ pub(super) enum Op {
         change: MemberChange,
     },
     DeadLetter(DeadLetter),
+    Push(PushRegistration),
+    RemoveDeadLetter(u64),
 }
 
 /// What a write returns.
@@ -104,6 +124,7 @@ pub(super) enum Done {
     Marked(MarkOutcome),
     Group(Group),
     DeadLetter(u64),
+    Written,
 }
 
 pub(super) struct Job {
@@ -111,8 +132,16 @@ pub(super) struct Job {
     pub reply: oneshot::Sender<Result<Done, StoreError>>,
 }
 
-/// Starts the writer task; it ends when every sender is dropped.
-pub(super) fn spawn(shared: Arc<Shared>) -> mpsc::UnboundedSender<Job> {
+/// Starts the writer task; it ends when every sender is dropped. A shared store's writer
+/// takes part in the keyspace's lease, whose row it creates if missing.
+pub(super) async fn spawn(shared: Arc<Shared>) -> Result<mpsc::UnboundedSender<Job>, StoreError> {
+    let lease = match shared.state {
+        Some(_) => {
+            Lease::init(&shared).await?;
+            Some(Lease::new())
+        }
+        None => None,
+    };
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(
         Writer {
@@ -120,10 +149,19 @@ pub(super) fn spawn(shared: Arc<Shared>) -> mpsc::UnboundedSender<Job> {
             rx,
             pending: VecDeque::new(),
             cache: Cache::default(),
+            lease,
         }
         .run(),
     );
-    tx
+    Ok(tx)
+}
+
+/// A batch as the rules sequenced it, ready to write.
+struct Sequenced {
+    results: Vec<Result<Done, StoreError>>,
+    data: Vec<Row>,
+    counters: Vec<Row>,
+    overlay: Overlay,
 }
 
 fn run(op: &Op, t: &mut Pass<'_>) -> Result<Done, StoreError> {
@@ -144,6 +182,14 @@ fn run(op: &Op, t: &mut Pass<'_>) -> Result<Done, StoreError> {
             sequencing::change_members(t, *group, *change).map(Done::Group)
         }
         Op::DeadLetter(letter) => Ok(Done::DeadLetter(t.put_dead_letter(letter))),
+        Op::Push(reg) => {
+            t.put_push(reg);
+            Ok(Done::Written)
+        }
+        Op::RemoveDeadLetter(id) => {
+            t.remove_dead_letter(*id);
+            Ok(Done::Written)
+        }
     }
 }
 
@@ -153,15 +199,20 @@ struct Writer {
     /// Requests taken from the queue that did not fit into the last batch.
     pending: VecDeque<Job>,
     cache: Cache,
+    /// Shared mode: this node's side of the keyspace's lease.
+    lease: Option<Lease>,
 }
 
 impl Writer {
     async fn run(mut self) {
         loop {
             if self.pending.is_empty() {
-                match self.rx.recv().await {
+                match self.next_job().await {
                     Some(job) => self.pending.push_back(job),
-                    None => return,
+                    None => {
+                        self.release().await;
+                        return;
+                    }
                 }
             }
             while self.pending.len() < MAX_JOBS {
@@ -179,13 +230,129 @@ impl Writer {
         }
     }
 
+    /// The next request; a lease holder that waits [`IDLE`] without one gives the lease
+    /// up meanwhile, so other nodes need not wait for it to run out.
+    async fn next_job(&mut self) -> Option<Job> {
+        if !self.lease.as_ref().is_some_and(Lease::holds) {
+            return self.rx.recv().await;
+        }
+        match tokio::time::timeout(IDLE, self.rx.recv()).await {
+            Ok(job) => job,
+            Err(_) => {
+                self.release().await;
+                self.rx.recv().await
+            }
+        }
+    }
+
+    async fn release(&mut self) {
+        if let Some(lease) = self.lease.as_mut()
+            && let Err(e) = lease.release(&self.shared).await
+        {
+            tracing::warn!(error = %e, "could not give the sequencer lease up; it runs out by itself");
+        }
+    }
+
     /// Sequences, writes and answers one batch; requests that did not fit go back to the
     /// front of the queue.
     async fn batch(&mut self, mut jobs: Vec<Job>) {
+        if self.lease.is_some() {
+            return self.batch_shared(jobs).await;
+        }
+        let s = match self.sequence(&mut jobs).await {
+            Ok(s) => s,
+            Err(e) => return answer_all(jobs, &e),
+        };
+        if s.data.is_empty() && s.counters.is_empty() {
+            // Duplicates, refusals, markers that did not move: nothing to make durable.
+            return answer(jobs, s.results);
+        }
+        match write(&self.shared, &s.data, &s.counters).await {
+            Ok(()) => {
+                s.overlay.apply(&mut self.cache);
+                answer(jobs, s.results);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cql batch not acknowledged; answering unavailable");
+                let refused = is_refusal(&e);
+                answer_all(jobs, &StoreError::Unavailable(e.to_string()));
+                if refused {
+                    // Nothing of it landed; the counters may still be trusted, but reload
+                    // them anyway: what Cassandra holds is the truth.
+                    self.cache = Cache::default();
+                } else {
+                    self.write_until_acknowledged(&s.data, &s.counters).await;
+                    s.overlay.apply(&mut self.cache);
+                }
+            }
+        }
+    }
+
+    /// [`Writer::batch`] in shared mode: under the lease, committed by compare-and-set,
+    /// sequenced again when the commit lost or its outcome is unknown.
+    async fn batch_shared(&mut self, mut jobs: Vec<Job>) {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(lease) = self.lease.as_mut() else {
+                return;
+            };
+            match lease.hold(&self.shared).await {
+                Ok(true) => {}
+                Ok(false) => self.cache = Cache::default(),
+                Err(e) => return answer_all(jobs, &e),
+            }
+            let s = match self.sequence(&mut jobs).await {
+                Ok(s) => s,
+                Err(e) => return answer_all(jobs, &e),
+            };
+            if s.data.is_empty() && s.counters.is_empty() {
+                return answer(jobs, s.results);
+            }
+            if let Err(e) = write_data(&self.shared, &s.data).await {
+                // Nothing is committed: the rows lie past the counters, and whatever lands
+                // late loses to a later epoch's rows by its timestamp.
+                tracing::error!(error = %e, "cql rows not acknowledged; answering unavailable");
+                return answer_all(jobs, &StoreError::Unavailable(e.to_string()));
+            }
+            if s.counters.is_empty() {
+                return answer(jobs, s.results);
+            }
+            let Some(lease) = self.lease.as_mut() else {
+                return;
+            };
+            let failure = match lease.commit(&self.shared, &s.counters).await {
+                Ok(Commit::Applied) => {
+                    count_written(&self.shared, &s.counters);
+                    s.overlay.apply(&mut self.cache);
+                    return answer(jobs, s.results);
+                }
+                // The next `hold` takes a new epoch and says whether to reload.
+                Ok(Commit::Lost) => StoreError::Unavailable(
+                    "other nodes kept taking the keyspace's sequencer lease".into(),
+                ),
+                Err(e) => {
+                    // It may have applied: take a new epoch (which settles the transaction)
+                    // and reload what Cassandra holds.
+                    tracing::warn!(error = %e, "cql commit outcome unknown; sequencing again");
+                    lease.drop_epoch();
+                    self.cache = Cache::default();
+                    e
+                }
+            };
+            if attempt >= MAX_ATTEMPTS {
+                return answer_all(jobs, &failure);
+            }
+        }
+    }
+
+    /// Runs the rules over the jobs until a pass needs nothing it has not loaded; the jobs
+    /// that did not fit into one batch go back to the front of the queue.
+    async fn sequence(&mut self, jobs: &mut Vec<Job>) -> Result<Sequenced, StoreError> {
         let mut fetched = Fetched::default();
         let mut limit = jobs.len();
         let mut rounds = 0;
-        let (results, data, counters, overlay_commit) = loop {
+        let sequenced = loop {
             let mut pass = Pass::new(&self.cache, &fetched);
             let mut results = Vec::with_capacity(limit);
             let mut overflow = None;
@@ -201,12 +368,11 @@ impl Writer {
                 let needs: Vec<Need> = pass.missing.into_iter().collect();
                 if rounds > 16 {
                     // Cannot happen with the rules as they are: each round loads more.
-                    let e = StoreError::Unavailable("the sequencer did not converge".into());
-                    return answer_all(jobs, &e);
+                    return Err(StoreError::Unavailable(
+                        "the sequencer did not converge".into(),
+                    ));
                 }
-                if let Err(e) = self.load(needs, &mut fetched).await {
-                    return answer_all(jobs, &e);
-                }
+                self.load(needs, &mut fetched).await?;
                 continue;
             }
             if let Some(fit) = overflow {
@@ -215,35 +381,17 @@ impl Writer {
             }
             let data = std::mem::take(&mut pass.data);
             let counters = pass.counter_rows();
-            let commit = Overlay::from(pass);
-            break (results, data, counters, commit);
+            break Sequenced {
+                results,
+                data,
+                counters,
+                overlay: Overlay::from(pass),
+            };
         };
         for job in jobs.drain(limit..).rev() {
             self.pending.push_front(job);
         }
-        if data.is_empty() && counters.is_empty() {
-            // Duplicates, refusals, markers that did not move: nothing to make durable.
-            return answer(jobs, results);
-        }
-        match write(&self.shared, &data, &counters).await {
-            Ok(()) => {
-                overlay_commit.apply(&mut self.cache);
-                answer(jobs, results);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cql batch not acknowledged; answering unavailable");
-                let refused = is_refusal(&e);
-                answer_all(jobs, &StoreError::Unavailable(e.to_string()));
-                if refused {
-                    // Nothing of it landed; the counters may still be trusted, but reload
-                    // them anyway: what Cassandra holds is the truth.
-                    self.cache = Cache::default();
-                } else {
-                    self.write_until_acknowledged(&data, &counters).await;
-                    overlay_commit.apply(&mut self.cache);
-                }
-            }
-        }
+        Ok(sequenced)
     }
 
     /// Rewrites a batch whose outcome is unknown until Cassandra acknowledges it, answering

@@ -11,7 +11,7 @@ use super::{META_LAST_DEAD, META_LAST_GROUP};
 use crate::model::{ConvId, UserId};
 use crate::store::rules::Marks;
 use crate::store::sequencing::{self, ConvMeta, IdemRecord, WriteTables};
-use crate::store::{DeadLetter, Group, StoreError, bucket_of};
+use crate::store::{DeadLetter, Group, PushRegistration, StoreError, bucket_of};
 
 /// Counters and markers as Cassandra holds them (everything acknowledged), loaded lazily.
 #[derive(Default)]
@@ -65,6 +65,8 @@ pub(super) enum Stmt {
     Inbox,
     Idem,
     Dead,
+    DeleteDead,
+    Push,
     Conv,
     User,
     Marks,
@@ -224,6 +226,29 @@ impl<'a> Pass<'a> {
             ],
         });
         id
+    }
+
+    /// A push registration: not sequenced, but written by the sequencer so that in shared
+    /// mode it carries the epoch's timestamps (a later registration wins on every node).
+    pub(super) fn put_push(&mut self, reg: &PushRegistration) {
+        self.data.push(Row {
+            stmt: Stmt::Push,
+            values: vec![
+                big(reg.user),
+                CqlValue::Text(reg.device.clone()),
+                CqlValue::Text(reg.platform.clone()),
+                CqlValue::Text(reg.token.clone()),
+            ],
+        });
+    }
+
+    /// Forgets a dead letter, for the same reason through the sequencer: the delete must
+    /// be stamped after the insert, which an epoch of another node may have made.
+    pub(super) fn remove_dead_letter(&mut self, id: u64) {
+        self.data.push(Row {
+            stmt: Stmt::DeleteDead,
+            values: vec![big(bucket_of(id)), big(id)],
+        });
     }
 }
 

@@ -175,3 +175,48 @@ impl Drop for Worker {
         let _ = self.child.wait();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn a_done_report_with_close_codes_reads_back() {
+        // The report travels inside an internally tagged message: maps with integer
+        // keys must survive that (they once did not, and a worker that saw a close code
+        // failed the run).
+        let report = ShardReport {
+            shard: 1,
+            users: 2,
+            devices: 3,
+            epoch_unix_ms: 4,
+            load_start_secs: 0.5,
+            load_end_secs: 9.5,
+            latency: BTreeMap::new(),
+            series: Vec::new(),
+            checks: Default::default(),
+            counters: Default::default(),
+            close_codes: BTreeMap::from([(1011, 2), (1013, 1)]),
+            goose: Vec::new(),
+            groups_supported: None,
+            groups_created: 0,
+            groups_failed: 0,
+            presence_supported: Some(true),
+            body_bytes_acked: 7,
+            notes: vec!["n".into()],
+            recoveries: vec![(3.0, 0.25)],
+        };
+        let json = serde_json::to_string(&WorkerMessage::Done {
+            report: Box::new(report),
+        })
+        .unwrap();
+        let back: WorkerMessage = serde_json::from_str(&json).unwrap();
+        let WorkerMessage::Done { report } = back else {
+            panic!("not a done message: {json}");
+        };
+        assert_eq!(report.close_codes, BTreeMap::from([(1011, 2), (1013, 1)]));
+        assert_eq!(report.recoveries, vec![(3.0, 0.25)]);
+    }
+}

@@ -39,6 +39,10 @@ pub struct ShardReport {
     pub series: Vec<BucketWire>,
     pub checks: CheckResults,
     pub counters: CountersSnapshot,
+    /// Close codes and their counts, as `[code, count]` pairs on the wire: a worker's
+    /// report travels inside an internally tagged message, where a map with integer keys
+    /// would not read back.
+    #[serde(with = "code_pairs")]
     pub close_codes: BTreeMap<u16, u64>,
     pub goose: Vec<GooseRequestSummary>,
     /// Whether the server serves groups (`None`: not probed, the scenario has none).
@@ -53,6 +57,21 @@ pub struct ShardReport {
     /// when the connection dropped, seconds until the device was caught up again).
     #[serde(default)]
     pub recoveries: Vec<(f64, f64)>,
+}
+
+/// `BTreeMap<u16, u64>` as a list of `[key, value]` pairs.
+mod code_pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<u16, u64>, s: S) -> Result<S::Ok, S::Error> {
+        m.iter().collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<u16, u64>, D::Error> {
+        Ok(Vec::<(u16, u64)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 /// A snapshot for the progress line.

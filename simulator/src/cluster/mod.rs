@@ -292,20 +292,9 @@ impl ClusterRun {
             }
             up
         };
-        let scrapes = futures_util::future::join_all(targets.iter().map(|(_, _, url)| {
-            let http = self.http.clone();
-            let url = format!("{url}/metrics");
-            async move {
-                let r = http
-                    .get(url)
-                    .timeout(Duration::from_secs(1))
-                    .send()
-                    .await
-                    .ok()?;
-                Some(parse_metrics(&r.text().await.ok()?))
-            }
-        }))
-        .await;
+        let scrapes =
+            futures_util::future::join_all(targets.iter().map(|(_, _, url)| self.scrape(url)))
+                .await;
         let mut nodes = self.nodes.lock();
         for ((i, inc, _), scrape) in targets.into_iter().zip(scrapes) {
             let proc = nodes[i].sample_proc();
@@ -337,23 +326,25 @@ impl ClusterRun {
             .collect()
     }
 
+    /// A node's `/metrics`, read (`None` when it does not answer within a second).
+    async fn scrape(&self, base: &str) -> Option<nodes::Scrape> {
+        let r = self
+            .http
+            .get(format!("{base}/metrics"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .ok()?;
+        Some(parse_metrics(&r.text().await.ok()?))
+    }
+
     /// Samples node `i` once more, right before a fault ends its process.
     pub async fn final_sample(&self, i: usize) {
         let (inc, url) = {
             let nodes = self.nodes.lock();
             (nodes[i].incarnations, nodes[i].http_url())
         };
-        let scrape = async {
-            let r = self
-                .http
-                .get(format!("{url}/metrics"))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await
-                .ok()?;
-            Some(parse_metrics(&r.text().await.ok()?))
-        }
-        .await;
+        let scrape = self.scrape(&url).await;
         let mut nodes = self.nodes.lock();
         let proc = nodes[i].sample_proc();
         nodes[i].record(inc, proc, scrape);

@@ -295,16 +295,8 @@ fn plot_file(
     log_y: bool,
     x_fmt: Option<&dyn Fn(&f64) -> String>,
 ) -> std::io::Result<PathBuf> {
-    let lines = Lines {
-        x_desc,
-        y_desc,
-        series,
-        log_y,
-        x_fmt,
-        x_labels: 10,
-        empty: false,
-        marks: &[],
-    };
+    let mut lines = time_lines(x_desc, y_desc, series, log_y);
+    lines.x_fmt = x_fmt;
     write_lines(path, title, lines)
 }
 
@@ -318,7 +310,19 @@ fn plot_marked(
     log_y: bool,
     marks: &[Mark],
 ) -> std::io::Result<PathBuf> {
-    let lines = Lines {
+    let mut lines = time_lines(x_desc, y_desc, series, log_y);
+    lines.marks = marks;
+    write_lines(path, title, lines)
+}
+
+/// Lines with a plain x axis and no marks.
+fn time_lines<'a>(
+    x_desc: &'a str,
+    y_desc: &'a str,
+    series: &'a [Series],
+    log_y: bool,
+) -> Lines<'a> {
+    Lines {
         x_desc,
         y_desc,
         series,
@@ -326,9 +330,8 @@ fn plot_marked(
         x_fmt: None,
         x_labels: 10,
         empty: false,
-        marks,
-    };
-    write_lines(path, title, lines)
+        marks: &[],
+    }
 }
 
 /// Quantiles for the distribution plot, as −log10(1 − q).

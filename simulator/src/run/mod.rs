@@ -331,10 +331,18 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     let interval = Duration::from_secs_f64(scenario.run.sample_interval_secs);
     let mut line = ProgressLine::new(opts.progress, devices_total);
     let mut samples: Vec<Sample> = Vec::new();
+    // Each worker's CPU as last seen: a worker that finished and exited has no /proc
+    // entry left to read, and its CPU still counts.
+    let worker_cpu = std::cell::RefCell::new(BTreeMap::<u32, f64>::new());
     let take_sample = |progress: &Progress, workers: &[u32]| -> Sample {
         let mut load_cpu = child::sample_proc(None).map_or(0.0, |s| s.cpu_secs) - own_cpu_start;
+        let mut seen = worker_cpu.borrow_mut();
         for pid in workers {
-            load_cpu += child::sample_proc(Some(*pid)).map_or(0.0, |s| s.cpu_secs);
+            let last = seen.entry(*pid).or_default();
+            if let Some(s) = child::sample_proc(Some(*pid)) {
+                *last = last.max(s.cpu_secs);
+            }
+            load_cpu += *last;
         }
         Sample {
             t: epoch.elapsed().as_secs_f64(),

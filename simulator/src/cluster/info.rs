@@ -162,12 +162,7 @@ impl ClusterRun {
         ClusterInfo {
             nodes: nodes.len() as u32,
             routing: self.routing.name().into(),
-            store: self
-                .store_spec
-                .split("://")
-                .next()
-                .unwrap_or("store")
-                .replace("postgresql", "postgres"),
+            store: crate::namespace::label_of(&self.store_spec),
             per_node,
             deliveries_same_node: f.same_node,
             deliveries_cross_node: f.cross_node,

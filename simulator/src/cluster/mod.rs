@@ -65,15 +65,6 @@ pub struct ClusterRun {
     token: String,
 }
 
-/// `20261202_015516`-style suffix for the run's schema or keyspace.
-fn namespace_suffix(ms: u64) -> String {
-    crate::clock::utc_string(ms)
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == 'T')
-        .map(|c| if c == 'T' { '_' } else { c })
-        .collect()
-}
-
 impl ClusterRun {
     /// Starts NATS, the nodes (one after another: the first creates the schema) and the
     /// load balancer, and waits until every node sees every other and answers healthy.
@@ -90,7 +81,10 @@ impl ClusterRun {
             crate::rng::Rng::derive(crate::clock::unix_ms(), &[u64::from(std::process::id())])
                 .next_u64()
                 & 0xff_ffff;
-        let suffix = format!("sim_{}_{tag:06x}", namespace_suffix(started_ms));
+        let suffix = format!(
+            "sim_{}_{tag:06x}",
+            crate::namespace::compact_stamp(started_ms)
+        );
         let (store_spec, made_namespace) = crate::namespace::fresh_namespace(base, &suffix)
             .map_or((base.to_owned(), false), |s| (s, true));
         let needs_relay = scenario

@@ -158,10 +158,6 @@ impl Node {
         self.child.is_some()
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.pid)
-    }
-
     /// Takes a `/proc` sample and (when given) a scrape of the current incarnation.
     pub fn record(&mut self, incarnation: u32, proc: Option<ProcSample>, scrape: Option<Scrape>) {
         if incarnation != self.incarnations || self.child.is_none() {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::clock::{unix_ms, utc_string};
-use crate::namespace::{fresh_keyspace, set_query};
+use crate::namespace::{compact_stamp, fresh_keyspace, label_of, scheme, set_query};
 use crate::run::{self, RunOptions};
 use crate::scenario::{Scenario, ScenarioError};
 
@@ -102,33 +102,6 @@ pub fn split_stores(list: &str) -> Vec<String> {
         }
     }
     out
-}
-
-/// `20261202_015516`: a UTC time that fits schema and keyspace names.
-fn compact_stamp(ms: u64) -> String {
-    utc_string(ms)
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == 'T')
-        .map(|c| if c == 'T' { '_' } else { c })
-        .collect()
-}
-
-fn scheme(spec: &str) -> &str {
-    spec.split(':').next().unwrap_or(spec)
-}
-
-/// The column name of a store: its kind, so reports line up across comparisons.
-fn label_of(spec: &str) -> String {
-    match scheme(spec) {
-        "postgres" | "postgresql" => "postgres".into(),
-        s => {
-            let l: String = s
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-                .collect();
-            if l.is_empty() { "store".into() } else { l }
-        }
-    }
 }
 
 /// The backends of a comparison: unique labels and a fresh namespace for each database.

@@ -129,11 +129,6 @@ impl ShardRecords {
         self.recoveries.lock().clone()
     }
 
-    /// The node names seen, by their number.
-    pub fn node_names(&self) -> Vec<String> {
-        self.nodes.lock().clone()
-    }
-
     pub fn close_codes(&self) -> BTreeMap<u16, u64> {
         self.close_codes.lock().clone()
     }

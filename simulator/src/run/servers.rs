@@ -29,11 +29,6 @@ pub struct Entry {
     pub store_name: String,
 }
 
-/// The kind of a `--store` spec.
-fn store_kind(spec: &str) -> String {
-    spec.split(':').next().unwrap_or("fjall").to_owned()
-}
-
 impl Servers {
     /// Starts what the scenario asks for (or nothing, with `--target`).
     pub async fn start(
@@ -66,7 +61,7 @@ impl Servers {
                 http_url: routes.http.first().cloned().unwrap_or_default(),
                 routes,
                 secret,
-                store_name: store_kind(&c.store_spec).replace("postgresql", "postgres"),
+                store_name: crate::namespace::label_of(&c.store_spec),
             };
             return Ok((Servers::Cluster(c), entry));
         }
@@ -89,7 +84,7 @@ impl Servers {
             routes: Routes::single(url.clone()),
             http_url: url,
             secret,
-            store_name: store_kind(&s.store),
+            store_name: crate::namespace::scheme(&s.store).to_owned(),
         };
         Ok((Servers::One(c), entry))
     }

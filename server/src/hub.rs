@@ -270,6 +270,15 @@ impl Hub {
         });
     }
 
+    /// Offers an item to every online device of `user`.
+    pub fn offer_user(&self, user: UserId, item: impl Fn() -> Outbound) {
+        if let Some(entry) = self.users.get(&user) {
+            for d in &entry.devices {
+                d.offer(item());
+            }
+        }
+    }
+
     /// Offers an item to every online device.
     pub fn offer_all(&self, item: impl Fn() -> Outbound) {
         for entry in self.users.iter() {

@@ -20,6 +20,8 @@ use crate::presence::{HoldChange, NodeKey};
 const BEAT: Duration = Duration::from_secs(1);
 /// Users per snapshot message: about 30 bytes each in JSON, well under NATS's 1 MB.
 const SNAPSHOT_CHUNK: usize = 5_000;
+/// Users per [`Relay::Seen`] message: 8 bytes each.
+const SEEN_CHUNK: usize = 50_000;
 /// Hold changes per announcement at most.
 const HOLDS_BATCH: usize = 2_000;
 
@@ -165,26 +167,40 @@ impl Cluster {
                 key
             }
         };
-        match msg {
+        let new_holds = match msg {
             Control::Beat {
                 addr, connections, ..
-            } => self.nodes.beat(&key, &addr, connections),
+            } => {
+                self.nodes.beat(&key, &addr, connections);
+                Vec::new()
+            }
             Control::Holds { changes, .. } => {
+                let mut new = Vec::new();
                 for change in changes {
                     match change {
-                        HoldWire::Up { user, since } => presence.remote_up(&key, user, since),
+                        HoldWire::Up { user, since } => {
+                            if presence.remote_up(&key, user, since) {
+                                new.push(user);
+                            }
+                        }
                         HoldWire::Down { user, ts } => presence.remote_down(&key, user, ts),
                     }
                 }
+                new
             }
             Control::Snapshot { reset, users, .. } => {
                 if reset {
-                    presence.replace_node(&key, &users);
+                    presence.replace_node(&key, &users)
                 } else {
-                    presence.add_holds(&key, &users);
+                    presence.add_holds(&key, &users)
                 }
             }
-            Control::SyncRequest { .. } | Control::Resync { .. } => {}
+            Control::SyncRequest { .. } | Control::Resync { .. } => Vec::new(),
+        };
+        // What this node stored for those users before it knew of their holds there went
+        // nowhere live: the holder reads it from the store once it hears this.
+        for part in new_holds.chunks(SEEN_CHUNK) {
+            self.relay(&key, &Relay::Seen(part.to_vec()));
         }
     }
 

@@ -29,10 +29,15 @@ pub enum Relay {
     Inbox(Vec<(UserId, u64, Encoded)>),
     /// One frame outside the inbox stream (receipt, typing) for every device of `users`.
     Frame { frame: Encoded, users: Vec<UserId> },
+    /// The sending node has just learnt that these users are connected on this node, so
+    /// it relays their frames here from now on; what it stored for them before went
+    /// nowhere live, and their devices here read it from the store.
+    Seen(Vec<UserId>),
 }
 
 const INBOX: u8 = b'I';
 const FRAME: u8 = b'F';
+const SEEN: u8 = b'S';
 
 /// A relay message that could not be read: a peer of another version, or damage.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -55,6 +60,12 @@ impl Relay {
             Relay::Frame { frame, users } => {
                 b.put_u8(FRAME);
                 put_frame(&mut b, frame);
+                for user in users {
+                    b.put_u64(*user);
+                }
+            }
+            Relay::Seen(users) => {
+                b.put_u8(SEEN);
                 for user in users {
                     b.put_u64(*user);
                 }
@@ -85,6 +96,13 @@ impl Relay {
                     users.push(get_u64(&mut b)?);
                 }
                 Ok(Relay::Frame { frame, users })
+            }
+            SEEN => {
+                let mut users = Vec::with_capacity(b.remaining() / 8);
+                while b.has_remaining() {
+                    users.push(get_u64(&mut b)?);
+                }
+                Ok(Relay::Seen(users))
             }
             _ => Err(WireError("unknown kind")),
         }
@@ -186,6 +204,11 @@ mod tests {
             users: vec![3, 4],
         };
         assert_eq!(Relay::decode(frame.encode()), Ok(frame));
+        let seen = Relay::Seen(vec![3, u64::MAX]);
+        assert_eq!(Relay::decode(seen.encode()), Ok(seen));
+        let mut cut = Relay::Seen(vec![3]).encode().to_vec();
+        cut.pop();
+        assert!(Relay::decode(Bytes::from(cut)).is_err());
     }
 
     #[test]

@@ -50,20 +50,22 @@ impl Presence {
             .unwrap_or_default()
     }
 
-    /// Node `node` announced that `user` connected there at `since`.
-    pub fn remote_up(self: &Arc<Self>, node: &NodeKey, user: UserId, since: u64) {
-        let due = {
+    /// Node `node` announced that `user` connected there at `since`. Answers whether the
+    /// hold is new to this node: frames for the user went to that node only from now on.
+    pub fn remote_up(self: &Arc<Self>, node: &NodeKey, user: UserId, since: u64) -> bool {
+        let (new, due) = {
             let mut st = self.users.entry(user).or_default();
             if let Some(entry) = st.remote.iter_mut().find(|(n, _)| n == node) {
                 entry.1 = since;
-                None
+                (false, None)
             } else {
                 st.remote.push((node.clone(), since));
-                self.gained(&mut st, since)
+                (true, self.gained(&mut st, since))
             }
         };
         self.by_node.entry(node.clone()).or_default().insert(user);
         self.run(user, due);
+        new
     }
 
     /// Node `node` announced that `user` left it at `ts`.
@@ -90,8 +92,8 @@ impl Presence {
     }
 
     /// Node `node`'s holds are exactly `holds` now (a snapshot it sent): users it no
-    /// longer lists left it now.
-    pub fn replace_node(self: &Arc<Self>, node: &NodeKey, holds: &[(UserId, u64)]) {
+    /// longer lists left it now. Answers the holds new to this node.
+    pub fn replace_node(self: &Arc<Self>, node: &NodeKey, holds: &[(UserId, u64)]) -> Vec<UserId> {
         let listed: HashSet<UserId> = holds.iter().map(|&(u, _)| u).collect();
         let gone: Vec<UserId> = self
             .by_node
@@ -102,14 +104,16 @@ impl Presence {
         for user in gone {
             self.remote_down(node, user, now);
         }
-        self.add_holds(node, holds);
+        self.add_holds(node, holds)
     }
 
-    /// Adds holds of `node` (part of a snapshot).
-    pub fn add_holds(self: &Arc<Self>, node: &NodeKey, holds: &[(UserId, u64)]) {
-        for &(user, since) in holds {
-            self.remote_up(node, user, since);
-        }
+    /// Adds holds of `node` (part of a snapshot). Answers the holds new to this node.
+    pub fn add_holds(self: &Arc<Self>, node: &NodeKey, holds: &[(UserId, u64)]) -> Vec<UserId> {
+        holds
+            .iter()
+            .filter(|&&(user, since)| self.remote_up(node, user, since))
+            .map(|&(user, _)| user)
+            .collect()
     }
 
     /// Node `node` fell silent (or restarted) after it was last heard from at `ts`: each

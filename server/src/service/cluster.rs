@@ -98,6 +98,11 @@ impl LocalNode for Service {
                     self.hub.send_to_user(user, &frame, None);
                 }
             }
+            Relay::Seen(users) => {
+                for user in users {
+                    self.hub.offer_user(user, || Outbound::CatchUp);
+                }
+            }
         }
     }
 

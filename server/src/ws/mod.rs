@@ -33,11 +33,6 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 /// The server failed (the store could not be read for the live stream).
 pub const CLOSE_INTERNAL: u16 = 1011;
 
-/// In cluster mode, how long after connecting a device's live stream is caught up from
-/// the store once: a message sent on another node before that node heard of this device
-/// was relayed elsewhere or nowhere.
-const CONNECT_CATCH_UP: Duration = Duration::from_millis(500);
-
 /// Runs a session until either side closes it.
 pub async fn session(socket: WebSocket, svc: Arc<Service>, who: Identity) {
     let (device, rx) = svc.attach(&who);
@@ -64,13 +59,6 @@ pub async fn session(socket: WebSocket, svc: Arc<Service>, who: Identity) {
         }
         .run(),
     );
-    if svc.is_clustered() {
-        let tx = device.handle.tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(CONNECT_CATCH_UP).await;
-            let _ = tx.try_send(Outbound::CatchUp);
-        });
-    }
     read_loop(stream, &svc, &who, &device).await;
     // Detached before the writer finishes: nothing new is queued for a closing device.
     drop(device);

@@ -170,6 +170,13 @@ impl Client {
         }
     }
 
+    /// Waits until the session is set up: its live stream starts at the inbox head read
+    /// at connect, so a message stored before that comes only with `sync`.
+    pub async fn ready(&mut self) {
+        self.send_json(json!({"type": "ping"})).await;
+        self.recv_type("pong").await;
+    }
+
     /// The next frame of the given type, skipping others.
     pub async fn recv_type(&mut self, ty: &str) -> Value {
         loop {

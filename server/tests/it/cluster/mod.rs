@@ -6,6 +6,7 @@
 //! with nothing acknowledged lost, and the stores that refuse `--cluster`. The tests that
 //! depend most on the store's sequencing run over both shared stores ([`over_both!`]).
 
+mod late_holds;
 mod support;
 
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use self::support::{
-    Backing, assert_stream_whole, backing, node, node_config, run_device, wait_for_health,
+    Backing, assert_stream_whole, backing, device, node, node_config, run_device, wait_for_health,
     wait_for_nodes,
 };
 use crate::child::{Acked, ChildServer, check_histories, record, send_http, token, ws_sender};
@@ -52,8 +53,10 @@ async fn users_on_different_nodes_chat_with_one_order_on_every_device(store: Bac
     let b = node(&nats, &schema, "b").await;
     wait_for_nodes(&[&a, &b], 2).await;
     // Each user has a device on each node; each sends from one of them at the same time.
-    let (u1a, u1b) = (a.connect(1, "a").await, b.connect(1, "b").await);
-    let (u2a, u2b) = (a.connect(2, "a").await, b.connect(2, "b").await);
+    // No wait for the nodes to hear of each other's devices: what a node stores before it
+    // knows of a device elsewhere reaches that device by a catch-up (`S` relay).
+    let (u1a, u1b) = (device(&a, 1, "a").await, device(&b, 1, "b").await);
+    let (u2a, u2b) = (device(&a, 2, "a").await, device(&b, 2, "b").await);
     let n = 25;
     let sends = |from: u64, to: u64| -> Vec<(String, String)> {
         (0..n)
@@ -147,10 +150,9 @@ async fn group_fan_out_crosses_nodes_and_a_removed_member_gets_nothing_newer(sto
     assert_eq!(status, 201, "{g}");
     let conv = g["conv"].as_str().unwrap().to_owned();
     let to = format!("g:{}", g["group"]);
-    let mut admin = a.connect(20, "d").await;
-    let mut stays = b.connect(21, "d").await;
-    let mut leaves = b.connect(22, "d").await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut admin = device(&a, 20, "d").await;
+    let mut stays = device(&b, 21, "d").await;
+    let mut leaves = device(&b, 22, "d").await;
     let sent = admin.send_msg("g1", &to, "hello").await;
     assert_eq!(sent["seq"], 1);
     for c in [&mut stays, &mut leaves] {
@@ -193,8 +195,7 @@ async fn nats_restarted_under_load_loses_nothing_and_healthz_follows() {
     let a = node(&nats, &schema, "a").await;
     let b = node(&nats, &schema, "b").await;
     wait_for_nodes(&[&a, &b], 2).await;
-    let receiver = b.connect(31, "d").await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let receiver = device(&b, 31, "d").await;
     let n = 60;
     let device = tokio::spawn(run_device(receiver, vec![], n));
     let addr = a.addr.to_string();

@@ -148,6 +148,13 @@ pub async fn node_with(config: Config, ns: &Namespace) -> Server {
     Server::with(config, store).await
 }
 
+/// A device of `user` on `node`, its session set up (its live stream begins).
+pub async fn device(node: &Server, user: u64, name: &str) -> Client {
+    let mut c = node.connect(user, name).await;
+    c.ready().await;
+    c
+}
+
 /// Waits until every node lists `n` nodes in `GET /v1/cluster`.
 pub async fn wait_for_nodes(nodes: &[&Server], n: usize) {
     let start = Instant::now();

@@ -166,61 +166,81 @@ impl Lease {
         }
         let deadline = Instant::now() + shared.settings.timeout;
         loop {
+            match self.try_take(shared).await {
+                Ok(Some(fresh)) => return Ok(fresh),
+                Ok(None) => {}
+                // A Paxos round that timed out (a contended or loaded Cassandra answers
+                // `Serial` reads and compare-and-sets late): its outcome is read again on
+                // the next turn, so it is worth retrying until the request's own deadline.
+                Err(e @ StoreError::Unavailable(_)) if Instant::now() + POLL < deadline => {
+                    tracing::debug!(error = %e, "cql sequencer lease round failed; retrying");
+                    tokio::time::sleep(POLL).await;
+                }
+                Err(e) => return Err(e),
+            }
             if Instant::now() > deadline {
                 return Err(StoreError::Unavailable(
                     "the keyspace's sequencer lease stayed with another node".into(),
                 ));
             }
-            if let Some(t) = self.yield_until.take() {
-                tokio::time::sleep_until(t.into()).await;
-            }
-            let row = Self::read(shared).await?;
-            let now = now_ms();
-            if row.owner != self.me && row.lease_until > now {
-                if row.waiting != self.me {
-                    let st = shared.state_st()?;
-                    shared
-                        .session
-                        .execute_unpaged(&st.wait, (&self.me, row.epoch))
-                        .await
-                        .map_err(db_err)?;
-                }
-                let left = Duration::from_millis((row.lease_until - now) as u64);
-                tokio::time::sleep(left.min(POLL)).await;
-                continue;
-            }
-            if self.held.is_some() && !row.waiting.is_empty() && row.waiting != self.me {
-                // Renewing while another node waits: its turn first.
-                self.release(shared).await?;
-                self.yield_until = Some(Instant::now() + YIELD);
-                continue;
-            }
-            let floor = now_us().max(row.ceiling);
-            let ceiling = floor + EPOCH_BUDGET;
-            let until_ms = now + LEASE.as_millis() as i64;
-            let st = shared.state_st()?;
-            let taken = shared
-                .session
-                .execute_unpaged(
-                    &st.claim,
-                    (row.epoch + 1, &self.me, until_ms, ceiling, row.epoch),
-                )
-                .await
-                .map_err(db_err)?;
-            if !applied(taken)? {
-                continue;
-            }
-            let fresh = self.last_epoch == Some(row.epoch);
-            shared.clock.enter(floor, ceiling);
-            self.held = Some(Held {
-                epoch: row.epoch + 1,
-                until: Instant::now() + LEASE,
-                until_ms,
-                ceiling,
-            });
-            self.last_epoch = Some(row.epoch + 1);
-            return Ok(fresh);
         }
+    }
+
+    /// One turn at the lease: `Some(fresh)` once this node holds an epoch, `None` when it
+    /// has to look again (another node holds it, or this node stepped aside for a waiting
+    /// one). A claim that failed with an error may still have applied; the next turn's read
+    /// then shows this node as owner, and it takes the next epoch over its own (not fresh,
+    /// so the caller reloads).
+    async fn try_take(&mut self, shared: &Shared) -> Result<Option<bool>, StoreError> {
+        if let Some(t) = self.yield_until.take() {
+            tokio::time::sleep_until(t.into()).await;
+        }
+        let row = Self::read(shared).await?;
+        let now = now_ms();
+        if row.owner != self.me && row.lease_until > now {
+            if row.waiting != self.me {
+                let st = shared.state_st()?;
+                shared
+                    .session
+                    .execute_unpaged(&st.wait, (&self.me, row.epoch))
+                    .await
+                    .map_err(db_err)?;
+            }
+            let left = Duration::from_millis((row.lease_until - now) as u64);
+            tokio::time::sleep(left.min(POLL)).await;
+            return Ok(None);
+        }
+        if self.held.is_some() && !row.waiting.is_empty() && row.waiting != self.me {
+            // Renewing while another node waits: its turn first.
+            self.release(shared).await?;
+            self.yield_until = Some(Instant::now() + YIELD);
+            return Ok(None);
+        }
+        let floor = now_us().max(row.ceiling);
+        let ceiling = floor + EPOCH_BUDGET;
+        let until_ms = now + LEASE.as_millis() as i64;
+        let st = shared.state_st()?;
+        let taken = shared
+            .session
+            .execute_unpaged(
+                &st.claim,
+                (row.epoch + 1, &self.me, until_ms, ceiling, row.epoch),
+            )
+            .await
+            .map_err(db_err)?;
+        if !applied(taken)? {
+            return Ok(None);
+        }
+        let fresh = self.last_epoch == Some(row.epoch);
+        shared.clock.enter(floor, ceiling);
+        self.held = Some(Held {
+            epoch: row.epoch + 1,
+            until: Instant::now() + LEASE,
+            until_ms,
+            ceiling,
+        });
+        self.last_epoch = Some(row.epoch + 1);
+        Ok(Some(fresh))
     }
 
     /// Gives the lease up: the next holder's timestamps start past every write of ours.

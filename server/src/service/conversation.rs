@@ -12,7 +12,14 @@ use crate::model::{ClientMsgId, ConvId, Target, UserId, now_ms};
 use crate::protocol::{HistoryOut, MsgOut, SentOut, ServerFrame};
 use crate::push::PushJob;
 use crate::service::MAX_HISTORY_LIMIT;
-use crate::store::{AppendRequest, Marker, StoredMessage};
+use crate::store::{AppendRequest, Appended, Marker, StoreError, StoredMessage};
+
+/// One `send` as the client asked for it.
+pub struct SendRequest {
+    pub id: ClientMsgId,
+    pub to: Target,
+    pub body: String,
+}
 
 impl Service {
     /// `send`: checks, stores durably, then delivers to every other online device of every
@@ -25,19 +32,56 @@ impl Service {
         body: String,
         conn: Option<ConnId>,
     ) -> Result<SentOut, ApiError> {
-        let conv = match to {
+        let req = self.check_send(who, SendRequest { id, to, body })?;
+        let started = std::time::Instant::now();
+        let appended = self.store.append(req.clone()).await?;
+        Ok(self.sent(req, appended, conn, started))
+    }
+
+    /// Several `send`s of one device that arrived together, answered in their order as
+    /// [`Service::send`] answers each: one store call sequences them all (on the embedded
+    /// stores one batch), so a device that pipelines pays for one wake-up, not one each.
+    pub async fn send_all(
+        &self,
+        who: &Identity,
+        sends: Vec<SendRequest>,
+        conn: Option<ConnId>,
+    ) -> Vec<Result<SentOut, ApiError>> {
+        let checked: Vec<Result<AppendRequest, ApiError>> =
+            sends.into_iter().map(|s| self.check_send(who, s)).collect();
+        let reqs: Vec<AppendRequest> = checked
+            .iter()
+            .filter_map(|c| c.as_ref().ok().cloned())
+            .collect();
+        let started = std::time::Instant::now();
+        let mut appended = self.store.append_all(reqs).await.into_iter();
+        checked
+            .into_iter()
+            .map(|c| {
+                let req = c?;
+                let a = appended.next().unwrap_or_else(|| {
+                    Err(StoreError::Unavailable("the store gave no answer".into()))
+                })?;
+                Ok(self.sent(req, a, conn, started))
+            })
+            .collect()
+    }
+
+    /// A send's checks before the store: the target, the body, the sender's rate.
+    fn check_send(&self, who: &Identity, s: SendRequest) -> Result<AppendRequest, ApiError> {
+        let conv = match s.to {
             Target::User(peer) => ConvId::direct(who.user, peer)?,
             Target::Group(g) => ConvId::Group(g),
         };
-        if body.is_empty() {
+        if s.body.is_empty() {
             return Err(ApiError::bad_request("body must not be empty"));
         }
-        if body.len() > self.config.max_body_bytes {
+        if s.body.len() > self.config.max_body_bytes {
             return Err(ApiError::new(
                 Code::TooLarge,
                 format!(
                     "body is {} bytes, at most {} are allowed",
-                    body.len(),
+                    s.body.len(),
                     self.config.max_body_bytes
                 ),
             ));
@@ -53,40 +97,45 @@ impl Service {
                 ),
             ));
         }
-        let started = std::time::Instant::now();
-        let ts = now_ms();
-        let appended = self
-            .store
-            .append(AppendRequest {
-                conv,
-                from: who.user,
-                id: id.clone(),
-                body: body.clone(),
-                ts,
-            })
-            .await?;
+        Ok(AppendRequest {
+            conv,
+            from: who.user,
+            id: s.id,
+            body: s.body,
+            ts: now_ms(),
+        })
+    }
+
+    /// A stored send's delivery (unless it was a duplicate) and its answer.
+    fn sent(
+        &self,
+        req: AppendRequest,
+        appended: Appended,
+        conn: Option<ConnId>,
+        started: std::time::Instant,
+    ) -> SentOut {
         if !appended.duplicate {
             let stored = StoredMessage {
-                conv,
+                conv: req.conv,
                 seq: appended.seq,
-                from: who.user,
-                id: id.as_str().to_owned(),
-                body,
-                ts,
+                from: req.from,
+                id: req.id.as_str().to_owned(),
+                body: req.body,
+                ts: req.ts,
             };
             self.metrics.messages_stored.inc();
-            self.fan_out(&stored, &appended.inboxes, who.user, conn);
+            self.fan_out(&stored, &appended.inboxes, req.from, conn);
             self.push_offline(&stored, &appended.inboxes);
         }
         self.metrics
             .send_latency
             .observe(started.elapsed().as_secs_f64());
-        Ok(SentOut {
+        SentOut {
             conv: appended.conv.to_string(),
             seq: appended.seq,
             useq: appended.useq,
             ts: appended.ts,
-        })
+        }
     }
 
     /// Offers a stored message to every online device of its participants, each with the

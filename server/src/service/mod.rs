@@ -21,6 +21,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 use tokio::sync::watch;
 
+pub use self::conversation::SendRequest;
 pub use self::session::{Device, msg_frame};
 use crate::auth::{Auth, AuthError, Identity};
 use crate::cluster::Cluster;

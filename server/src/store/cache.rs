@@ -122,6 +122,22 @@ impl MessageStore for Cached {
         Ok(a)
     }
 
+    async fn append_all(&self, reqs: Vec<AppendRequest>) -> Vec<Result<Appended, StoreError>> {
+        let convs: Vec<ConvId> = reqs.iter().map(|r| r.conv).collect();
+        let out = self.messages.append_all(reqs).await;
+        for (conv, a) in convs.into_iter().zip(&out) {
+            if let Ok(a) = a
+                && !a.duplicate
+            {
+                self.invalidate_conv(conv);
+                for &(user, _) in &a.inboxes {
+                    self.invalidate_user(user);
+                }
+            }
+        }
+        out
+    }
+
     async fn history(
         &self,
         conv: ConvId,

@@ -103,6 +103,37 @@ pub async fn repeated_ids_are_idempotent(s: Arc<dyn Store>) {
     );
 }
 
+/// Several requests in one `append_all`: each answered as `append` alone would answer it,
+/// sequenced in the order given, a refusal or a duplicate in the middle changing nothing
+/// for the others.
+pub async fn append_all_answers_each_in_order(s: Arc<dyn Store>) {
+    let out = s
+        .append_all(vec![
+            req(1, 2, "p1", "one"),
+            req(1, 2, "p2", "two"),
+            req(1, 2, "p1", "again"),
+            group_req(1, 999, "nogroup"),
+            req(1, 3, "p3", "elsewhere"),
+        ])
+        .await;
+    assert_eq!(out.len(), 5);
+    let ok = |i: usize| out[i].as_ref().expect("stored");
+    assert_eq!((ok(0).seq, ok(0).useq, ok(0).duplicate), (1, 1, false));
+    assert_eq!((ok(1).seq, ok(1).useq, ok(1).duplicate), (2, 2, false));
+    assert_eq!((ok(2).seq, ok(2).useq, ok(2).duplicate), (1, 1, true));
+    assert!(
+        matches!(out[3], Err(StoreError::Refused(_))),
+        "{:?}",
+        out[3]
+    );
+    assert_eq!((ok(4).seq, ok(4).useq), (1, 3));
+    let hist = s.history(ok(0).conv, None, 10).await.unwrap();
+    let bodies: Vec<&str> = hist.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["two", "one"]);
+    assert_eq!(s.inbox_head(1).await.unwrap(), 3);
+    assert!(s.append_all(Vec::new()).await.is_empty());
+}
+
 /// Many concurrent senders in one conversation: seqs are exactly 1..=N, every inbox is
 /// gap-free, and the history lists each message once.
 pub async fn concurrent_appends_are_gap_free(s: Arc<dyn Store>) {
@@ -557,6 +588,7 @@ macro_rules! store_conformance {
         $crate::store_conformance!(@tests $make;
             sequences_start_at_one_and_grow_by_one,
             repeated_ids_are_idempotent,
+            append_all_answers_each_in_order,
             concurrent_appends_are_gap_free,
             history_pages_newest_first,
             inbox_reads_after_a_position,

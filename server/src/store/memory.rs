@@ -158,6 +158,13 @@ impl MessageStore for MemoryStore {
         sequencing::append(&mut *self.state.lock(), &req)
     }
 
+    async fn append_all(&self, reqs: Vec<AppendRequest>) -> Vec<Result<Appended, StoreError>> {
+        let mut state = self.state.lock();
+        reqs.iter()
+            .map(|req| sequencing::append(&mut *state, req))
+            .collect()
+    }
+
     async fn history(
         &self,
         conv: ConvId,

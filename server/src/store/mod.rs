@@ -275,6 +275,20 @@ pub trait MessageStore: Send + Sync + 'static {
     /// `duplicate = true` and stores nothing.
     async fn append(&self, req: AppendRequest) -> Result<Appended, StoreError>;
 
+    /// Appends several requests in the order given, each answered as [`append`] would
+    /// answer it alone: one device's sends that arrived together (pipelined). The default
+    /// runs them one after another; a store with one writer sequences them in one batch
+    /// (one lock, one fsync), which is what makes a pipelining client cheap.
+    ///
+    /// [`append`]: MessageStore::append
+    async fn append_all(&self, reqs: Vec<AppendRequest>) -> Vec<Result<Appended, StoreError>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            out.push(self.append(req).await);
+        }
+        out
+    }
+
     /// Up to `limit` messages of `conv` with seq < `before` (all when `None`), newest first.
     async fn history(
         &self,

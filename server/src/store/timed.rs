@@ -69,6 +69,15 @@ impl MessageStore for Timed {
         timed!(self, "append", self.messages.append(req))
     }
 
+    async fn append_all(&self, reqs: Vec<AppendRequest>) -> Vec<Result<Appended, StoreError>> {
+        let start = Instant::now();
+        let out = self.messages.append_all(reqs).await;
+        for r in &out {
+            self.observe("append", start, r);
+        }
+        out
+    }
+
     async fn history(
         &self,
         conv: ConvId,

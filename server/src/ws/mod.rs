@@ -1,7 +1,8 @@
-//! One WebSocket session: a reader that answers the device's frames one at a time (so a
+//! One WebSocket session: a reader that answers the device's frames in order (so a
 //! device's own sends are sequenced in the order it sent them), and a writer that drains
 //! the device's bounded queue, putting live `msg` frames in inbox order.
 
+mod pipeline;
 mod reorder;
 mod writer;
 
@@ -18,7 +19,7 @@ use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::hub::{CloseSignal, Outbound};
 use crate::protocol::{ClientFrame, Encoded, FrameRef, ServerFrame};
-use crate::service::{Device, Service};
+use crate::service::{Device, SendRequest, Service};
 
 /// Normal closure.
 pub const CLOSE_NORMAL: u16 = 1000;
@@ -122,10 +123,14 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, svc: &Service, who: &Iden
         count: 0,
         max: svc.config().errors_per_minute,
     };
+    let mut carried: Option<pipeline::Next> = None;
     loop {
-        let next = tokio::select! {
-            next = stream.next() => next,
-            _ = close.requested() => return,
+        let next = match carried.take() {
+            Some(next) => next,
+            None => tokio::select! {
+                next = stream.next() => next,
+                _ = close.requested() => return,
+            },
         };
         let text = match next {
             None | Some(Ok(Message::Close(_))) => return,
@@ -149,6 +154,20 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, svc: &Service, who: &Iden
             }
         };
         let out = match serde_json::from_str::<ClientFrame>(&text) {
+            Ok(ClientFrame::Send { id, to, body }) => {
+                let (sends, next) = pipeline::gather(SendRequest { id, to, body }, &mut stream);
+                carried = next;
+                if sends.len() > 1 {
+                    if !pipeline::answer(svc, who, me, sends, &mut budget).await {
+                        return;
+                    }
+                    continue;
+                }
+                let Some(SendRequest { id, to, body }) = sends.into_iter().next() else {
+                    continue;
+                };
+                Box::pin(handle(svc, who, me, ClientFrame::Send { id, to, body })).await
+            }
             // Boxed: the operations' state is large and only lives while a frame is
             // handled; inline it would sit in every idle connection's task.
             Ok(frame) => Box::pin(handle(svc, who, me, frame)).await,

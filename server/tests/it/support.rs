@@ -170,6 +170,15 @@ impl Client {
         }
     }
 
+    /// Writes all of `frames` and then flushes once, so they reach the server together
+    /// (a client that pipelines).
+    pub async fn send_burst(&mut self, frames: &[Value]) {
+        for v in frames {
+            self.ws.feed(Message::text(v.to_string())).await.unwrap();
+        }
+        self.ws.flush().await.unwrap();
+    }
+
     /// Waits until the session is set up: its live stream starts at the inbox head read
     /// at connect, so a message stored before that comes only with `sync`.
     pub async fn ready(&mut self) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::Server;
+use crate::support::{Server, config};
 
 #[tokio::test]
 async fn send_fans_out_to_every_other_device_of_both_users() {
@@ -124,6 +124,65 @@ async fn resending_an_id_returns_the_first_outcome() {
     assert_eq!(http["seq"], first["seq"]);
     assert_eq!(http["useq"], first["useq"]);
     assert_eq!(http["ts"], first["ts"]);
+}
+
+/// Sends that reach the server together are answered each in its place: in send order,
+/// `seq` growing by one, a bad one refused in its place, a repeated id given its first
+/// outcome, and the receiver gets them in the same order. Over the embedded durable store
+/// (which stores such a burst in one batch) and the memory store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_sends_are_answered_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let fjall = chat_server::store::open(&format!("fjall:{}", dir.path().display()))
+        .await
+        .unwrap();
+    for s in [Server::with(config(), fjall).await, Server::start().await] {
+        let mut a = s.connect(1, "a").await;
+        let mut b = s.connect(2, "b").await;
+        a.ready().await;
+        b.ready().await;
+        let n = 40;
+        let frames: Vec<Value> = (0..n)
+            .map(|i| {
+                let (id, body) = match i {
+                    7 => ("p7".to_owned(), String::new()),
+                    20 => ("p3".to_owned(), "repeated".to_owned()),
+                    _ => (format!("p{i}"), format!("body {i}")),
+                };
+                json!({"type": "send", "id": id, "to": "u:2", "body": body})
+            })
+            .collect();
+        a.send_burst(&frames).await;
+        let mut seqs = HashMap::new();
+        let mut next_seq = 1;
+        for (i, f) in frames.iter().enumerate() {
+            let v = a.recv().await;
+            assert_eq!(
+                v["id"].as_str().or(v["ref"].as_str()),
+                f["id"].as_str(),
+                "{i}: {v}"
+            );
+            match i {
+                7 => assert_eq!(v["type"], "error", "an empty body is refused: {v}"),
+                20 => assert_eq!(v["seq"], seqs[&3], "a repeated id: {v}"),
+                _ => {
+                    assert_eq!(
+                        (v["type"].as_str(), v["seq"].as_u64()),
+                        (Some("sent"), Some(next_seq)),
+                        "{i}"
+                    );
+                    seqs.insert(i, next_seq);
+                    next_seq += 1;
+                }
+            }
+        }
+        let stored = next_seq - 1;
+        assert_eq!(stored, n - 2);
+        for seq in 1..=stored {
+            let m = b.recv_type("msg").await;
+            assert_eq!(m["seq"], seq, "{m}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -109,6 +109,12 @@ struct Completion {
 const META_LAST_GROUP: &[u8] = b"last_group";
 const META_LAST_DEAD: &[u8] = b"last_dead";
 
+/// Whether a job's error keeps its batch from committing: it may have written part of its
+/// work (a refusal is raised before anything is written).
+fn poisons(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(_) | StoreError::Corrupt(_))
+}
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -134,7 +140,15 @@ impl FjallStore {
             }))
             .open()
             .map_err(unavailable)?;
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let mib: u64 = std::env::var("XMEM")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64);
+        let ks = |name: &str| {
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(mib << 20)
+            })
+        };
         let tables = Arc::new(Tables {
             msgs: ks("msgs").map_err(unavailable)?,
             inbox: ks("inbox").map_err(unavailable)?,
@@ -207,10 +221,7 @@ impl FjallStore {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |batch| {
             let result = f(batch);
-            let poisoned = matches!(
-                result,
-                Err(StoreError::Unavailable(_) | StoreError::Corrupt(_))
-            );
+            let poisoned = result.as_ref().err().is_some_and(poisons);
             Completion {
                 poisoned,
                 answer: Box::new(move |committed| {
@@ -628,6 +639,32 @@ impl MessageStore for FjallStore {
 
     async fn append(&self, req: AppendRequest) -> Result<Appended, StoreError> {
         self.write(move |b| sequencing::append(b, &req)).await
+    }
+
+    async fn append_all(&self, reqs: Vec<AppendRequest>) -> Vec<Result<Appended, StoreError>> {
+        let n = reqs.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let batch = self
+            .write(move |b| {
+                let out: Vec<_> = reqs.iter().map(|req| sequencing::append(b, req)).collect();
+                // A failed read may leave part of a request written: none of the batch
+                // may commit (the writer answers all of it `unavailable`).
+                match out
+                    .iter()
+                    .find_map(|r| r.as_ref().err().filter(|e| poisons(e)))
+                {
+                    Some(e) => Err(StoreError::Unavailable(e.to_string())),
+                    None => Ok(out),
+                }
+            })
+            .await;
+        batch.unwrap_or_else(|e| {
+            (0..n)
+                .map(|_| Err(StoreError::Unavailable(e.to_string())))
+                .collect()
+        })
     }
 
     async fn history(

@@ -1,0 +1,81 @@
+//! Sends a device pipelined: when a `send` arrives with more `send`s already read from
+//! the socket behind it, they are stored in one call ([`Service::send_all`]) and answered
+//! together, in their order. A device that keeps several sends unanswered (as a busy
+//! client or a load generator does) then costs one store batch, one wake-up and one write
+//! of its answers per burst instead of one each. Its sends are still sequenced in the
+//! order it sent them.
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::stream::SplitStream;
+use futures_util::{FutureExt, StreamExt};
+
+use super::{ErrorBudget, reply_error};
+use crate::auth::Identity;
+use crate::hub::Outbound;
+use crate::protocol::{ClientFrame, ServerFrame};
+use crate::service::{Device, SendRequest, Service};
+
+/// Sends stored in one call at most.
+const MAX_PIPELINED: usize = 32;
+
+/// What the socket gave next, as [`StreamExt::next`] gives it.
+pub(super) type Next = Option<Result<Message, axum::Error>>;
+
+/// Takes the `send`s already waiting behind `first` from the socket, without waiting for
+/// any. Returns them with the first item that is not a `send`, if one was read (the
+/// caller handles it next).
+pub(super) fn gather(
+    first: SendRequest,
+    stream: &mut SplitStream<WebSocket>,
+) -> (Vec<SendRequest>, Option<Next>) {
+    let mut sends = vec![first];
+    while sends.len() < MAX_PIPELINED {
+        let Some(next) = stream.next().now_or_never() else {
+            break;
+        };
+        if let Some(Ok(Message::Text(t))) = &next
+            && let Ok(ClientFrame::Send { id, to, body }) = serde_json::from_str(t)
+        {
+            sends.push(SendRequest { id, to, body });
+            continue;
+        }
+        return (sends, Some(next));
+    }
+    (sends, None)
+}
+
+/// Stores and answers `sends` in order; false when the connection must end.
+pub(super) async fn answer(
+    svc: &Service,
+    who: &Identity,
+    me: &Device,
+    sends: Vec<SendRequest>,
+    budget: &mut ErrorBudget,
+) -> bool {
+    let tx = &me.handle.tx;
+    let ids: Vec<String> = sends.iter().map(|s| s.id.as_str().to_owned()).collect();
+    let own = &me.handle.own;
+    own.begin();
+    let results = svc.send_all(who, sends, Some(me.conn())).await;
+    own.end();
+    for (id, result) in ids.into_iter().zip(results) {
+        let ok = match result {
+            Ok(sent) => {
+                let text = ServerFrame::Sent {
+                    id: &id,
+                    sent: &sent,
+                }
+                .to_json();
+                tx.send(Outbound::Frame(text.into())).await.is_ok()
+            }
+            Err(e) => {
+                let reference = serde_json::Value::String(id);
+                reply_error(tx, &e, Some(&reference), budget, &me.handle.close).await
+            }
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}

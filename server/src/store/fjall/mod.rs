@@ -257,6 +257,7 @@ fn writer_loop(t: &Tables, mut rx: mpsc::UnboundedReceiver<Job>) {
         }
         let mut batch = Batch::new(t, &mut cache);
         let completions: Vec<Completion> = jobs.drain(..).map(|job| job(&mut batch)).collect();
+        batch.finish();
         let committed = if completions.iter().any(|c| c.poisoned) {
             Err(StoreError::Unavailable(
                 "a read failed while writing the batch; nothing of it was stored".into(),
@@ -318,6 +319,9 @@ struct Batch<'a> {
     idem: HashMap<(UserId, String), IdemRecord>,
     /// (conversation, seq, sender) of the messages written in this batch.
     msgs: Vec<(ConvId, u64, UserId)>,
+    /// Markers this batch changed, written once each when it commits ([`Batch::finish`]):
+    /// a device's pipelined sends move the sender's marker once per send.
+    marks: std::collections::HashSet<(UserId, ConvId)>,
 }
 
 impl<'a> Batch<'a> {
@@ -341,6 +345,19 @@ impl<'a> Batch<'a> {
             cache,
             idem: HashMap::new(),
             msgs: Vec::new(),
+            marks: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Writes the markers the batch changed, each as it stands last; the batch is then
+    /// ready to commit.
+    fn finish(&mut self) {
+        for (user, conv) in self.marks.drain() {
+            let key = marks_key(user, conv);
+            match self.cache.marks.get(&(user, conv)) {
+                Some(Some(marks)) => self.wb.insert(&self.t.marks, key, encode(marks)),
+                _ => self.wb.remove(&self.t.marks, key),
+            }
         }
     }
 }
@@ -398,9 +415,8 @@ impl WriteTables for Batch<'_> {
         Ok(marks)
     }
     fn marks_put(&mut self, user: UserId, conv: ConvId, marks: Marks) {
-        self.wb
-            .insert(&self.t.marks, marks_key(user, conv), encode(&marks));
         self.cache.marks.insert((user, conv), Some(marks));
+        self.marks.insert((user, conv));
     }
     fn message_put(&mut self, msg: &StoredMessage) {
         let value = MsgValue {
@@ -442,8 +458,8 @@ impl WriteTables for Batch<'_> {
             .insert(&self.t.inbox, inbox_key(user, useq), msg_key(conv, seq));
     }
     fn marks_remove(&mut self, user: UserId, conv: ConvId) {
-        self.wb.remove(&self.t.marks, marks_key(user, conv));
         self.cache.marks.insert((user, conv), None);
+        self.marks.insert((user, conv));
     }
     fn group_get(&mut self, id: u64) -> Result<Option<Group>, StoreError> {
         if let Some(g) = self.cache.groups.get(&id) {

@@ -244,6 +244,7 @@ impl FjallStore {
 fn writer_loop(t: &Tables, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut cache = WriterCache::default();
+    let mut items = 0;
     while let Some(job) = rx.blocking_recv() {
         jobs.push(job);
         while jobs.len() < MAX_BATCH {
@@ -255,9 +256,10 @@ fn writer_loop(t: &Tables, mut rx: mpsc::UnboundedReceiver<Job>) {
         if cache.len() > CACHE_ENTRIES {
             cache = WriterCache::default();
         }
-        let mut batch = Batch::new(t, &mut cache);
+        let mut batch = Batch::new(t, &mut cache, items);
         let completions: Vec<Completion> = jobs.drain(..).map(|job| job(&mut batch)).collect();
         batch.finish();
+        items = batch.wb.len().min(MAX_BATCH * 8);
         let committed = if completions.iter().any(|c| c.poisoned) {
             Err(StoreError::Unavailable(
                 "a read failed while writing the batch; nothing of it was stored".into(),
@@ -316,7 +318,8 @@ struct Batch<'a> {
     t: &'a Tables,
     wb: OwnedWriteBatch,
     cache: &'a mut WriterCache,
-    idem: HashMap<(UserId, String), IdemRecord>,
+    /// Idempotency records written in this batch, by their key in `idem`.
+    idem: HashMap<Vec<u8>, IdemRecord>,
     /// (conversation, seq, sender) of the messages written in this batch.
     msgs: Vec<(ConvId, u64, UserId)>,
     /// Markers this batch changed, written once each when it commits ([`Batch::finish`]):
@@ -327,21 +330,15 @@ struct Batch<'a> {
 impl<'a> Batch<'a> {
     /// Whether this batch wrote the idempotency record stored under `key`.
     fn has_fresh_idem(&self, key: &[u8]) -> bool {
-        let (Some(user), Some(id)) = (
-            key.get(..8)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes),
-            key.get(8..).and_then(|b| std::str::from_utf8(b).ok()),
-        ) else {
-            return false;
-        };
-        self.idem.contains_key(&(user, id.to_owned()))
+        self.idem.contains_key(key)
     }
 
-    fn new(t: &'a Tables, cache: &'a mut WriterCache) -> Self {
+    /// A batch with room for `items` writes (the last batch's count: growing the write
+    /// list item by item copies it over and over at high rates).
+    fn new(t: &'a Tables, cache: &'a mut WriterCache, items: usize) -> Self {
         Batch {
             t,
-            wb: t.db.batch(),
+            wb: OwnedWriteBatch::with_capacity(t.db.clone(), items),
             cache,
             idem: HashMap::new(),
             msgs: Vec::new(),
@@ -368,17 +365,18 @@ fn get(ks: &Keyspace, key: &[u8]) -> Result<Option<fjall::Slice>, StoreError> {
 
 impl WriteTables for Batch<'_> {
     fn idem_get(&mut self, user: UserId, id: &str) -> Result<Option<IdemRecord>, StoreError> {
-        if let Some(r) = self.idem.get(&(user, id.to_owned())) {
+        let key = idem_key(user, id);
+        if let Some(r) = self.idem.get(&key) {
             return Ok(Some(*r));
         }
-        get(&self.t.idem, &idem_key(user, id))?
+        get(&self.t.idem, &key)?
             .map(|v| decode(&v, "idempotency record"))
             .transpose()
     }
     fn idem_put(&mut self, user: UserId, id: &str, rec: IdemRecord) {
-        self.wb
-            .insert(&self.t.idem, idem_key(user, id), encode(&rec));
-        self.idem.insert((user, id.to_owned()), rec);
+        let key = idem_key(user, id);
+        self.wb.insert(&self.t.idem, key.as_slice(), encode(&rec));
+        self.idem.insert(key, rec);
     }
     fn conv_get(&mut self, conv: ConvId) -> Result<ConvMeta, StoreError> {
         if let Some(m) = self.cache.convs.get(&conv) {

@@ -60,15 +60,11 @@ impl Relay {
             Relay::Frame { frame, users } => {
                 b.put_u8(FRAME);
                 put_frame(&mut b, frame);
-                for user in users {
-                    b.put_u64(*user);
-                }
+                put_users(&mut b, users);
             }
             Relay::Seen(users) => {
                 b.put_u8(SEEN);
-                for user in users {
-                    b.put_u64(*user);
-                }
+                put_users(&mut b, users);
             }
         }
         b.freeze()
@@ -91,19 +87,12 @@ impl Relay {
             }
             FRAME => {
                 let frame = get_frame(&mut b)?;
-                let mut users = Vec::with_capacity(b.remaining() / 8);
-                while b.has_remaining() {
-                    users.push(get_u64(&mut b)?);
-                }
-                Ok(Relay::Frame { frame, users })
+                Ok(Relay::Frame {
+                    frame,
+                    users: get_users(&mut b)?,
+                })
             }
-            SEEN => {
-                let mut users = Vec::with_capacity(b.remaining() / 8);
-                while b.has_remaining() {
-                    users.push(get_u64(&mut b)?);
-                }
-                Ok(Relay::Seen(users))
-            }
+            SEEN => Ok(Relay::Seen(get_users(&mut b)?)),
             _ => Err(WireError("unknown kind")),
         }
     }
@@ -113,6 +102,21 @@ fn put_frame(b: &mut BytesMut, frame: &Encoded) {
     let bytes = frame.bytes();
     b.put_u32(bytes.len() as u32);
     b.put_slice(bytes);
+}
+
+/// A list of users that runs to the end of the message.
+fn put_users(b: &mut BytesMut, users: &[UserId]) {
+    for user in users {
+        b.put_u64(*user);
+    }
+}
+
+fn get_users(b: &mut Bytes) -> Result<Vec<UserId>, WireError> {
+    let mut users = Vec::with_capacity(b.remaining() / 8);
+    while b.has_remaining() {
+        users.push(get_u64(b)?);
+    }
+    Ok(users)
 }
 
 fn get_u64(b: &mut Bytes) -> Result<u64, WireError> {

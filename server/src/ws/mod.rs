@@ -157,16 +157,12 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, svc: &Service, who: &Iden
             Ok(ClientFrame::Send { id, to, body }) => {
                 let (sends, next) = pipeline::gather(SendRequest { id, to, body }, &mut stream);
                 carried = next;
-                if sends.len() > 1 {
-                    if !pipeline::answer(svc, who, me, sends, &mut budget).await {
+                for out in Box::pin(pipeline::answer(svc, who, me, sends)).await {
+                    if !reply(tx, out, &mut budget, close).await {
                         return;
                     }
-                    continue;
                 }
-                let Some(SendRequest { id, to, body }) = sends.into_iter().next() else {
-                    continue;
-                };
-                Box::pin(handle(svc, who, me, ClientFrame::Send { id, to, body })).await
+                continue;
             }
             // Boxed: the operations' state is large and only lives while a frame is
             // handled; inline it would sit in every idle connection's task.
@@ -181,16 +177,23 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, svc: &Service, who: &Iden
                 ))
             }
         };
-        let ok = match out {
-            Ok(Some(text)) => tx.send(Outbound::Frame(text)).await.is_ok(),
-            Ok(None) => true,
-            Err((e, reference)) => {
-                reply_error(tx, &e, reference.as_ref(), &mut budget, close).await
-            }
-        };
-        if !ok {
+        if !reply(tx, out, &mut budget, close).await {
             return;
         }
+    }
+}
+
+/// Sends a frame's answer, if it has one; false when the connection must end.
+async fn reply(
+    tx: &mpsc::Sender<Outbound>,
+    out: Handled,
+    budget: &mut ErrorBudget,
+    close: &CloseSignal,
+) -> bool {
+    match out {
+        Ok(Some(text)) => tx.send(Outbound::Frame(text)).await.is_ok(),
+        Ok(None) => true,
+        Err((e, reference)) => reply_error(tx, &e, reference.as_ref(), budget, close).await,
     }
 }
 
@@ -219,24 +222,19 @@ async fn reply_error(
     true
 }
 
-type Handled = Result<Option<Encoded>, (ApiError, Option<serde_json::Value>)>;
+pub(super) type Handled = Result<Option<Encoded>, (ApiError, Option<serde_json::Value>)>;
 
 /// Answers one frame: the text to send back, if any, or the error with the frame's id.
 async fn handle(svc: &Service, who: &Identity, me: &Device, frame: ClientFrame) -> Handled {
     let no_ref = |e: ApiError| (e, None);
     let text = match frame {
+        // The read loop hands sends to the pipeline itself, with those queued behind them.
         ClientFrame::Send { id, to, body } => {
-            let own = &me.handle.own;
-            own.begin();
-            let sent = svc.send(who, id.clone(), to, body, Some(me.conn())).await;
-            own.end();
-            let sent =
-                sent.map_err(|e| (e, Some(serde_json::Value::String(id.as_str().to_owned()))))?;
-            ServerFrame::Sent {
-                id: id.as_str(),
-                sent: &sent,
-            }
-            .to_json()
+            let sends = vec![SendRequest { id, to, body }];
+            return pipeline::answer(svc, who, me, sends)
+                .await
+                .pop()
+                .unwrap_or(Ok(None));
         }
         ClientFrame::Ack { conv, seq } => {
             svc.ack(who, conv, seq).await.map_err(no_ref)?;

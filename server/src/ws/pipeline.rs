@@ -9,9 +9,8 @@ use axum::extract::ws::{Message, WebSocket};
 use futures_util::stream::SplitStream;
 use futures_util::{FutureExt, StreamExt};
 
-use super::{ErrorBudget, reply_error};
+use super::Handled;
 use crate::auth::Identity;
-use crate::hub::Outbound;
 use crate::protocol::{ClientFrame, ServerFrame};
 use crate::service::{Device, SendRequest, Service};
 
@@ -44,38 +43,30 @@ pub(super) fn gather(
     (sends, None)
 }
 
-/// Stores and answers `sends` in order; false when the connection must end.
+/// Stores `sends` and gives their answers, in their order.
 pub(super) async fn answer(
     svc: &Service,
     who: &Identity,
     me: &Device,
     sends: Vec<SendRequest>,
-    budget: &mut ErrorBudget,
-) -> bool {
-    let tx = &me.handle.tx;
+) -> Vec<Handled> {
     let ids: Vec<String> = sends.iter().map(|s| s.id.as_str().to_owned()).collect();
     let own = &me.handle.own;
     own.begin();
     let results = svc.send_all(who, sends, Some(me.conn())).await;
     own.end();
-    for (id, result) in ids.into_iter().zip(results) {
-        let ok = match result {
-            Ok(sent) => {
-                let text = ServerFrame::Sent {
+    ids.into_iter()
+        .zip(results)
+        .map(|(id, result)| match result {
+            Ok(sent) => Ok(Some(
+                ServerFrame::Sent {
                     id: &id,
                     sent: &sent,
                 }
-                .to_json();
-                tx.send(Outbound::Frame(text.into())).await.is_ok()
-            }
-            Err(e) => {
-                let reference = serde_json::Value::String(id);
-                reply_error(tx, &e, Some(&reference), budget, &me.handle.close).await
-            }
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
+                .to_json()
+                .into(),
+            )),
+            Err(e) => Err((e, Some(serde_json::Value::String(id)))),
+        })
+        .collect()
 }

@@ -140,15 +140,7 @@ impl FjallStore {
             }))
             .open()
             .map_err(unavailable)?;
-        let mib: u64 = std::env::var("XMEM")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(64);
-        let ks = |name: &str| {
-            db.keyspace(name, || {
-                KeyspaceCreateOptions::default().max_memtable_size(mib << 20)
-            })
-        };
+        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
         let tables = Arc::new(Tables {
             msgs: ks("msgs").map_err(unavailable)?,
             inbox: ks("inbox").map_err(unavailable)?,

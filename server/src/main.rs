@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve HTTP and WebSocket on one port until SIGTERM or ctrl-c.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a bearer token for a user and device, signed with the configured secret.
     Token(TokenArgs),
     /// Post every dead-lettered push notification to the gateway once more; those it
@@ -63,7 +63,8 @@ fn main() -> Result<()> {
         }
         Command::Serve(s) => {
             init_logs();
-            runtime()?.block_on(serve(&s, shutdown_signal(), |_| {}))?;
+            s.runtime()?
+                .block_on(serve(&s, shutdown_signal(), |_| {}))?;
             Ok(())
         }
         Command::PushReplay(r) => {

@@ -93,9 +93,23 @@ pub struct ServeArgs {
     /// listening address by default.
     #[arg(long, env = "CHAT_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Threads of the async runtime that serves the connections (0: one per core). At a
+    /// light load each extra thread costs wake-ups: an event that wakes one parked thread
+    /// often wakes the others to look for work too.
+    #[arg(long, env = "CHAT_WORKERS", default_value_t = 0)]
+    pub workers: usize,
 }
 
 impl ServeArgs {
+    /// The multi-threaded runtime these flags ask for (`--workers`).
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if self.workers > 0 {
+            b.worker_threads(self.workers);
+        }
+        b.enable_all().build()
+    }
+
     /// What the store is opened with.
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {

@@ -54,6 +54,9 @@ pub struct ServeOptions {
     /// 0: twice the rate.
     pub send_burst: u32,
     pub device_queue: u32,
+    /// Runtime threads (`--workers`; 0: one per core).
+    #[serde(default)]
+    pub workers: u32,
     /// More server flags (a cluster node's `--cluster`, `--node`, `--advertise`).
     #[serde(default)]
     pub extra: Vec<String>,
@@ -158,6 +161,7 @@ impl ServerChild {
             .args(["--send-burst", &burst.to_string()])
             .args(["--device-queue", &o.device_queue.max(1).to_string()])
             .args(["--shutdown-grace", "2"])
+            .args(["--workers", &o.workers.to_string()])
             .env(
                 "RUST_LOG",
                 std::env::var("CHAT_SIM_SERVER_LOG").unwrap_or_else(|_| "warn".into()),

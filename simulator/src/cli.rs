@@ -26,7 +26,8 @@ Scenario files (TOML; scenarios/README.md documents each knob):
   [run]        duration_secs, ramp_up_secs, sample_interval_secs, drain_secs, seed,
                workers, max_devices_per_process, request_timeout_secs, user_id_base
   [server]     store (fjall|memory|STORE), connections_per_node (source design: 50K),
-               max_connections, send_rate (0 = off), send_burst, device_queue
+               max_connections, send_rate (0 = off), send_burst, device_queue,
+               workers (server runtime threads, default 1; 0 = one per core)
   [cluster]    nodes (0 = one server), store (postgres://…|cql://…; empty = server.store),
                routing (haproxy|hash)
   [[faults]]   at_secs (after the load starts), kind (kill_node|stop_node|store_outage|
@@ -54,6 +55,12 @@ Rates are per simulated day; durations are real seconds. Any field can be overri
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Runtime threads of the load generator in each of its processes (0: one per core).
+    /// One by default: at the design's per-connection load one thread spends the fewest
+    /// wake-ups per message; a run that needs more splits its users over worker processes
+    /// (`run.workers`).
+    #[arg(long, global = true, env = "CHAT_SIM_THREADS", default_value_t = 1)]
+    pub threads: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -56,3 +56,17 @@ pub mod scaling;
 pub mod scenario;
 pub mod storage;
 pub mod worker;
+
+/// Runtime threads of the load generator per process (`--threads`; 0: one per core),
+/// handed on to its worker processes and stated in the report.
+static LOAD_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+/// Sets the load generator's runtime threads (done once, by `main`).
+pub fn set_load_threads(n: usize) {
+    LOAD_THREADS.store(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The load generator's runtime threads per process (0: one per core).
+pub fn load_threads() -> usize {
+    LOAD_THREADS.load(std::sync::atomic::Ordering::Relaxed)
+}

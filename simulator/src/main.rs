@@ -32,9 +32,17 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    chat_sim::set_load_threads(cli.threads);
+    let rt = match &cli.command {
+        Command::ServeChild(o) => o.runtime()?,
+        _ => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if cli.threads > 0 {
+                b.worker_threads(cli.threads);
+            }
+            b.enable_all().build()?
+        }
+    };
     match cli.command {
         Command::Run(a) => {
             let outcome = rt.block_on(chat_sim::run::run(RunOptions {

@@ -108,6 +108,7 @@ impl Worker {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .arg("worker")
+            .args(["--threads", &crate::load_threads().to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -123,6 +123,7 @@ impl ClusterRun {
                 send_rate: s.send_rate,
                 send_burst: s.send_burst,
                 device_queue: s.device_queue,
+                workers: s.workers,
                 extra: vec![
                     "--cluster".into(),
                     nats.url(),

@@ -343,9 +343,11 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
     let mut notes = i.notes.clone();
     if i.target_kind == "child" {
         notes.push(format!(
-            "the server ran as a child process on this machine (store `{}`), sharing its {} CPUs with the load",
+            "the server ran as a child process on this machine (store `{}`), sharing its {} CPUs with the load; runtime threads: {} in the server, {} in each load process",
             i.store,
-            num_cpus()
+            num_cpus(),
+            threads(s.server.workers as usize),
+            threads(crate::load_threads())
         ));
     }
     notes.push(format!(
@@ -558,4 +560,13 @@ pub fn reread_files(dir: &Path, mut summary: Summary) -> std::io::Result<Summary
     summary.files = files;
     write_json(dir, &summary)?;
     Ok(summary)
+}
+
+/// A runtime's thread count as set (0: one per core).
+fn threads(n: usize) -> String {
+    if n == 0 {
+        format!("{} (one per core)", num_cpus())
+    } else {
+        n.to_string()
+    }
 }

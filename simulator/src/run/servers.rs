@@ -75,6 +75,7 @@ impl Servers {
                 send_rate: s.send_rate,
                 send_burst: s.send_burst,
                 device_queue: s.device_queue,
+                workers: s.workers,
                 extra: Vec::new(),
             },
             &dir.join("server.log"),

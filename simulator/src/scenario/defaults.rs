@@ -108,6 +108,7 @@ impl Default for Server {
             send_rate: 0,
             send_burst: 0,
             device_queue: 1024,
+            workers: 1,
             capacity_run: false,
         }
     }

@@ -209,6 +209,11 @@ pub struct Server {
     pub send_burst: u32,
     /// Frames a device's outgoing queue holds before the server cuts it off.
     pub device_queue: u32,
+    /// Runtime threads of each server the run starts (its `--workers`; 0: one per core).
+    /// One by default: the server shares the host with the load generator, and at a node's
+    /// light per-connection load one thread spends the fewest wake-ups per message (extra
+    /// threads wake each other to look for work).
+    pub workers: u32,
     /// Whether this run loads one node to the design's per-node load, so that the message
     /// rate and connections it held may stand for a node's capacity in the capacity plan.
     /// A run that is not (a smoke test, a correctness scenario) offers far less than a

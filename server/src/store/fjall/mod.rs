@@ -1,11 +1,12 @@
 //! The embedded, durable default backend: fjall, an LSM-tree with a write-ahead journal.
 //!
-//! Writes go through one writer thread. It takes every request waiting in its queue,
-//! applies them to one write batch (sequencing them with the shared rules of
-//! [`super::sequencing`]), commits the batch and fsyncs the journal once, and only then answers
-//! every request of the batch. Many concurrent sends therefore share one fsync (group
-//! commit), and the single writer is the per-store sequencer that keeps `seq` and `useq`
-//! gap-free. Reads go straight to the LSM-tree from a blocking thread.
+//! Writes go through one writer thread ([`writer`]). It takes every request waiting in
+//! its queue, applies them to one write batch (sequencing them with the shared rules of
+//! [`super::sequencing`]), commits the batch and fsyncs the journal once, and only then
+//! answers the batch's requests (markers excepted: they wait for the journal, not the
+//! fsync). Many concurrent sends therefore share one fsync (group commit), and the single
+//! writer is the per-store sequencer that keeps `seq` and `useq` gap-free. Reads go
+//! straight to the LSM-tree from a blocking thread.
 //!
 //! The counters are not stored on their own: a conversation's last seq and time are those
 //! of its newest message, a user's last useq that of their newest inbox entry. The writer
@@ -34,9 +35,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fjall::compaction::filter::Factory;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::rules::{Marks, unread};
 use super::sequencing::{self, ConvMeta, IdemRecord, WriteTables, decode, encode};
@@ -48,36 +49,15 @@ use super::{
 use crate::model::{ConvId, UserId};
 
 mod maintenance;
+mod writer;
 
 use self::maintenance::{IdemExpiry, allocated_bytes};
-
-/// How many queued writes one batch (one fsync) takes at most.
-const MAX_BATCH: usize = 4096;
+use self::writer::{Completion, Job, Wait, Writer};
 
 /// The fjall store.
 pub struct FjallStore {
     tables: Arc<Tables>,
     writer: Writer,
-}
-
-/// The writer thread's queue and handle. Dropping it closes the queue and waits for the
-/// thread to finish the batch in hand, so that once the last handle of a store is gone
-/// the directory's lock is free: an operator command or a restarted server opening the
-/// same directory right after a stop never finds it locked.
-struct Writer {
-    queue: Option<mpsc::UnboundedSender<Job>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.queue = None;
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the fjall writer thread panicked");
-        }
-    }
 }
 
 struct Tables {
@@ -93,17 +73,6 @@ struct Tables {
     pushes: Keyspace,
     dead: Keyspace,
     meta: Keyspace,
-}
-
-/// A write for the writer thread: it applies itself to the batch and returns what answers
-/// the caller once the batch's fate (committed and fsynced, or not) is known.
-type Job = Box<dyn for<'a> FnOnce(&mut Batch<'a>) -> Completion + Send>;
-
-/// Answers one caller with the outcome of its batch; `poisoned` tells the writer that the
-/// job failed after it may have written part of its work, so the batch must not commit.
-struct Completion {
-    poisoned: bool,
-    answer: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
 }
 
 const META_LAST_GROUP: &[u8] = b"last_group";
@@ -154,19 +123,8 @@ impl FjallStore {
             path: path.to_owned(),
             window_ms,
         });
-        let (tx, rx) = mpsc::unbounded_channel();
-        let writer_tables = tables.clone();
-        let thread = std::thread::Builder::new()
-            .name("fjall-writer".into())
-            .spawn(move || writer_loop(&writer_tables, rx))
-            .map_err(unavailable)?;
-        Ok(FjallStore {
-            tables,
-            writer: Writer {
-                queue: Some(tx),
-                thread: Some(thread),
-            },
-        })
+        let writer = Writer::start(tables.clone())?;
+        Ok(FjallStore { tables, writer })
     }
 
     /// Deletes the idempotency records older than the window, on the writer thread: a
@@ -210,71 +168,30 @@ impl FjallStore {
         &self,
         f: impl for<'a> FnOnce(&mut Batch<'a>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.write_with(Wait::Fsync, f).await
+    }
+
+    /// [`Self::write`], answered once the batch is as durable as `wait` says.
+    async fn write_with<T: Send + 'static>(
+        &self,
+        wait: Wait,
+        f: impl for<'a> FnOnce(&mut Batch<'a>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |batch| {
             let result = f(batch);
             let poisoned = result.as_ref().err().is_some_and(poisons);
             Completion {
                 poisoned,
+                wait,
                 answer: Box::new(move |committed| {
                     let _ = tx.send(committed.and(result));
                 }),
             }
         });
-        self.writer
-            .queue
-            .as_ref()
-            .and_then(|q| q.send(job).ok())
-            .ok_or_else(|| StoreError::Unavailable("the store writer has stopped".into()))?;
+        self.writer.submit(job)?;
         rx.await
             .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?
-    }
-}
-
-/// The writer thread: batch, apply, commit, fsync, answer. It ends when the store (the
-/// only sender) is dropped, after answering what was queued.
-fn writer_loop(t: &Tables, mut rx: mpsc::UnboundedReceiver<Job>) {
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
-    let mut cache = WriterCache::default();
-    let mut items = 0;
-    while let Some(job) = rx.blocking_recv() {
-        jobs.push(job);
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
-        if cache.len() > CACHE_ENTRIES {
-            cache = WriterCache::default();
-        }
-        let mut batch = Batch::new(t, &mut cache, items);
-        let completions: Vec<Completion> = jobs.drain(..).map(|job| job(&mut batch)).collect();
-        batch.finish();
-        items = batch.wb.len().min(MAX_BATCH * 8);
-        let committed = if completions.iter().any(|c| c.poisoned) {
-            Err(StoreError::Unavailable(
-                "a read failed while writing the batch; nothing of it was stored".into(),
-            ))
-        } else {
-            batch
-                .wb
-                .commit()
-                .and_then(|()| t.db.persist(PersistMode::SyncAll))
-                .map_err(unavailable)
-        };
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "fjall batch not committed; answering unavailable");
-            // The cache saw writes that did not land: start again from the tree.
-            cache = WriterCache::default();
-        }
-        for c in completions {
-            let outcome = match &committed {
-                Ok(()) => Ok(()),
-                Err(e) => Err(StoreError::Unavailable(e.to_string())),
-            };
-            (c.answer)(outcome);
-        }
     }
 }
 
@@ -731,8 +648,12 @@ impl MessageStore for FjallStore {
         marker: Marker,
         seq: u64,
     ) -> Result<MarkOutcome, StoreError> {
-        self.write(move |b| sequencing::mark(b, user, conv, marker, seq))
-            .await
+        // A marker is derived state a device sends again: it waits for the journal, not
+        // for the fsync (see `Wait::Journal`).
+        self.write_with(Wait::Journal, move |b| {
+            sequencing::mark(b, user, conv, marker, seq)
+        })
+        .await
     }
 
     async fn conversations(

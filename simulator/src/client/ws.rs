@@ -123,6 +123,9 @@ pub struct Device {
     /// When the last connection ended without the device closing it, until a reconnect
     /// takes it ([`Device::take_drop`]).
     dropped_at: Mutex<Option<Instant>>,
+    /// Signalled when a connection ends without the device closing it, so that a user
+    /// waiting for its next planned action comes back at once ([`Device::dropped`]).
+    drop_signal: tokio::sync::Notify,
 }
 
 impl Device {
@@ -145,7 +148,14 @@ impl Device {
             readers: Mutex::new(Vec::new()),
             node: AtomicU16::new(NO_NODE),
             dropped_at: Mutex::new(None),
+            drop_signal: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Resolves when a connection of this device ends without the device closing it
+    /// (at once when one did since the last call).
+    pub async fn dropped(&self) {
+        self.drop_signal.notified().await;
     }
 
     /// The node this device is connected to ([`NO_NODE`] when offline or unknown).
@@ -391,6 +401,7 @@ async fn read_loop(
             dev.node.store(NO_NODE, Relaxed);
             if !planned {
                 *dev.dropped_at.lock() = Some(Instant::now());
+                dev.drop_signal.notify_one();
             }
         }
     }

@@ -33,8 +33,15 @@ use crate::client::ws::{self, RequestError};
 use crate::metrics::Latency;
 use crate::records::GooseRequestSummary;
 
-/// The longest a `wait` sleeps, so a stopping Goose user is not held up.
-const MAX_NAP: f64 = 1.0;
+/// The longest a `wait` sleeps while the load runs. A user wakes for its next planned
+/// action, when the load ends and when a device's connection drops, so the cap only
+/// bounds how late an outside stop (ctrl-c) is seen; at the design's rates a user acts
+/// every ~15 s, and waking every user every second cost the load generator about 20
+/// wake-ups per message.
+const MAX_NAP: f64 = 10.0;
+
+/// The longest a `wait` sleeps once the load is over, so Goose's stop is not held up.
+const NAP_AFTER_LOAD: f64 = 1.0;
 
 fn session(user: &GooseUser) -> Result<SessionRef, Box<TransactionError>> {
     user.get_session_data::<SessionRef>()
@@ -368,7 +375,7 @@ async fn txn_churn(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResul
 
 async fn txn_wait(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult {
     let sref = session(user)?;
-    let next = {
+    let (user_idx, next) = {
         let s = sref.lock().await;
         let u = ctx.user(s.u);
         let mut next = s.next_send().0;
@@ -385,11 +392,29 @@ async fn txn_wait(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult
         if *ctx.records.presence_supported.lock() == Some(true) {
             next = next.min(s.presence.peek());
         }
-        next
+        (s.u, next)
     };
-    let nap = (next - ctx.setup.now_secs()).clamp(0.0, MAX_NAP);
+    let now = ctx.setup.now_secs();
+    let end = ctx.records.load_end_secs();
+    let cap = if now < end {
+        (end - now).min(MAX_NAP)
+    } else {
+        NAP_AFTER_LOAD
+    };
+    let nap = (next - now).clamp(0.0, cap);
     if nap > 0.0 {
-        tokio::time::sleep(Duration::from_secs_f64(nap)).await;
+        let devices = &ctx.user(user_idx).devices;
+        let sleep = tokio::time::sleep(Duration::from_secs_f64(nap));
+        if devices.is_empty() {
+            sleep.await;
+        } else {
+            let dropped =
+                futures_util::future::select_all(devices.iter().map(|d| Box::pin(d.dropped())));
+            tokio::select! {
+                () = sleep => {}
+                _ = dropped => {}
+            }
+        }
     }
     Ok(())
 }

@@ -83,21 +83,25 @@ pub async fn history(addr: &str, user: u64, conv: &str) -> Vec<Value> {
         if let Some(b) = before {
             url.push_str(&format!("&before={b}"));
         }
-        let page: Value = http
-            .get(url)
-            .bearer_auth(token(user))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = get_json(&http, &url, user).await;
         out.extend(page["messages"].as_array().unwrap().iter().cloned());
         match page["next_before"].as_u64() {
             Some(b) => before = Some(b),
             None => return out,
         }
     }
+}
+
+/// GET `url` as `user`; the answer as JSON.
+pub async fn get_json(http: &reqwest::Client, url: &str, user: u64) -> Value {
+    http.get(url)
+        .bearer_auth(token(user))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Records an acknowledged send (the `sent` frame or HTTP answer `v`); the same

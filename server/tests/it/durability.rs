@@ -16,44 +16,29 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
 /// left in the process's buffers, it would be gone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn markers_survive_kill_9_right_after_their_answer() {
-    use crate::child::{ChildServer, token};
-    use serde_json::{Value, json};
+    use crate::child::{ChildServer, get_json, send_http, token};
 
     let dir = tempfile::tempdir().unwrap();
     let store = format!("fjall:{}", dir.path().display());
-    let http = reqwest::Client::new();
-    let post = |addr: String, user: u64, path: &'static str, body: Value| {
-        let http = http.clone();
-        async move {
-            let r = http
-                .post(format!("http://{addr}{path}"))
-                .bearer_auth(token(user))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "{path}: {}", r.status());
-        }
-    };
     let server = ChildServer::start(&store);
     for i in 1..=3 {
-        let m = json!({"id": format!("m{i}"), "to": "u:2", "body": "hello"});
-        post(server.addr.clone(), 1, "/v1/messages", m).await;
+        let (status, answer) = send_http(&server.addr, 1, 2, &format!("m{i}")).await;
+        assert_eq!(status, 200, "{answer}");
     }
-    let mark = json!({"conv": "d:1:2", "seq": 2});
-    post(server.addr.clone(), 2, "/v1/read", mark).await;
+    let http = reqwest::Client::new();
+    let read = http
+        .post(format!("http://{}/v1/read", server.addr))
+        .bearer_auth(token(2))
+        .json(&serde_json::json!({"conv": "d:1:2", "seq": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert!(read.status().is_success(), "{}", read.status());
     server.kill9();
 
     let server = ChildServer::start(&store);
-    let list: Value = http
-        .get(format!("http://{}/v1/conversations", server.addr))
-        .bearer_auth(token(2))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("http://{}/v1/conversations", server.addr);
+    let list = get_json(&http, &url, 2).await;
     assert_eq!(
         (list[0]["conv"].as_str(), list[0]["unread"].as_u64()),
         (Some("d:1:2"), Some(1)),

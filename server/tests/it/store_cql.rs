@@ -642,7 +642,7 @@ async fn idempotency_records_expire_after_the_window() {
         return;
     }
     let node = NODE.clone().read_owned().await;
-    let window = Duration::from_secs(1);
+    let window = Duration::from_secs(2);
     let mut settings = CqlSettings::parse(&spec(&keyspace("idem_ttl"))).unwrap();
     settings.idempotency_window = window;
     let store = Arc::new(CqlStore::open_with(settings).await.unwrap());

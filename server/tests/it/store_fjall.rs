@@ -35,7 +35,7 @@ async fn acknowledged_writes_survive_a_reopen_and_sequences_continue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_records_expire_after_the_window_and_leave_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let window = Duration::from_secs(1);
+    let window = Duration::from_secs(2);
     let store = FjallStore::open_with(
         dir.path(),
         &StoreOptions {

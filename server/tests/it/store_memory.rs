@@ -9,7 +9,7 @@ chat_server::store_conformance!(async { Subject::new(Arc::new(MemoryStore::new()
 
 #[tokio::test]
 async fn idempotency_records_expire_after_the_window() {
-    let window = std::time::Duration::from_secs(1);
+    let window = std::time::Duration::from_secs(2);
     let store = MemoryStore::with_options(&StoreOptions {
         idempotency_window: window,
     });

@@ -748,7 +748,7 @@ async fn idempotency_records_expire_after_the_window() {
         return;
     };
     let schema = Schema::new(&url, "idem_expiry");
-    let window = Duration::from_secs(1);
+    let window = Duration::from_secs(2);
     let store = PostgresStore::open_with(
         &schema.spec(),
         &StoreOptions {

@@ -85,7 +85,8 @@ pub struct Settings {
     pub consistency: Consistency,
     /// Client-side timeout of one request.
     pub timeout: Duration,
-    /// Idempotency records are written with this TTL: Cassandra drops them by itself.
+    /// Idempotency records are written with a TTL that keeps them at least this long
+    /// (see `schema::ttl_secs`): Cassandra drops them by itself.
     pub idempotency_window: Duration,
     /// Several processes share the keyspace: sequence through the keyspace's lease and
     /// compare-and-set rather than by this process alone.

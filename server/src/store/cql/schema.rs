@@ -56,9 +56,17 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.meta (name text PRIMARY KEY, value bigint)",
 ];
 
-/// The tables of the keyspace, for size accounting.
 /// Cassandra's largest TTL (20 years, in seconds).
 const MAX_TTL_SECS: u64 = 630_720_000;
+
+/// The TTL that keeps an idempotency record for at least `window`. Cassandra counts a
+/// TTL from the write's whole second (its expiry is `floor(now) + ttl`), so a TTL of
+/// `n` keeps a record between `n - 1` and `n` seconds: one second more than the window,
+/// rounded up, keeps it at least the window and at most two seconds beyond.
+pub(super) fn ttl_secs(window: std::time::Duration) -> u64 {
+    let whole = window.as_secs() + u64::from(window.subsec_nanos() > 0);
+    whole.saturating_add(1).clamp(1, MAX_TTL_SECS)
+}
 
 /// The table of the data model a CQL table is reported under.
 pub(super) fn table_of(name: &str) -> Table {
@@ -205,7 +213,7 @@ impl Statements {
             insert_idem: p(format!(
                 "INSERT INTO {ks}.idem (user, client_id, conv, seq, useq, ts) \
                  VALUES (?, ?, ?, ?, ?, ?) USING TTL {ttl}",
-                ttl = s.idempotency_window.as_secs().clamp(1, MAX_TTL_SECS)
+                ttl = ttl_secs(s.idempotency_window)
             ))
             .await?,
             select_idem: p(format!(
@@ -249,5 +257,20 @@ impl Statements {
                 .to_owned())
             .await?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ttl_secs;
+    use std::time::Duration;
+
+    #[test]
+    fn a_ttl_keeps_a_record_at_least_the_window() {
+        assert_eq!(ttl_secs(Duration::from_secs(1)), 2);
+        assert_eq!(ttl_secs(Duration::from_millis(1500)), 3);
+        assert_eq!(ttl_secs(Duration::from_secs(86_400)), 86_401);
+        assert_eq!(ttl_secs(Duration::ZERO), 1);
+        assert_eq!(ttl_secs(Duration::MAX), 630_720_000);
     }
 }

@@ -64,7 +64,9 @@ const MAX_TTL_SECS: u64 = 630_720_000;
 /// `n` keeps a record between `n - 1` and `n` seconds: one second more than the window,
 /// rounded up, keeps it at least the window and at most two seconds beyond.
 pub(super) fn ttl_secs(window: std::time::Duration) -> u64 {
-    let whole = window.as_secs() + u64::from(window.subsec_nanos() > 0);
+    let whole = window
+        .as_secs()
+        .saturating_add(u64::from(window.subsec_nanos() > 0));
     whole.saturating_add(1).clamp(1, MAX_TTL_SECS)
 }
 

@@ -7,7 +7,7 @@
 //! distinct user, that send nothing, in steps (`--counts 1000,10000`). After each step
 //! settles it reads the RSS again and prints the growth over the baseline per connection.
 //!
-//! The design target is at most 6 KiB of server memory per idle connection (for scale:
+//! The design target is at most 5 KiB of server memory per idle connection (for scale:
 //! Centrifugo is reported at 30–50 KB, a tuned Go server at about 8 KB); the program says
 //! whether it is met and does not fail on it. The client's own RSS is printed for
 //! reference.
@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 use common::{Tokens, Ws, human_bytes};
 
 /// Server memory per idle connection the design allows, in bytes.
-const TARGET_BYTES_PER_CONN: f64 = 6.0 * 1024.0;
+const TARGET_BYTES_PER_CONN: f64 = 5.0 * 1024.0;
 /// Connections checked with a `ping` at the end, to show they are live sessions.
 const PING_SAMPLE: usize = 100;
 
@@ -236,7 +236,7 @@ async fn run(args: &Args) -> Result<()> {
     if let Some(&(count, rss, _, _)) = rows.last() {
         let per = (rss as f64 - base as f64) / count as f64;
         println!(
-            "target: ≤ {:.0} bytes (6 KiB) of server memory per idle connection: {:.0} bytes at \
+            "target: ≤ {:.0} bytes (5 KiB) of server memory per idle connection: {:.0} bytes at \
              {count} connections: {}",
             TARGET_BYTES_PER_CONN,
             per,

@@ -46,7 +46,7 @@ pub struct ServerCosts {
 impl ServerCosts {
     /// Fits the costs from the samples taken between `load_start` and `load_end`; `None`
     /// when the samples are too few, carry no server figures, or cannot tell the terms
-    /// apart (e.g. a load with no ramp).
+    /// apart (e.g. a load with no ramp, or a fit that finds a negative cost).
     pub fn fit(samples: &[Sample], load_start: f64, load_end: f64) -> Option<ServerCosts> {
         let inside: Vec<(&Sample, crate::child::ProcSample)> = samples
             .iter()
@@ -88,6 +88,12 @@ impl ServerCosts {
             .collect();
         let (c, cpu_r2) = least_squares(&cpu)?;
         let (m, rss_r2) = least_squares(&rss)?;
+        // A negative cost is no cost: the load did not tell the terms apart (a fault's
+        // restarts and reconnects, a run on a busy host), and a report or a prediction
+        // built on it would be wrong. The base figures may be anything.
+        if [c[1], c[2], m[1], m[2]].iter().any(|x| *x < 0.0) {
+            return None;
+        }
         Some(ServerCosts {
             idle_cpu_percent: c[0] * 100.0,
             cpu_us_per_connect: c[1] * 1e6,
@@ -272,6 +278,17 @@ mod tests {
             })
             .collect();
         assert_eq!(ServerCosts::fit(&flat, 0.0, 20.0), None);
+        // Memory that falls as connections grow: not a cost.
+        let shrinking: Vec<Sample> = run()
+            .into_iter()
+            .map(|mut s| {
+                if let Some(p) = s.server.as_mut() {
+                    p.rss_bytes = 40_000_000 - 5_000 * s.connected as u64 + 1_000 * s.acked;
+                }
+                s
+            })
+            .collect();
+        assert_eq!(ServerCosts::fit(&shrinking, 100.0, 130.0), None);
         // Too short, and outside the load window.
         assert_eq!(ServerCosts::fit(&run()[..5], 100.0, 130.0), None);
         assert_eq!(ServerCosts::fit(&run(), 200.0, 230.0), None);

@@ -303,7 +303,7 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
         res.push(vec![
             "server costs fitted to the samples".into(),
             sv.costs.map_or(
-                "— (too few samples, or no ramp to tell the terms apart)".into(),
+                "— (too few samples, no ramp to tell the terms apart, or a fit that found a negative cost)".into(),
                 |c| c.describe(),
             ),
         ]);

@@ -245,6 +245,12 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     // This process's CPU before the load: a process that runs several runs (compare,
     // capacity) counts each run's own.
     let own_cpu_start = child::sample_proc(None).map_or(0.0, |s| s.cpu_secs);
+    // A cluster's figures are what its nodes reported last: sample them now, or the
+    // run's start would read as no memory and no CPU (every node's baseline and start-up
+    // counted as the load's).
+    if let Some(c) = servers.cluster() {
+        c.sample_nodes(0.0).await;
+    }
     let server_start = servers.sample();
     let disk_start = servers.fresh_disk_bytes(Duration::from_secs(3));
     // A cluster's nodes are sampled in the background: the loop below may block.

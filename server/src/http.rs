@@ -32,7 +32,13 @@ pub fn router(svc: Arc<Service>) -> Router {
     // The node name is checked at start (letters, digits, `-`, `_`), so it is a valid
     // header value; a name that were not would only leave the header out.
     let node = axum::http::HeaderValue::from_str(&svc.config().node).ok();
-    Router::new()
+    let mut routes = Router::new();
+    if svc.config().dev_login {
+        routes = routes.route("/v1/dev/token", post(crate::web::dev_token));
+    }
+    routes
+        .route("/", get(crate::web::index))
+        .route("/web/{*path}", get(crate::web::file))
         .route("/healthz", get(get_health))
         .route("/v1/cluster", get(get_cluster))
         .route("/v1/ws", get(ws_upgrade))

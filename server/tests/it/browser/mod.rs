@@ -7,5 +7,6 @@
 
 mod chat;
 mod driver;
+mod gate;
 mod history;
 mod restart;

@@ -21,13 +21,21 @@ use crate::support::SECRET;
 /// `chat-server serve` with `--dev-login` on `addr` over the fjall directory `dir`.
 fn serve(addr: &str, dir: &std::path::Path) -> ServerProcess {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat-server"));
-    cmd.args(["serve", "--addr", addr, "--send-rate", "0", "--jwt-secret", SECRET])
-        .arg("--store")
-        .arg(format!("fjall:{}", dir.display()))
-        .args(["--dev-login", "--presence-online-delay-ms", "200"])
-        .args(["--presence-offline-grace-ms", "500"])
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "serve",
+        "--addr",
+        addr,
+        "--send-rate",
+        "0",
+        "--jwt-secret",
+        SECRET,
+    ])
+    .arg("--store")
+    .arg(format!("fjall:{}", dir.display()))
+    .args(["--dev-login", "--presence-online-delay-ms", "200"])
+    .args(["--presence-offline-grace-ms", "500"])
+    .env("RUST_LOG", "warn")
+    .stderr(Stdio::inherit());
     ServerProcess::spawn(cmd, Duration::from_secs(60), |_| {}).expect("start chat-server")
 }
 
@@ -102,8 +110,7 @@ async fn all_agree(pages: &[&Page], bodies: &[&str]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn windows_catch_up_after_a_restart_and_a_dropped_network_with_nothing_lost_or_doubled()
-{
+async fn windows_catch_up_after_a_restart_and_a_dropped_network_with_nothing_lost_or_doubled() {
     let Some(driver) = Driver::start().await else {
         return;
     };
@@ -122,8 +129,10 @@ async fn windows_catch_up_after_a_restart_and_a_dropped_network_with_nothing_los
 
     alice1.open_direct(2).await;
     alice1.send("before 1").await;
-    bob.wait("Alice's message in the list", |s| s.unread("User 1") == Some(1))
-        .await;
+    bob.wait("Alice's message in the list", |s| {
+        s.unread("User 1") == Some(1)
+    })
+    .await;
     bob.click_conv("User 1").await;
     bob.send("before 2").await;
     alice2

@@ -15,9 +15,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::auth::{AuthError, Identity};
+use crate::auth::{AuthError, Identity, now_secs};
 use crate::error::{ApiError, Code};
-use crate::model::{ClientMsgId, ConvId, Target, UserId, parse_user};
+use crate::model::{ClientMsgId, ConvId, DeviceId, Target, UserId, parse_user};
 use crate::protocol::SentOut;
 use crate::service::{GroupOut, MAX_WAIT_SECS, Service};
 
@@ -34,7 +34,7 @@ pub fn router(svc: Arc<Service>) -> Router {
     let node = axum::http::HeaderValue::from_str(&svc.config().node).ok();
     let mut routes = Router::new();
     if svc.config().dev_login {
-        routes = routes.route("/v1/dev/token", post(crate::web::dev_token));
+        routes = routes.route("/v1/dev/token", post(dev_token));
     }
     routes
         .route("/", get(crate::web::index))
@@ -363,4 +363,28 @@ async fn get_metrics(State(svc): Svc) -> impl IntoResponse {
         )],
         svc.metrics().render(),
     )
+}
+
+#[derive(Deserialize)]
+struct DevLogin {
+    user: serde_json::Value,
+    device: DeviceId,
+}
+
+/// How long a dev-login token is valid: a working day of demo.
+const DEV_TOKEN_SECS: u64 = 12 * 3600;
+
+/// `POST /v1/dev/token` `{"user", "device"}` → `{"token"}`, only routed with
+/// `--dev-login`. The user is a number or a decimal string (a form field's value).
+async fn dev_token(
+    State(svc): Svc,
+    JsonBody(b): JsonBody<DevLogin>,
+) -> Result<impl IntoResponse, ApiError> {
+    let raw = match &b.user {
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        other => other.to_string(),
+    };
+    let user = parse_user(&raw)?;
+    let token = svc.issue_token(user, &b.device, now_secs() + DEV_TOKEN_SECS);
+    Ok(Json(serde_json::json!({ "token": token })))
 }

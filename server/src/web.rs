@@ -1,25 +1,19 @@
 //! The browser client (`web/` in the project), compiled into the binary so a server
 //! started anywhere serves it with no files beside it and no network: `GET /` is the page,
-//! `GET /web/…` its scripts and styles. And `POST /v1/dev/token`, the client's sign-in by
-//! user id, served only with `--dev-login`.
+//! `GET /web/…` its scripts and styles. (Its sign-in by user id, `POST /v1/dev/token`, is
+//! an HTTP route like the others, in `http`.)
 //!
 //! The files keep their names across versions, so they are served with `no-cache` and an
 //! `ETag`: a browser revalidates each load and gets `304 Not Modified` while the binary is
 //! the same, and the new file at once after an upgrade.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
-use crate::auth::now_secs;
 use crate::error::{ApiError, Code};
-use crate::http::JsonBody;
-use crate::model::{DeviceId, parse_user};
-use crate::service::Service;
 
 /// One embedded file.
 struct Asset {
@@ -107,28 +101,4 @@ pub async fn index(headers: HeaderMap) -> Response {
 /// `GET /web/{path}`: a script or stylesheet of the client.
 pub async fn file(Path(path): Path<String>, headers: HeaderMap) -> Response {
     serve(&path, &headers)
-}
-
-#[derive(Deserialize)]
-pub struct DevLogin {
-    user: serde_json::Value,
-    device: DeviceId,
-}
-
-/// How long a dev-login token is valid: a working day of demo.
-const DEV_TOKEN_SECS: u64 = 12 * 3600;
-
-/// `POST /v1/dev/token` `{"user", "device"}` → `{"token"}`, only routed with
-/// `--dev-login`. The user is a number or a decimal string (a form field's value).
-pub async fn dev_token(
-    State(svc): State<Arc<Service>>,
-    JsonBody(b): JsonBody<DevLogin>,
-) -> Result<impl IntoResponse, ApiError> {
-    let raw = match &b.user {
-        serde_json::Value::String(s) => s.trim().to_owned(),
-        other => other.to_string(),
-    };
-    let user = parse_user(&raw)?;
-    let token = svc.issue_token(user, &b.device, now_secs() + DEV_TOKEN_SECS);
-    Ok(Json(serde_json::json!({ "token": token })))
 }

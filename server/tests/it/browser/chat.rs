@@ -96,7 +96,6 @@ async fn two_people_chat_ticks_reach_read_typing_and_presence_show() {
     let title = alice.client.title().await.expect("the document's title");
     assert_eq!(title, "Chat · User 1");
     alice.screenshot("chat").await;
-    bob.screenshot("chat-bob").await;
 
     // Bob closes his window: Alice sees him go offline, with when he was last seen.
     bob.close().await;

@@ -141,3 +141,50 @@ pub struct Done {
     pub failures: Vec<String>,
     pub report: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::child::ProcSample;
+
+    fn sample(t: f64, acked: u64, deliveries: u64, cpu: f64) -> Sample {
+        Sample {
+            t,
+            connected: 4,
+            acked,
+            deliveries,
+            server: Some(ProcSample {
+                cpu_secs: cpu,
+                rss_bytes: 64 << 20,
+            }),
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn rates_are_per_second_since_the_previous_sample() {
+        let mut p = Progress {
+            offered: 30,
+            ..Progress::default()
+        };
+        p.faults.insert(Check::Gaps, 2);
+        let a = sample(2.0, 20, 40, 1.0);
+        let first = Frame::new(None, &a, &p, None);
+        assert_eq!(first.sent_per_sec, 10.0);
+        assert_eq!(
+            first.server_cpu_percent, None,
+            "no CPU rate without a previous sample"
+        );
+        let b = sample(4.0, 60, 140, 1.5);
+        p.offered = 70;
+        let f = Frame::new(Some((&a, 30)), &b, &p, None);
+        assert_eq!(f.offered_per_sec, 20.0);
+        assert_eq!(f.sent_per_sec, 20.0);
+        assert_eq!(f.delivered_per_sec, 50.0);
+        assert_eq!(f.server_cpu_percent, Some(25.0));
+        assert_eq!(f.server_rss_mib, Some(64.0));
+        assert_eq!(f.faults.len(), Check::ALL.len(), "every check is listed");
+        assert_eq!(f.faults["gaps"], 2);
+        assert_eq!(f.faults["order"], 0);
+    }
+}

@@ -14,13 +14,19 @@ use crate::child::skip;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-/// How long a test waits for the page to show something it must show.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+/// How long a test waits for the page to show something it must show: generous, since
+/// CI runs these beside every other test on two cores.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Browser tests take turns: each starts several Chromium processes, and on a small
+/// machine running them all at once beside the other tests only makes each slow.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A chromedriver child process, killed when dropped.
 pub struct Driver {
     child: Child,
     url: String,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Driver {
@@ -36,6 +42,7 @@ impl Driver {
                 return None;
             }
         }
+        let turn = ONE_AT_A_TIME.lock().await;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -49,6 +56,7 @@ impl Driver {
         let driver = Driver {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            _turn: turn,
         };
         let start = Instant::now();
         loop {
@@ -256,6 +264,15 @@ impl Page {
     /// Signs in by user id (the server runs with `--dev-login`) and waits until connected.
     pub async fn sign_in(&self, base: &str, user: u64, device: &str) {
         self.sign_in_at(&format!("{base}/"), user, device).await;
+    }
+
+    /// Signs in by pasting a token and waits until connected.
+    pub async fn sign_in_with_token(&self, url: &str, token: &str) {
+        self.goto(url).await;
+        self.fill("#login-token", token).await;
+        self.click("#token-form button[type=submit]").await;
+        self.wait("a connected chat", |s| s.text("conn") == "ready")
+            .await;
     }
 
     pub async fn sign_in_at(&self, url: &str, user: u64, device: &str) {

@@ -1,5 +1,6 @@
 //! History that loads older pages as one scrolls up, with the page size the client chose
-//! (`?page=N`), every message once and in order.
+//! (`?page=N`), every message once and in order; on a server without `--dev-login`,
+//! where the page says sign-in by user id is not offered and a pasted token signs in.
 
 use std::sync::Arc;
 
@@ -14,9 +15,7 @@ async fn scrolling_up_loads_older_pages_until_the_start() {
     let Some(driver) = Driver::start().await else {
         return;
     };
-    let mut c = config();
-    c.dev_login = true;
-    let srv = Server::with(c, Arc::new(MemoryStore::new())).await;
+    let srv = Server::with(config(), Arc::new(MemoryStore::new())).await;
     const N: usize = 45;
     for i in 1..=N {
         let (status, body) = srv
@@ -29,7 +28,17 @@ async fn scrolling_up_loads_older_pages_until_the_start() {
         assert_eq!(status, 200, "{body}");
     }
     let alice = driver.window().await;
-    alice.sign_in_at(&srv.url("/?page=10"), 1, "laptop").await;
+    alice.goto(&srv.url("/?page=10")).await;
+    alice.fill("#login-user", "1").await;
+    alice.click("#dev-form button[type=submit]").await;
+    alice
+        .wait("that sign-in by user id is off", |s| {
+            s.text("loginError").contains("--dev-login") && s.0["signedIn"] == false
+        })
+        .await;
+    alice
+        .sign_in_with_token(&srv.url("/?page=10"), &srv.token(1, "laptop"))
+        .await;
     alice
         .wait("45 unread from Bob", |s| {
             s.unread("User 2") == Some(N as u64)

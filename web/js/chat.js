@@ -30,8 +30,9 @@ export class Chat {
       onState: (s) => this.ui.status(s),
       onAuthFailed: () => this.checkAuth(),
     });
-    document.addEventListener("visibilitychange", () => this.markRead());
-    setInterval(() => this.ui.typing(), 1000);
+    this.onVisible = () => this.markRead();
+    document.addEventListener("visibilitychange", this.onVisible);
+    this.typingTimer = setInterval(() => this.ui.typing(), 1000);
   }
 
   start() {
@@ -41,6 +42,8 @@ export class Chat {
 
   stop() {
     this.conn.stop();
+    document.removeEventListener("visibilitychange", this.onVisible);
+    clearInterval(this.typingTimer);
   }
 
   /** A closed upgrade before any open may be a refused token: ask over HTTP. */
@@ -164,6 +167,12 @@ export class Chat {
     const p = f.ref ? this.state.pending.get(f.ref) : null;
     if (!p) {
       this.ui.error(`${f.code}: ${f.message}`);
+      // A catch-up the server could not answer (its store busy or down) is tried again.
+      if (!this.caughtUp && this.state.useq !== null) {
+        setTimeout(() => {
+          if (!this.caughtUp) this.conn.send({ type: "sync", after: this.state.useq, limit: SYNC_PAGE });
+        }, RETRY_SEND_MS);
+      }
       return;
     }
     if (f.code === "unavailable" || f.code === "rate_limited" || f.code === "internal") {

@@ -195,7 +195,7 @@ async fn the_dashboard_follows_a_running_scenario() {
     caps.insert(
         "goog:chromeOptions".into(),
         json!({"binary": CHROMIUM, "args": ["--headless=new", "--no-sandbox",
-               "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1100,1900"]}),
+               "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1100,2700"]}),
     );
     let page = ClientBuilder::new(HttpConnector::new())
         .capabilities(caps)

@@ -67,6 +67,9 @@ export class Api {
     if (before != null) q.set("before", String(before));
     return call("GET", `/v1/conversations/${encodeURIComponent(conv)}/messages?${q}`, this.token);
   }
+  presence(users) {
+    return call("GET", `/v1/presence?users=${users.join(",")}`, this.token);
+  }
   group(id) {
     return call("GET", `/v1/groups/${id}`, this.token);
   }

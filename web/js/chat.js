@@ -284,9 +284,26 @@ export class Chat {
     }
   }
 
+  /**
+   * Presence of the users on screen: pulled over HTTP when that set changes (so it shows
+   * even while the socket reconnects), and subscribed on the socket for what changes next.
+   */
   subscribe() {
     const users = this.state.watchedUsers(this.open);
     const key = users.join(",");
+    if (key !== this.pulled && users.length > 0) {
+      this.pulled = key;
+      this.api
+        .presence(users)
+        .then((list) => {
+          // A frame that came meanwhile is newer than this answer: only fill gaps.
+          for (const p of list) if (!this.state.presence.has(p.user)) this.state.presence.set(p.user, p);
+          this.ui.presence();
+        })
+        .catch(() => {
+          this.pulled = null;
+        });
+    }
     if (key === this.subscribed || !this.conn.open) return;
     if (this.conn.send({ type: "presence_sub", users })) this.subscribed = key;
   }

@@ -27,6 +27,15 @@ async fn scrolling_up_loads_older_pages_until_the_start() {
             .await;
         assert_eq!(status, 200, "{body}");
     }
+    // Carol writes last: her conversation comes first in the list.
+    let (status, body) = srv
+        .post(
+            3,
+            "/v1/messages",
+            &json!({"id": "c1", "to": "u:1", "body": "from Carol"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     let alice = driver.window().await;
     alice.goto(&srv.url("/?page=10")).await;
     alice.fill("#login-user", "1").await;
@@ -40,8 +49,10 @@ async fn scrolling_up_loads_older_pages_until_the_start() {
         .sign_in_with_token(&srv.url("/?page=10"), &srv.token(1, "laptop"))
         .await;
     alice
-        .wait("45 unread from Bob", |s| {
+        .wait("45 unread from Bob, 1 from Carol, most recent first", |s| {
             s.unread("User 2") == Some(N as u64)
+                && s.unread("User 3") == Some(1)
+                && s.conv_titles() == ["User 3", "User 2"]
         })
         .await;
     alice.click_conv("User 2").await;

@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,6 +21,22 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// A child process in its own process group, ended with everything it started when
+/// dropped.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `chat-sim run` of the tiny scenario made long enough to watch (12 s of load, a sample
 /// a second) with `more` flags, standard error piped.
 fn start_run(dir: &Path, more: &[&str]) -> Child {
@@ -29,6 +46,7 @@ fn start_run(dir: &Path, more: &[&str]) -> Child {
         .replace("duration_secs = 4", "duration_secs = 12");
     std::fs::write(&scenario, text).unwrap();
     Command::new(env!("CARGO_BIN_EXE_chat-sim"))
+        .process_group(0)
         .arg("run")
         .arg(&scenario)
         .arg("--out")
@@ -100,8 +118,8 @@ fn wait_for_load(pid: u32) {
 #[test]
 fn a_run_without_dashboard_listens_on_no_port() {
     let dir = tempfile::tempdir().unwrap();
-    let mut run = start_run(dir.path(), &[]);
-    let pid = run.id();
+    let run = Group(start_run(dir.path(), &[]));
+    let pid = run.0.id();
     wait_for_load(pid);
     for _ in 0..10 {
         assert_eq!(
@@ -111,8 +129,7 @@ fn a_run_without_dashboard_listens_on_no_port() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let _ = run.kill();
-    let _ = run.wait();
+    drop(run);
 }
 
 /// Skips (a failure under `CI=true`) when the browser is not installed.
@@ -156,10 +173,10 @@ async fn the_dashboard_follows_a_running_scenario() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut run = start_run(dir.path(), &["--dashboard", "127.0.0.1:0"]);
-    let pid = run.id();
+    let mut run = Group(start_run(dir.path(), &["--dashboard", "127.0.0.1:0"]));
+    let pid = run.0.id();
     // The address is the first line on standard error; the rest is drained.
-    let stderr = run.stderr.take().unwrap();
+    let stderr = run.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stderr).lines();
@@ -180,12 +197,17 @@ async fn the_dashboard_follows_a_running_scenario() {
         .local_addr()
         .unwrap()
         .port();
-    let mut driver = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
+    // Its own process group, which the browser joins: the guard ends both, even when the
+    // test fails before closing the page.
+    let driver = Group(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(start.elapsed() < PATIENCE, "chromedriver never listened");
@@ -195,7 +217,8 @@ async fn the_dashboard_follows_a_running_scenario() {
     caps.insert(
         "goog:chromeOptions".into(),
         json!({"binary": CHROMIUM, "args": ["--headless=new", "--no-sandbox",
-               "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1100,2700"]}),
+               "--disable-dev-shm-usage", "--disable-gpu", "--disable-crash-reporter",
+               "--disable-breakpad", "--window-size=1100,2700"]}),
     );
     let page = ClientBuilder::new(HttpConnector::new())
         .capabilities(caps)
@@ -262,8 +285,7 @@ async fn the_dashboard_follows_a_running_scenario() {
         std::fs::write(dir.join("dashboard.png"), png).unwrap();
     }
     let _ = page.close().await;
-    let _ = driver.kill();
-    let _ = driver.wait();
-    let status = run.wait().expect("the run ends");
+    drop(driver);
+    let status = run.0.wait().expect("the run ends");
     assert!(status.success(), "the run failed: {status:?}");
 }

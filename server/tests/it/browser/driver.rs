@@ -2,6 +2,7 @@
 //! page the tests assert on: a snapshot of what it shows, read from the DOM.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,8 +48,11 @@ impl Driver {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        // Its own process group, which the browsers it starts join: dropping the driver
+        // ends them all, even when a failing test never closed its windows.
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -79,7 +83,8 @@ impl Driver {
             json!({
                 "binary": CHROMIUM,
                 "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                         "--disable-gpu", "--window-size=1100,720", "--lang=en-US"],
+                         "--disable-gpu", "--disable-crash-reporter", "--disable-breakpad",
+                         "--window-size=1100,720", "--lang=en-US"],
             }),
         );
         let client = ClientBuilder::new(HttpConnector::new())
@@ -93,6 +98,11 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

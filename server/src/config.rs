@@ -46,6 +46,9 @@ pub struct Config {
     pub advertise: Option<String>,
     /// The NATS server of the cluster this node joins (`nats://HOST:PORT`), if any.
     pub cluster: Option<String>,
+    /// Serve `POST /v1/dev/token`, which signs a token for any user and device it is
+    /// asked for: for demos and tests only, never on a server others can reach.
+    pub dev_login: bool,
 }
 
 impl Config {
@@ -71,6 +74,7 @@ impl Config {
             node: "node-1".to_owned(),
             advertise: None,
             cluster: None,
+            dev_login: false,
         }
     }
 }

@@ -15,9 +15,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::auth::{AuthError, Identity};
+use crate::auth::{AuthError, Identity, now_secs};
 use crate::error::{ApiError, Code};
-use crate::model::{ClientMsgId, ConvId, Target, UserId, parse_user};
+use crate::model::{ClientMsgId, ConvId, DeviceId, Target, UserId, parse_user};
 use crate::protocol::SentOut;
 use crate::service::{GroupOut, MAX_WAIT_SECS, Service};
 
@@ -32,7 +32,13 @@ pub fn router(svc: Arc<Service>) -> Router {
     // The node name is checked at start (letters, digits, `-`, `_`), so it is a valid
     // header value; a name that were not would only leave the header out.
     let node = axum::http::HeaderValue::from_str(&svc.config().node).ok();
-    Router::new()
+    let mut routes = Router::new();
+    if svc.config().dev_login {
+        routes = routes.route("/v1/dev/token", post(dev_token));
+    }
+    routes
+        .route("/", get(crate::web::index))
+        .route("/web/{*path}", get(crate::web::file))
         .route("/healthz", get(get_health))
         .route("/v1/cluster", get(get_cluster))
         .route("/v1/ws", get(ws_upgrade))
@@ -357,4 +363,28 @@ async fn get_metrics(State(svc): Svc) -> impl IntoResponse {
         )],
         svc.metrics().render(),
     )
+}
+
+#[derive(Deserialize)]
+struct DevLogin {
+    user: serde_json::Value,
+    device: DeviceId,
+}
+
+/// How long a dev-login token is valid: a working day of demo.
+const DEV_TOKEN_SECS: u64 = 12 * 3600;
+
+/// `POST /v1/dev/token` `{"user", "device"}` → `{"token"}`, only routed with
+/// `--dev-login`. The user is a number or a decimal string (a form field's value).
+async fn dev_token(
+    State(svc): Svc,
+    JsonBody(b): JsonBody<DevLogin>,
+) -> Result<impl IntoResponse, ApiError> {
+    let raw = match &b.user {
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        other => other.to_string(),
+    };
+    let user = parse_user(&raw)?;
+    let token = svc.issue_token(user, &b.device, now_secs() + DEV_TOKEN_SECS);
+    Ok(Json(serde_json::json!({ "token": token })))
 }

@@ -22,6 +22,7 @@ pub mod push;
 pub mod serve;
 pub mod service;
 pub mod store;
+pub mod web;
 pub mod ws;
 
 use std::future::Future;

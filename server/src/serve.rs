@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// often wakes the others to look for work too.
     #[arg(long, env = "CHAT_WORKERS", default_value_t = 0)]
     pub workers: usize,
+    /// Let anyone get a token for any user with `POST /v1/dev/token {"user", "device"}`
+    /// (the browser client's sign-in by user id): for demos and tests on loopback only.
+    #[arg(long, env = "CHAT_DEV_LOGIN")]
+    pub dev_login: bool,
 }
 
 impl ServeArgs {
@@ -138,6 +142,7 @@ impl ServeArgs {
         config.node = self.node.clone();
         config.advertise = self.advertise.clone();
         config.cluster = self.cluster.clone();
+        config.dev_login = self.dev_login;
         config.push = self.push_gateway.clone().map(|gateway| PushConfig {
             gateway,
             coalesce: Duration::from_secs(self.push_coalesce),

@@ -121,6 +121,10 @@ pub struct RunArgs {
     /// No progress line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Serve a live dashboard of the run on HOST:PORT (port 0 picks one); its address is
+    /// printed at the start. Without it the run opens no port.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub dashboard: Option<String>,
 }
 
 /// `compare --help`, after the flags.

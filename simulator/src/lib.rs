@@ -42,6 +42,7 @@ pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod compare;
+pub mod dashboard;
 pub mod gates;
 pub mod graph;
 pub mod load;

@@ -54,6 +54,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 overrides: a.set,
                 progress: !a.quiet,
                 dir_name: None,
+                dashboard: a.dashboard,
             }))?;
             println!("report: {}", outcome.dir.display());
             if outcome.failures().is_empty() {

@@ -148,6 +148,7 @@ pub async fn scale(o: ScaleOptions) -> Result<ScaleOutcome, ScaleError> {
             overrides,
             progress: o.progress,
             dir_name: Some(format!("nodes-{k}")),
+            dashboard: None,
         })
         .await?;
         let users = outcome.summary.scale.users_simulated;

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::model::{ConvId, UserId, now_ms};
+use crate::model::{ConvId, DeviceId, UserId, now_ms};
 use crate::presence::{Presence, PresenceOut};
 use crate::protocol::{Encoded, ServerFrame};
 use crate::push::Pusher;
@@ -174,6 +174,11 @@ impl Service {
     /// The server's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Signs a token for `user` on `device`, valid until `exp` (seconds since the epoch).
+    pub fn issue_token(&self, user: UserId, device: &DeviceId, exp: u64) -> String {
+        self.auth.issue(user, device, exp)
     }
 
     /// Checks a bearer token.

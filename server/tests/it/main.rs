@@ -1,6 +1,7 @@
 //! The server's integration tests: one binary, one module per topic. Every test talks to
 //! real things: a real server on 127.0.0.1:0, a real fjall directory, a real child process.
 
+mod browser;
 mod child;
 mod cluster;
 mod durability;
@@ -17,4 +18,5 @@ mod store_fjall;
 mod store_memory;
 mod store_postgres;
 mod support;
+mod web;
 mod ws_chat;

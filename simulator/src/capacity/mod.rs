@@ -175,6 +175,7 @@ async fn run_step(
         overrides,
         progress: false,
         dir_name: Some(name.to_owned()),
+        dashboard: None,
     })
     .await;
     match result {

@@ -208,6 +208,7 @@ pub async fn compare(opts: CompareOptions) -> Result<CompareOutcome, CompareErro
             overrides,
             progress: opts.progress,
             dir_name: None,
+            dashboard: None,
         })
         .await;
         let f = match result {

@@ -204,6 +204,12 @@ impl ShardRecords {
             .filter(|h| !h.is_empty())
             .map(|h| h.value_at_quantile(0.99) as f64 / 1000.0);
         let start = self.load_start_secs();
+        let recent = self.bucket().checked_sub(1).and_then(|k| {
+            let series = self.series.lock();
+            let h = &series.buckets.get(&k)?.delivery;
+            let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+            (!h.is_empty()).then(|| [ms(0.5), ms(0.9), ms(0.99)])
+        });
         Progress {
             load_start_secs: (!start.is_nan()).then_some(start),
             connected: c.connected,
@@ -212,6 +218,9 @@ impl ShardRecords {
             deliveries: c.deliveries_live + c.deliveries_catch_up,
             errors: c.request_errors,
             p99_delivery_ms: p99,
+            offered: c.sends_due,
+            recent_delivery_ms: recent,
+            faults: self.online_faults.lock().faults.clone(),
         }
     }
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use self::counters::CountersSnapshot;
-use crate::checks::CheckResults;
+use crate::checks::{Check, CheckResults};
 use crate::child::ProcSample;
 use crate::metrics::{BucketWire, HistogramError, Latency, LatencySet, Series};
 
@@ -88,6 +88,41 @@ pub struct Progress {
     pub deliveries: u64,
     pub errors: u64,
     pub p99_delivery_ms: Option<f64>,
+    /// Sends whose intended time came so far: the offered load.
+    #[serde(default)]
+    pub offered: u64,
+    /// Live delivery latency of the last complete series interval: p50, p90, p99 in ms.
+    #[serde(default)]
+    pub recent_delivery_ms: Option<[f64; 3]>,
+    /// Faults found so far, by check; the checks over whole device logs add theirs at the
+    /// end of the run.
+    #[serde(default)]
+    pub faults: BTreeMap<Check, u64>,
+}
+
+impl Progress {
+    /// Adds another shard's progress: counts add up; of latencies, which cannot be merged
+    /// from percentiles, the worse is kept.
+    pub fn merge(&mut self, q: &Progress) {
+        let worse = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.connected += q.connected;
+        self.connects += q.connects;
+        self.acked += q.acked;
+        self.deliveries += q.deliveries;
+        self.errors += q.errors;
+        self.offered += q.offered;
+        self.p99_delivery_ms = worse(self.p99_delivery_ms, q.p99_delivery_ms);
+        self.recent_delivery_ms = match (self.recent_delivery_ms, q.recent_delivery_ms) {
+            (Some(a), Some(b)) => Some([a[0].max(b[0]), a[1].max(b[1]), a[2].max(b[2])]),
+            (a, b) => a.or(b),
+        };
+        for (c, n) in &q.faults {
+            *self.faults.entry(*c).or_default() += n;
+        }
+    }
 }
 
 /// One sample of the run, taken by the parent every interval.

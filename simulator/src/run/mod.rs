@@ -22,6 +22,8 @@ use self::servers::{Entry, Servers};
 use crate::child;
 use crate::client::http;
 use crate::clock::{unix_ms, utc_string};
+use crate::dashboard::Dashboard;
+use crate::dashboard::frame::{Done, Info};
 use crate::gates;
 use crate::load::setup::{self, ShardJob, count_devices};
 use crate::load::shard::{self, ShardCtx};
@@ -48,6 +50,9 @@ pub struct RunOptions {
     /// The run directory's name inside `out_dir` instead of `<scenario>-<UTC time>`
     /// (a capacity search names its steps); it must not exist yet.
     pub dir_name: Option<String>,
+    /// Serve the live dashboard on this address (`HOST:PORT`) while the run lasts; no
+    /// port is opened without it.
+    pub dashboard: Option<String>,
 }
 
 /// Why a run could not produce a report. Failed gates are not errors: they are in the
@@ -75,6 +80,8 @@ pub enum RunError {
     Cluster(String),
     #[error("load shard {shard} failed: {message}")]
     Shard { shard: u32, message: String },
+    #[error("{0}")]
+    Dashboard(#[from] crate::dashboard::DashboardError),
 }
 
 /// A finished run.
@@ -180,6 +187,15 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         None => make_run_dir(&opts.out_dir, &scenario.name, started_ms)?,
     };
     let mut notes: Vec<String> = Vec::new();
+    // The live dashboard, first, so its address is the first thing printed.
+    let dash = match &opts.dashboard {
+        Some(addr) => {
+            let d = Dashboard::start(addr).await?;
+            eprintln!("dashboard: {}", d.url);
+            Some(d)
+        }
+        None => None,
+    };
 
     // The servers.
     let (mut servers, entry) = Servers::start(&scenario, &opts, &dir, started_ms).await?;
@@ -239,6 +255,28 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         } else {
             0
         });
+
+    if let Some(d) = &dash {
+        d.publish(
+            "info",
+            &Info {
+                scenario: scenario.name.clone(),
+                users,
+                devices: devices_total,
+                interval_secs: scenario.run.sample_interval_secs,
+                duration_secs: (scenario.run.ramp_up_secs + scenario.run.duration_secs) as f64,
+                checks: Info::checks(),
+                nodes: servers.cluster().map_or_else(Vec::new, |c| {
+                    c.nodes.lock().iter().map(|n| n.name.clone()).collect()
+                }),
+            },
+        );
+    }
+    let publish = |s: &Sample, p: &Progress| {
+        if let Some(d) = &dash {
+            d.sample(s, p, servers.cluster().map(|c| &**c));
+        }
+    };
 
     let epoch_ms = unix_ms();
     let epoch = Instant::now();
@@ -372,7 +410,9 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
                             .map_err(|e| RunError::Shard { shard: 0, message: e.to_string() })?
                             .map_err(|e| RunError::Shard { shard: 0, message: e.to_string() })?;
                         let p = ctx.records.progress();
-                        samples.push(take_sample(&p, &[]));
+                        let s = take_sample(&p, &[]);
+                        publish(&s, &p);
+                        samples.push(s);
                         Some(vec![report])
                     }
                     _ = tokio::time::sleep(interval) => {
@@ -380,6 +420,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
                         start_faults(p.load_start_secs);
                         let s = take_sample(&p, &[]);
                         line.update(&s, p.p99_delivery_ms);
+                        publish(&s, &p);
                         samples.push(s);
                         None
                     }
@@ -424,18 +465,11 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
                     );
                 }
                 for q in progress.values() {
-                    p.connected += q.connected;
-                    p.connects += q.connects;
-                    p.acked += q.acked;
-                    p.deliveries += q.deliveries;
-                    p.errors += q.errors;
-                    p.p99_delivery_ms = match (p.p99_delivery_ms, q.p99_delivery_ms) {
-                        (Some(a), Some(b)) => Some(a.max(b)),
-                        (a, b) => a.or(b),
-                    };
+                    p.merge(q);
                 }
                 let pids: Vec<u32> = workers.iter().map(Worker::pid).collect();
                 let s = take_sample(&p, &pids);
+                publish(&s, &p);
                 if reports.len() == workers.len() {
                     worker_cpu_final = s.load_cpu_secs;
                     samples.push(s);
@@ -556,6 +590,16 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     gates::judge(&scenario, &mut summary, baseline.as_ref());
     report::write_all(&dir, &mut summary, &data).map_err(io_err(&dir))?;
     let summary = report::reread_files(&dir, summary).map_err(io_err(&dir))?;
+    if let Some(d) = &dash {
+        d.publish(
+            "done",
+            &Done {
+                passed: summary.failures.is_empty(),
+                failures: summary.failures.clone(),
+                report: dir.display().to_string(),
+            },
+        );
+    }
     Ok(RunOutcome { dir, summary })
 }
 

@@ -11,10 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chat_server::hub::{CloseSignal, DeviceHandle, Outbound};
+use chat_server::hub::{CloseSignal, DeviceHandle, Outbound, queue};
 use chat_server::metrics::Metrics;
 use chat_server::presence::{Presence, PresenceOut, Status};
-use tokio::sync::mpsc;
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
@@ -35,7 +34,7 @@ async fn run(watchers: usize, rounds: usize) {
     ));
     let mut queues = Vec::with_capacity(watchers);
     for conn in 0..watchers as u64 {
-        let (tx, rx) = mpsc::channel(rounds * 2 + 8);
+        let (tx, rx) = queue::queue(rounds * 2 + 8);
         let handle = DeviceHandle {
             conn: chat_server::hub::ConnId(conn),
             device: format!("w{conn}").parse().expect("device id"),
@@ -71,7 +70,7 @@ async fn run(watchers: usize, rounds: usize) {
     // Every watcher got every change, in order.
     let mut delivered = 0usize;
     for (_, rx) in &mut queues {
-        while let Ok(Outbound::Frame(_)) = rx.try_recv() {
+        while let Some(Outbound::Frame(_)) = rx.try_recv() {
             delivered += 1;
         }
     }

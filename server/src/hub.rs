@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
 use dashmap::DashMap;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::model::{DeviceId, UserId};
 use crate::protocol::Encoded;
+
+pub mod queue;
 
 /// One connection of a device, unique within this process for its lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -138,7 +140,7 @@ impl OwnSends {
 pub struct DeviceHandle {
     pub conn: ConnId,
     pub device: DeviceId,
-    pub tx: mpsc::Sender<Outbound>,
+    pub tx: queue::Sender<Outbound>,
     pub close: Arc<CloseSignal>,
     pub own: Arc<OwnSends>,
 }
@@ -148,11 +150,11 @@ impl DeviceHandle {
     pub fn offer(&self, item: Outbound) {
         match self.tx.try_send(item) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(queue::Refused::Full(_)) => {
                 tracing::info!(conn = %self.conn, device = %self.device, "outgoing queue full: closing 1013");
                 self.close.close(CLOSE_OVERFLOW);
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(queue::Refused::Closed(_)) => {}
         }
     }
 }

@@ -13,6 +13,7 @@
 //! subscribers.
 
 mod remote;
+mod timers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -98,6 +99,8 @@ pub struct Presence {
     changes: OnceLock<mpsc::UnboundedSender<HoldChange>>,
     /// In cluster mode: the users each other node announced as connected there.
     by_node: DashMap<NodeKey, std::collections::HashSet<UserId>>,
+    /// Changes waiting for their delay.
+    timers: timers::Timers,
 }
 
 impl UserState {
@@ -119,6 +122,7 @@ impl Presence {
             metrics,
             changes: OnceLock::new(),
             by_node: DashMap::new(),
+            timers: timers::Timers::default(),
         }
     }
 
@@ -234,11 +238,7 @@ impl Presence {
     }
 
     fn schedule(self: &Arc<Self>, user: UserId, generation: u64, delay: Duration) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            me.fire(user, generation);
-        });
+        self.timers.after(self, delay, user, generation);
     }
 
     fn fire(&self, user: UserId, generation: u64) {

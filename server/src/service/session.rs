@@ -4,12 +4,10 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use super::{Service, check_presence_list};
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::hub::{CloseSignal, ConnId, DeviceHandle, Outbound};
+use crate::hub::{CloseSignal, ConnId, DeviceHandle, Outbound, queue};
 use crate::model::UserId;
 use crate::presence;
 use crate::protocol::{Encoded, MsgOut, ServerFrame};
@@ -51,9 +49,9 @@ impl Service {
     /// is read (a message stored in between is then at or below the head, so the client
     /// syncs it, or queued for the device, so it is written live; never lost), and counted
     /// as connected in presence. Returns the device and its outgoing queue's receiver.
-    pub fn attach(self: &Arc<Self>, who: &Identity) -> (Device, mpsc::Receiver<Outbound>) {
+    pub fn attach(self: &Arc<Self>, who: &Identity) -> (Device, queue::Receiver<Outbound>) {
         let conn = self.hub.next_conn();
-        let (tx, rx) = mpsc::channel(self.config.device_queue);
+        let (tx, rx) = queue::queue(self.config.device_queue);
         let handle = DeviceHandle {
             conn,
             device: who.device.clone(),

@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::SplitStream;
+use futures_util::future::{BoxFuture, Either, Ready, ready};
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 
 use self::reorder::Reorder;
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::hub::{CloseSignal, Outbound};
+use crate::hub::{CloseSignal, Outbound, queue};
 use crate::protocol::{ClientFrame, Encoded, FrameRef, ServerFrame};
 use crate::service::{Device, SendRequest, Service};
 
@@ -35,9 +35,26 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_INTERNAL: u16 = 1011;
 
 /// Runs a session until either side closes it.
-pub async fn session(socket: WebSocket, svc: Arc<Service>, who: Identity) {
+///
+/// The socket is split before the session's future is made, so that the future holds
+/// the two halves and not also the moved-from socket (about 370 bytes in every idle
+/// connection's task).
+pub fn session(
+    socket: WebSocket,
+    svc: Arc<Service>,
+    who: Identity,
+) -> impl std::future::Future<Output = ()> + Send {
+    let (sink, stream) = socket.split();
+    run(sink, stream, svc, who)
+}
+
+async fn run(
+    mut sink: SplitSink<WebSocket, Message>,
+    stream: SplitStream<WebSocket>,
+    svc: Arc<Service>,
+    who: Identity,
+) {
     let (device, rx) = svc.attach(&who);
-    let (mut sink, stream) = socket.split();
     let head = match svc.inbox_head(who.user).await {
         Ok(head) => head,
         Err(e) => {
@@ -183,43 +200,67 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, svc: &Service, who: &Iden
     }
 }
 
+/// Whether the connection goes on once an answer is queued: at once when the device's
+/// queue had room (as nearly always), or after waiting for room in a boxed future.
+/// Answering is not an `async fn`: its state inline would sit in every idle
+/// connection's task, for a wait that is rare.
+type Replied<'a> = Either<Ready<bool>, BoxFuture<'a, bool>>;
+
 /// Sends a frame's answer, if it has one; false when the connection must end.
-async fn reply(
-    tx: &mpsc::Sender<Outbound>,
+fn reply<'a>(
+    tx: &'a queue::Sender<Outbound>,
     out: Handled,
-    budget: &mut ErrorBudget,
-    close: &CloseSignal,
-) -> bool {
+    budget: &'a mut ErrorBudget,
+    close: &'a CloseSignal,
+) -> Replied<'a> {
     match out {
-        Ok(Some(text)) => tx.send(Outbound::Frame(text)).await.is_ok(),
-        Ok(None) => true,
-        Err((e, reference)) => reply_error(tx, &e, reference.as_ref(), budget, close).await,
+        Ok(Some(text)) => queue_frame(tx, Outbound::Frame(text)),
+        Ok(None) => Either::Left(ready(true)),
+        Err((e, reference)) => reply_error(tx, &e, reference.as_ref(), budget, close),
     }
 }
 
 /// Sends an `error` frame; false when the connection must end (budget spent or writer
 /// gone).
-async fn reply_error(
-    tx: &mpsc::Sender<Outbound>,
+fn reply_error<'a>(
+    tx: &'a queue::Sender<Outbound>,
     e: &ApiError,
     reference: Option<&serde_json::Value>,
-    budget: &mut ErrorBudget,
-    close: &CloseSignal,
-) -> bool {
+    budget: &'a mut ErrorBudget,
+    close: &'a CloseSignal,
+) -> Replied<'a> {
     let text = ServerFrame::Error {
         code: e.code.as_str(),
         message: &e.message,
         reference,
     }
     .to_json();
-    if tx.send(Outbound::Frame(text.into())).await.is_err() {
-        return false;
+    let mut spend = move |sent: bool| {
+        if !sent {
+            return false;
+        }
+        if !budget.spend() {
+            close.close(CLOSE_POLICY);
+            return false;
+        }
+        true
+    };
+    match queue_frame(tx, Outbound::Frame(text.into())) {
+        Either::Left(sent) => Either::Left(ready(spend(sent.into_inner()))),
+        Either::Right(wait) => Either::Right(Box::pin(async move { spend(wait.await) })),
     }
-    if !budget.spend() {
-        close.close(CLOSE_POLICY);
-        return false;
+}
+
+/// Queues an answer for the device; false when its writer is gone. A full queue is
+/// waited on: the device's own reading waits for its writing.
+fn queue_frame(tx: &queue::Sender<Outbound>, item: Outbound) -> Replied<'_> {
+    match tx.try_send(item) {
+        Ok(()) => Either::Left(ready(true)),
+        Err(queue::Refused::Closed(_)) => Either::Left(ready(false)),
+        Err(queue::Refused::Full(item)) => {
+            Either::Right(Box::pin(async move { tx.send(item).await.is_ok() }))
+        }
     }
-    true
 }
 
 pub(super) type Handled = Result<Option<Encoded>, (ApiError, Option<serde_json::Value>)>;

@@ -15,11 +15,10 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
-use tokio::sync::mpsc;
 
 use super::reorder::Reorder;
 use super::{CLOSE_INTERNAL, CLOSE_NORMAL, close_message, text_message};
-use crate::hub::{CLOSE_OVERFLOW, CloseSignal, Outbound, OwnSends};
+use crate::hub::{CLOSE_OVERFLOW, CloseSignal, Outbound, OwnSends, queue};
 use crate::service::{Service, msg_frame};
 
 /// How long the writer tries to deliver a close frame before dropping the connection.
@@ -43,7 +42,7 @@ enum Refill {
 /// One device's writer.
 pub(super) struct Writer {
     pub sink: SplitSink<WebSocket, Message>,
-    pub rx: mpsc::Receiver<Outbound>,
+    pub rx: queue::Receiver<Outbound>,
     pub close: Arc<CloseSignal>,
     pub order: Reorder,
     pub svc: Arc<Service>,
@@ -52,17 +51,22 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Writes until the connection closes, then sends the close frame.
-    pub async fn run(mut self) {
-        let code = self.serve().await;
-        if code == CLOSE_OVERFLOW {
-            self.svc.overflow_closed();
+    /// Writes until the connection closes, then sends the close frame. Not an `async fn`:
+    /// that would keep the writer twice in the task (the argument and its binding), in
+    /// every idle connection.
+    #[allow(clippy::manual_async_fn)]
+    pub fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
+        async move {
+            let code = self.serve().await;
+            if code == CLOSE_OVERFLOW {
+                self.svc.overflow_closed();
+            }
+            // A device cut off for not reading may still read later: give its close
+            // frame time to get through the full socket before dropping the connection.
+            let sink = &mut self.sink;
+            let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, sink.send(close_message(code))).await;
+            let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, sink.close()).await;
         }
-        // A device cut off for not reading may still read later: give its close frame
-        // time to get through the full socket before dropping the connection.
-        let sink = &mut self.sink;
-        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, sink.send(close_message(code))).await;
-        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, sink.close()).await;
     }
 
     /// The loop; returns the close code.
@@ -109,8 +113,8 @@ impl Writer {
                     break;
                 }
                 match self.rx.try_recv() {
-                    Ok(next) => item = Some(next),
-                    Err(_) => break,
+                    Some(next) => item = Some(next),
+                    None => break,
                 }
             }
             if let Some(what) = refill
@@ -230,7 +234,9 @@ impl Writer {
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
+        // Boxed: a timer is large and a gap is rare; inline it would sit in every idle
+        // connection's task.
+        Some(d) => Box::pin(tokio::time::sleep_until(d)).await,
         None => std::future::pending().await,
     }
 }

@@ -10,7 +10,6 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use chat_server::auth::{Auth, now_secs};
 use chat_server::process::ServerProcess;
 use serde_json::{Value, json};
 
@@ -58,12 +57,9 @@ async fn settled(page: &Page, want: usize) -> Vec<(String, String)> {
 
 /// Bob writes to Alice from another device, straight to the server.
 async fn bob_writes(server: &str, id: &str) {
-    let token = Auth::new(SECRET)
-        .unwrap()
-        .issue(2, &"api".parse().unwrap(), now_secs() + 600);
     let r = reqwest::Client::new()
         .post(format!("http://{server}/v1/messages"))
-        .bearer_auth(token)
+        .bearer_auth(crate::child::token(2))
         .json(&json!({"id": id, "to": "u:1", "body": id}))
         .send()
         .await
@@ -72,20 +68,8 @@ async fn bob_writes(server: &str, id: &str) {
 }
 
 async fn stored(server: &str) -> Value {
-    let token = Auth::new(SECRET)
-        .unwrap()
-        .issue(2, &"api".parse().unwrap(), now_secs() + 600);
-    reqwest::Client::new()
-        .get(format!(
-            "http://{server}/v1/conversations/d:1:2/messages?limit=50"
-        ))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    let url = format!("http://{server}/v1/conversations/d:1:2/messages?limit=50");
+    crate::child::get_json(&reqwest::Client::new(), &url, 2).await
 }
 
 /// Every window shows seqs 1..=n, each once, the same (seq → body) everywhere, and the

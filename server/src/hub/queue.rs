@@ -153,6 +153,10 @@ impl<T> Receiver<T> {
     /// A frame, or whether the queue has ended (`true`) or is only empty (`false`).
     fn take(&mut self) -> Result<T, bool> {
         let mut st = self.shared.state.lock();
+        // A sender waits only after finding the queue full, so only the take that frees
+        // a full queue's first slot has anyone to wake (waking takes the waiters' lock:
+        // not something to do for every frame).
+        let was_full = st.items.len() >= self.shared.capacity;
         match st.items.pop_front() {
             Some(item) => {
                 if st.items.is_empty() {
@@ -161,7 +165,9 @@ impl<T> Receiver<T> {
                     st.items = VecDeque::new();
                 }
                 drop(st);
-                self.shared.room.notify_waiters();
+                if was_full {
+                    self.shared.room.notify_waiters();
+                }
                 Ok(item)
             }
             None => Err(st.senders == 0),

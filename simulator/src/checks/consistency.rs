@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{Check, CheckResults, Conv, DeviceLog, Entry, MsgKey, Outcome, SendRecord};
+use super::{Anomaly, Check, CheckResults, Conv, DeviceLog, Entry, MsgKey, Outcome, SendRecord};
 
 /// The one history every device must agree on: for each conversation, seq → the message
 /// the first device holding that seq has. Disagreements are recorded as faults: another
@@ -107,7 +107,7 @@ pub(crate) fn check_devices_agree(
                 };
                 if !held {
                     let who = log.who();
-                    r.fault(Check::Consistency, || {
+                    r.fault_as(Check::Consistency, Anomaly::Lost, || {
                         format!(
                             "device {who} lacks {conv} seq {seq} ({}) that another device has",
                             msg(e)

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Check, CheckResults, Conv, DeviceLog, MsgKey, Outcome, SendRecord};
+use super::{Anomaly, Check, CheckResults, Conv, DeviceLog, MsgKey, Outcome, SendRecord};
 
 /// A message stored at two inbox positions of one device.
 pub(crate) fn check_duplicates(log: &DeviceLog, r: &mut CheckResults) {
@@ -90,7 +90,7 @@ pub(crate) fn check_acknowledged(
             if !log.holds(key) {
                 lost.insert((d, *key));
                 let who = log.who();
-                r.fault(Check::ExactlyOnce, || {
+                r.fault_as(Check::ExactlyOnce, Anomaly::Lost, || {
                     format!(
                         "device {who}: acknowledged message {}:m{} ({} seq {seq}) never arrived",
                         key.0, key.1, s.conv

@@ -19,6 +19,7 @@
 //! the devices' records ([`log`]) and the messages they name ([`message`]); this module
 //! holds the checks and their results, and [`run_final`], which runs them all.
 
+pub mod anomaly;
 pub mod consistency;
 pub mod delivery;
 pub mod log;
@@ -29,6 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+pub use self::anomaly::Anomaly;
 use self::log::Epoch;
 pub use self::log::{DeviceLog, Entry, Observed, Via};
 pub use self::message::{Conv, MsgKey, Outcome, SendRecord, body_hash, client_id, parse_client_id};
@@ -95,16 +97,39 @@ pub struct CheckResults {
     pub entries_checked: u64,
     /// Conversations compared across devices.
     pub conversations_checked: u64,
+    /// The same faults by kind of anomaly ([`Anomaly`]), with their own examples.
+    #[serde(default)]
+    pub anomalies: BTreeMap<Anomaly, u64>,
+    #[serde(default)]
+    pub anomaly_examples: BTreeMap<Anomaly, Vec<String>>,
 }
 
 impl CheckResults {
-    /// Records one fault.
+    /// Records one fault, of the kind of anomaly the check usually finds.
     pub fn fault(&mut self, check: Check, detail: impl FnOnce() -> String) {
+        self.fault_as(check, Anomaly::of(check), detail);
+    }
+
+    /// Records one fault of `check` that is an anomaly of kind `kind`.
+    pub fn fault_as(&mut self, check: Check, kind: Anomaly, detail: impl FnOnce() -> String) {
         *self.faults.entry(check).or_default() += 1;
+        *self.anomalies.entry(kind).or_default() += 1;
         let ex = self.examples.entry(check).or_default();
-        if ex.len() < MAX_EXAMPLES {
-            ex.push(detail());
+        let by_kind = self.anomaly_examples.entry(kind).or_default();
+        if ex.len() < MAX_EXAMPLES || by_kind.len() < MAX_EXAMPLES {
+            let text = detail();
+            if by_kind.len() < MAX_EXAMPLES {
+                by_kind.push(text.clone());
+            }
+            if ex.len() < MAX_EXAMPLES {
+                ex.push(text);
+            }
         }
+    }
+
+    /// Anomalies of one kind.
+    pub fn anomalies_of(&self, kind: Anomaly) -> u64 {
+        self.anomalies.get(&kind).copied().unwrap_or(0)
     }
 
     /// Faults of one check.
@@ -123,6 +148,17 @@ impl CheckResults {
         }
         for (c, ex) in &other.examples {
             let mine = self.examples.entry(*c).or_default();
+            for e in ex {
+                if mine.len() < MAX_EXAMPLES {
+                    mine.push(e.clone());
+                }
+            }
+        }
+        for (k, n) in &other.anomalies {
+            *self.anomalies.entry(*k).or_default() += n;
+        }
+        for (k, ex) in &other.anomaly_examples {
+            let mine = self.anomaly_examples.entry(*k).or_default();
             for e in ex {
                 if mine.len() < MAX_EXAMPLES {
                     mine.push(e.clone());
@@ -381,6 +417,60 @@ pub(crate) mod tests {
         a.observe(2, entry(1, 1, 2), Via::Own);
         a.end_connection();
         assert!(a.online.faults.is_empty(), "{:?}", a.online);
+    }
+
+    #[test]
+    fn faults_are_classified_as_anomalies() {
+        // Lost: b never got seq 2.
+        let mut w = World::clean(&[(1, 1), (1, 2), (1, 3)]);
+        w.logs[1].inbox.remove(&2);
+        w.logs[1].positions.remove(&(1, 2));
+        let r = w.check();
+        assert!(r.anomalies_of(Anomaly::Lost) > 0, "{r:?}");
+        assert_eq!(r.anomalies_of(Anomaly::Duplicated), 0, "{r:?}");
+        // Duplicated: delivered live twice.
+        let mut w = World::clean(&[(1, 1), (1, 2)]);
+        w.logs[1].observe(2, entry(1, 2, 2), Via::Live);
+        let r = w.check();
+        assert!(r.anomalies_of(Anomaly::Duplicated) > 0, "{r:?}");
+        assert_eq!(r.anomalies_of(Anomaly::Lost), 0, "{r:?}");
+        // Skipped, not lost: the live stream skipped 2 and sync filled it in.
+        let mut w = World::clean(&[(1, 1), (1, 2), (1, 3)]);
+        let mut b = DeviceLog::new(2, "b".into());
+        b.observe(1, entry(1, 1, 1), Via::Live);
+        b.observe(3, entry(1, 3, 3), Via::Live);
+        b.observe(2, entry(1, 2, 2), Via::Sync);
+        w.logs[1] = b;
+        let r = w.check();
+        assert!(r.anomalies_of(Anomaly::Skipped) > 0, "{r:?}");
+        assert_eq!(r.anomalies_of(Anomaly::Lost), 0, "{r:?}");
+        // Divergent: a renumbered message; phantom: an altered body.
+        let mut w = World::clean(&[(1, 1), (1, 2)]);
+        w.logs[1].inbox.get_mut(&2).unwrap().seq = 3;
+        assert!(w.check().anomalies_of(Anomaly::Divergent) > 0);
+        let mut w = World::clean(&[(1, 1)]);
+        w.logs[1].inbox.get_mut(&1).unwrap().body_hash ^= 1;
+        assert!(w.check().anomalies_of(Anomaly::Phantom) > 0);
+        // Every fault is one anomaly: the two tables add up to the same total.
+        let total: u64 = r.faults.values().sum();
+        assert_eq!(total, r.anomalies.values().sum::<u64>());
+    }
+
+    #[test]
+    fn anomalies_merge_with_their_examples() {
+        let mut a = CheckResults::default();
+        a.fault_as(Check::Consistency, Anomaly::StaleRead, || "stale".into());
+        let mut b = CheckResults::default();
+        b.fault(Check::Order, || "late".into());
+        b.fault_as(Check::Consistency, Anomaly::StaleRead, || "again".into());
+        a.merge(&b);
+        assert_eq!(a.anomalies_of(Anomaly::StaleRead), 2);
+        assert_eq!(a.anomalies_of(Anomaly::Reordered), 1);
+        assert_eq!(
+            a.anomaly_examples[&Anomaly::StaleRead],
+            vec!["stale", "again"]
+        );
+        assert_eq!(a.count(Check::Consistency), 2);
     }
 
     #[test]

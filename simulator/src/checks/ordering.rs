@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Check, CheckResults, Conv, DeviceLog, Entry, Epoch};
+use super::{Anomaly, Check, CheckResults, Conv, DeviceLog, Entry, Epoch};
 
 /// A live `msg` at `useq` on connection `conn`: it must come after every live frame of
 /// that connection, and never twice on it.
@@ -51,7 +51,7 @@ pub(super) fn check_live_gaps(log: &mut DeviceLog, epoch: &Epoch) {
     let who = log.who();
     for (from, to, a, b) in faults {
         for _ in from..=to {
-            log.online.fault(Check::Gaps, || {
+            log.online.fault_as(Check::Gaps, Anomaly::Skipped, || {
                 format!(
                     "device {who}: the live stream skipped inbox positions {from}..={to} (between {a} and {b})"
                 )

@@ -8,7 +8,7 @@
 //! load and can be driven by any recorder.
 
 use super::frames::MsgFrame;
-use crate::checks::{Check, Conv, MsgKey, Via};
+use crate::checks::{Anomaly, Check, Conv, MsgKey, Via};
 
 /// The sink a device reports to. Called from the device's reader task, once per event,
 /// so implementations must be cheap and must not block.
@@ -29,6 +29,13 @@ pub trait DeviceEvents: Send + Sync {
     /// A frame that breaks a check before it could reach the device's log; `detail` is
     /// only called when the check keeps another example.
     fn fault(&self, check: Check, detail: &dyn Fn() -> String);
+
+    /// The same, for a fault of a kind the check does not usually find.
+    fn fault_as(&self, check: Check, kind: Anomaly, detail: &dyn Fn() -> String);
+
+    /// The highest seq of `conv` whose `sent` has come back so far (0 for none): a read
+    /// of the conversation made after this must hold it.
+    fn acked_high(&self, conv: Conv) -> u64;
 
     /// A message reached a device for the first time, live or through sync; `key` names
     /// it when its client id is one of the simulator's; `node` is the device's node

@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::events::DeviceEvents;
 use super::frames::{self, MsgFrame, ServerFrame};
-use crate::checks::{self, Check, Conv, DeviceLog, Entry, Observed, Via};
+use crate::checks::{self, Anomaly, Check, Conv, DeviceLog, Entry, Observed, Via};
 
 /// A device's node when the server did not say (an older server, or offline).
 pub const NO_NODE: u16 = u16::MAX;
@@ -77,7 +77,10 @@ pub struct SyncPage {
 #[derive(Debug)]
 enum Answer {
     Sync(SyncPage),
-    History,
+    /// A history page, with the newest seq it held.
+    History {
+        newest: Option<u64>,
+    },
 }
 
 type SendWaiter = oneshot::Sender<Result<Sent, RequestError>>;
@@ -224,9 +227,25 @@ impl Device {
         limit: u32,
         timeout: Duration,
     ) -> Result<(), RequestError> {
+        // What was acknowledged before the read was made must be in it (the newest page).
+        let floor = conv
+            .parse::<Conv>()
+            .map_or(0, |c| self.events.acked_high(c));
         let rx = self.request(frames::history(conv, limit))?;
         match wait(rx, timeout).await? {
-            Answer::History => Ok(()),
+            Answer::History { newest } => {
+                let newest = newest.unwrap_or(0);
+                if newest < floor {
+                    let who = format!("{}/{}", self.user, self.id);
+                    self.events
+                        .fault_as(Check::Consistency, Anomaly::StaleRead, &|| {
+                            format!(
+                                "device {who}: the newest history page of {conv} ends at seq {newest}, but seq {floor} had been acknowledged before the read"
+                            )
+                        });
+                }
+                Ok(())
+            }
             Answer::Sync(_) => Err(RequestError::Server("unexpected sync answer".into())),
         }
     }
@@ -249,7 +268,7 @@ impl Device {
                     }
                     after = page.next;
                 }
-                Answer::History => {
+                Answer::History { .. } => {
                     return Err(RequestError::Server("unexpected history answer".into()));
                 }
             }
@@ -513,8 +532,9 @@ fn handle(
         } => {
             dev.events
                 .history_page(dev.user, &dev.id, &conv, &messages, next_before);
+            let newest = messages.iter().map(|m| m.seq).max();
             if let Some(w) = pending.lock().requests.pop_front() {
-                let _ = w.send(Ok(Answer::History));
+                let _ = w.send(Ok(Answer::History { newest }));
             }
         }
         ServerFrame::Error {

@@ -89,7 +89,12 @@ async fn strike(cluster: &Arc<ClusterRun>, f: &Fault, epoch: Instant) -> FaultEv
                     Ok(()) => {
                         ev.until_secs = Some(secs_since(epoch));
                         ev.what.push_str(&format!(
-                            "; started again after {after} s, healthy and joined {:.1} s later",
+                            "; started again after {after} s, {} {:.1} s later",
+                            if cluster.solo {
+                                "healthy"
+                            } else {
+                                "healthy and joined"
+                            },
                             ev.until_secs.unwrap_or(0.0) - ev.at_secs - after
                         ));
                     }
@@ -118,10 +123,17 @@ async fn strike(cluster: &Arc<ClusterRun>, f: &Fault, epoch: Instant) -> FaultEv
         }
         FaultKind::NatsOutage => {
             let secs = f.secs.unwrap_or(1.0);
-            cluster.nats.lock().kill();
+            let Some(()) = cluster.nats.lock().as_mut().map(|n| n.kill()) else {
+                ev.error = Some("the run has no NATS (one server without [cluster])".into());
+                return ev;
+            };
             tokio::time::sleep(Duration::from_secs_f64(secs)).await;
             let c = cluster.clone();
-            let r = tokio::task::spawn_blocking(move || c.nats.lock().restart()).await;
+            let r = tokio::task::spawn_blocking(move || match c.nats.lock().as_mut() {
+                Some(n) => n.restart(),
+                None => Ok(()),
+            })
+            .await;
             match r {
                 Ok(Ok(())) => {
                     ev.until_secs = Some(secs_since(epoch));

@@ -16,6 +16,9 @@ const AFTER_SECS: f64 = 5.0;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterInfo {
     pub nodes: u32,
+    /// One server without `[cluster]`, broken and restarted by the faults.
+    #[serde(default)]
+    pub solo: bool,
     /// `haproxy` or `hash`.
     pub routing: String,
     /// The shared store's kind (`postgres`, `cql`).
@@ -86,18 +89,26 @@ pub fn fault_reports(
     series: &Series,
     interval: f64,
 ) -> Vec<FaultReport> {
-    let mut taken = vec![false; recoveries.len()];
+    let end_of = |e: &FaultEvent| e.until_secs.unwrap_or(e.at_secs).max(e.at_secs);
+    // Each drop goes to the latest fault that had struck by then (faults repeated every
+    // few seconds overlap in their windows), if it is within that fault's window.
+    let mut took: Vec<Vec<f64>> = vec![Vec::new(); events.len()];
+    for (at, secs) in recoveries {
+        let owner = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.at_secs - BEFORE_SECS <= *at)
+            .max_by(|a, b| a.1.at_secs.total_cmp(&b.1.at_secs))
+            .filter(|(_, e)| *at <= end_of(e) + AFTER_SECS);
+        if let Some((k, _)) = owner {
+            took[k].push(secs * 1000.0);
+        }
+    }
     events
         .iter()
-        .map(|e| {
-            let end = e.until_secs.unwrap_or(e.at_secs).max(e.at_secs);
-            let mut took: Vec<f64> = Vec::new();
-            for (k, (at, secs)) in recoveries.iter().enumerate() {
-                if !taken[k] && *at >= e.at_secs - BEFORE_SECS && *at <= end + AFTER_SECS {
-                    taken[k] = true;
-                    took.push(secs * 1000.0);
-                }
-            }
+        .zip(took)
+        .map(|(e, mut took)| {
+            let end = end_of(e);
             took.sort_by(f64::total_cmp);
             let first = (e.at_secs / interval).floor() as u64;
             let last = (end / interval).floor() as u64 + 1;
@@ -161,6 +172,7 @@ impl ClusterRun {
         let both = f.same_node + f.cross_node;
         ClusterInfo {
             nodes: nodes.len() as u32,
+            solo: self.solo,
             routing: self.routing.name().into(),
             store: crate::namespace::label_of(&self.store_spec),
             per_node,
@@ -214,5 +226,27 @@ mod tests {
         assert_eq!(r[0].errors_during, 4);
         assert_eq!(r[1].devices_recovered, 1);
         assert_eq!(r[1].errors_during, 0);
+    }
+
+    #[test]
+    fn repeated_faults_each_keep_their_own_recoveries() {
+        // Kills 3 s apart: each window reaches into the next fault's, yet every drop
+        // belongs to the kill just before it.
+        let events = [
+            event(5.0, Some(6.0)),
+            event(8.0, Some(9.0)),
+            event(11.0, Some(12.0)),
+        ];
+        let recoveries = [
+            (5.1, 2.0),
+            (5.2, 2.1),
+            (8.1, 2.2),
+            (11.05, 2.3),
+            (11.1, 2.4),
+        ];
+        let r = fault_reports(&events, &recoveries, &Series::default(), 1.0);
+        let counts: Vec<u64> = r.iter().map(|f| f.devices_recovered).collect();
+        assert_eq!(counts, vec![2, 1, 2]);
+        assert_eq!(r[2].recovery_max_ms, Some(2400.0));
     }
 }

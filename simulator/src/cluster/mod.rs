@@ -3,6 +3,11 @@
 //! `routing = "haproxy"`, HAProxy with the shipped configuration; it samples every node
 //! while the load runs, breaks what `[[faults]]` says when it says, and reports per node.
 //!
+//! A run with `[[faults]]` but no `[cluster]` is a *solo* run: one server on the
+//! scenario's own store (any store: fjall, memory, PostgreSQL, CQL), no NATS, started again
+//! on the same port and the same data after each fault — the crash loop of one server,
+//! with the same timeline, sampling and recovery figures as a cluster's.
+//!
 //! | file | holds |
 //! |---|---|
 //! | [`helpers`] | NATS and HAProxy processes |
@@ -51,7 +56,13 @@ pub struct NodeSeries {
 /// The running cluster; shared by the run, its sampler and its faults.
 pub struct ClusterRun {
     pub nodes: Mutex<Vec<Node>>,
-    nats: Mutex<Nats>,
+    /// NATS; none for a solo run.
+    nats: Mutex<Option<Nats>>,
+    /// One server without `--cluster` (see the module's doc).
+    pub solo: bool,
+    /// A solo run's fjall directory when the scenario named none: kept for the whole run,
+    /// so every restart opens the same data.
+    _store_dir: Option<tempfile::TempDir>,
     proxy: Option<StoreProxy>,
     haproxy: Option<Haproxy>,
     pub routing: Routing,
@@ -75,6 +86,7 @@ impl ClusterRun {
         started_ms: u64,
     ) -> Result<Arc<ClusterRun>, ClusterError> {
         let c = &scenario.cluster;
+        let solo = c.nodes == 0;
         let base = effective_store(c, &scenario.server.store);
         // Unique per run even when runs start in the same second (tests run in parallel).
         let tag =
@@ -85,8 +97,24 @@ impl ClusterRun {
             "sim_{}_{tag:06x}",
             crate::namespace::compact_stamp(started_ms)
         );
-        let (store_spec, made_namespace) = crate::namespace::fresh_namespace(base, &suffix)
-            .map_or((base.to_owned(), false), |s| (s, true));
+        let mut store_dir = None;
+        let (store_spec, made_namespace) = if solo {
+            // One server on the store as a child run would use it.
+            if base == "fjall" {
+                let d = tempfile::Builder::new()
+                    .prefix("chat-sim-store-")
+                    .tempdir()
+                    .map_err(|e| ClusterError::Start(format!("no store directory: {e}")))?;
+                let spec = format!("fjall:{}", d.path().display());
+                store_dir = Some(d);
+                (spec, false)
+            } else {
+                (base.to_owned(), false)
+            }
+        } else {
+            crate::namespace::fresh_namespace(base, &suffix)
+                .map_or((base.to_owned(), false), |s| (s, true))
+        };
         let needs_relay = scenario
             .faults
             .iter()
@@ -109,10 +137,14 @@ impl ClusterRun {
         } else {
             (None, store_spec.clone())
         };
-        let nats = Nats::start(&dir.join("nats.log"))?;
+        let nats = if solo {
+            None
+        } else {
+            Some(Nats::start(&dir.join("nats.log"))?)
+        };
         let s = &scenario.server;
         let mut nodes: Vec<Node> = Vec::new();
-        for i in 1..=c.nodes {
+        for i in 1..=c.nodes.max(1) {
             let name = format!("n{i}");
             let port = free_port()?;
             let opts = ServeOptions {
@@ -124,14 +156,17 @@ impl ClusterRun {
                 send_burst: s.send_burst,
                 device_queue: s.device_queue,
                 workers: s.workers,
-                extra: vec![
-                    "--cluster".into(),
-                    nats.url(),
-                    "--node".into(),
-                    name.clone(),
-                    "--advertise".into(),
-                    format!("127.0.0.1:{port}"),
-                ],
+                extra: match &nats {
+                    Some(nats) => vec![
+                        "--cluster".into(),
+                        nats.url(),
+                        "--node".into(),
+                        name.clone(),
+                        "--advertise".into(),
+                        format!("127.0.0.1:{port}"),
+                    ],
+                    None => Vec::new(),
+                },
             };
             let dir: PathBuf = dir.to_owned();
             let node = tokio::task::spawn_blocking(move || Node::start(name, port, opts, dir))
@@ -150,9 +185,12 @@ impl ClusterRun {
         let run = ClusterRun {
             nodes: Mutex::new(nodes),
             nats: Mutex::new(nats),
+            solo,
+            _store_dir: store_dir,
             proxy,
             haproxy: None,
-            routing: c.routing,
+            // One server: every client goes to it.
+            routing: if solo { Routing::Hash } else { c.routing },
             store_spec,
             made_namespace,
             events: Mutex::new(Vec::new()),
@@ -162,7 +200,7 @@ impl ClusterRun {
         };
         run.wait_joined(Duration::from_secs(30)).await?;
         let mut run = run;
-        if c.routing == Routing::Haproxy {
+        if !solo && c.routing == Routing::Haproxy {
             let list: Vec<(String, u16)> = run
                 .nodes
                 .lock()
@@ -178,7 +216,8 @@ impl ClusterRun {
         Ok(Arc::new(run))
     }
 
-    /// Waits until every node lists all the nodes in `GET /v1/cluster` and is healthy.
+    /// Waits until every node lists all the nodes in `GET /v1/cluster` and is healthy (a
+    /// solo run's server: until it is healthy).
     pub async fn wait_joined(&self, limit: Duration) -> Result<(), ClusterError> {
         let urls: Vec<(String, String)> = self
             .nodes
@@ -191,7 +230,7 @@ impl ClusterRun {
         let deadline = Instant::now() + limit;
         for (name, url) in urls {
             loop {
-                if self.node_sees(&url).await >= want && self.healthy(&url).await {
+                if (self.solo || self.node_sees(&url).await >= want) && self.healthy(&url).await {
                     break;
                 }
                 if Instant::now() >= deadline {
@@ -350,7 +389,9 @@ impl ClusterRun {
         for n in self.nodes.lock().iter_mut() {
             n.stop(grace);
         }
-        self.nats.lock().kill();
+        if let Some(n) = self.nats.lock().as_mut() {
+            n.kill();
+        }
     }
 
     /// Drops the run's schema or keyspace (after the storage figures were taken).

@@ -13,7 +13,7 @@ use std::time::Instant;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
-use crate::checks::{self, Check, CheckResults, Conv, MsgKey, Outcome, SendRecord, Via};
+use crate::checks::{self, Anomaly, Check, CheckResults, Conv, MsgKey, Outcome, SendRecord, Via};
 use crate::client::events::DeviceEvents;
 use crate::client::frames::MsgFrame;
 use crate::client::ws::NO_NODE;
@@ -58,6 +58,8 @@ pub struct ShardRecords {
     /// Reconnects after a connection the device had not closed: (seconds after the
     /// epoch when it dropped, seconds until the device was caught up again).
     recoveries: Mutex<Vec<(f64, f64)>>,
+    /// Per conversation, the highest seq acknowledged so far (for the stale-read rule).
+    acked_high: DashMap<Conv, u64>,
 }
 
 fn micros_since(t: Instant) -> u64 {
@@ -85,6 +87,7 @@ impl ShardRecords {
             presence_supported: Mutex::new(None),
             nodes: Mutex::new(Vec::new()),
             recoveries: Mutex::new(Vec::new()),
+            acked_high: DashMap::new(),
         }
     }
 
@@ -309,6 +312,14 @@ impl DeviceEvents for ShardRecords {
         ShardRecords::fault(self, check, detail);
     }
 
+    fn fault_as(&self, check: Check, kind: Anomaly, detail: &dyn Fn() -> String) {
+        self.online_faults.lock().fault_as(check, kind, detail);
+    }
+
+    fn acked_high(&self, conv: Conv) -> u64 {
+        self.acked_high.get(&conv).map_or(0, |s| *s)
+    }
+
     fn node_index(&self, name: &str) -> u16 {
         let mut nodes = self.nodes.lock();
         match nodes.iter().position(|n| n == name) {
@@ -369,6 +380,9 @@ impl DeviceEvents for ShardRecords {
         })?;
         self.record(Latency::SendToSent, micros_since(intended));
         self.series_acked();
+        let mut high = self.acked_high.entry(conv).or_insert(0);
+        *high = (*high).max(seq);
+        drop(high);
         if let Some(waiting) = self.receipts.get(user_idx as usize) {
             waiting
                 .lock()

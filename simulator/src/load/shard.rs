@@ -193,7 +193,7 @@ impl ShardCtx {
         let mut r = checks::run_final(&logs, &sends, &participants, &devices_of);
         r.merge(&self.records.online_faults());
         for f in failures.lock().iter() {
-            r.fault(Check::Gaps, || {
+            r.fault_as(Check::Gaps, checks::Anomaly::Unverified, || {
                 format!("{f}: could not sync to the end, so its history is unchecked")
             });
         }

@@ -10,11 +10,24 @@ fn ms(v: Option<f64>) -> String {
 
 /// The blocks of the cluster section.
 pub fn blocks(c: &ClusterInfo) -> Vec<Block> {
-    let mut d = vec![Block::Heading(format!(
-        "Cluster: {} nodes over {}, routing `{}`",
-        c.nodes, c.store, c.routing
-    ))];
-    d.push(Block::Para(format!(
+    let mut d = Vec::new();
+    if c.solo {
+        d.push(Block::Heading(format!(
+            "One server over {}, broken by faults",
+            c.store
+        )));
+        d.push(Block::Para(format!(
+            "The server was started again on the same port and the same data after each fault: {} processes in all.",
+            c.per_node.iter().map(|n| n.incarnations).sum::<u32>()
+        )));
+    } else {
+        d.push(Block::Heading(format!(
+            "Cluster: {} nodes over {}, routing `{}`",
+            c.nodes, c.store, c.routing
+        )));
+    }
+    if !c.solo {
+        d.push(Block::Para(format!(
         "{:.1} acknowledged messages/s per node and {:.0} connections per node at the peak (the cluster's totals divided by its {} nodes){}. {} of {} live deliveries ({}) reached a device on another node than the one the message was sent to.",
         c.messages_per_sec_per_node,
         c.connections_per_node,
@@ -26,6 +39,7 @@ pub fn blocks(c: &ClusterInfo) -> Vec<Block> {
         c.cross_node_share
             .map_or("nodes unknown".into(), |v| format!("{:.1} %", v * 100.0)),
     )));
+    }
     d.push(Block::Table {
         head: [
             "node",

@@ -149,10 +149,21 @@ pub struct CheckInfo {
     pub examples: Vec<String>,
 }
 
+/// One kind of anomaly in Jepsen's terms: how many, and examples.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnomalyInfo {
+    pub kind: String,
+    pub description: String,
+    pub count: u64,
+    pub examples: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ChecksInfo {
     pub passed: bool,
     pub results: Vec<CheckInfo>,
+    /// The same faults by kind of anomaly, every kind listed (zero or not).
+    pub anomalies: Vec<AnomalyInfo>,
     pub messages_checked: u64,
     pub devices_checked: u64,
     pub entries_checked: u64,

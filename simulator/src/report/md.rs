@@ -266,6 +266,34 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
     if !examples.is_empty() {
         d.push(Block::List(examples));
     }
+    d.push(Block::Heading("Anomalies".into()));
+    d.push(Block::Para(
+        "The same faults in Jepsen's terms: what each would be to a user of the history. Each kind is zero or shown with examples.".into(),
+    ));
+    d.push(Block::Table {
+        head: row(&["anomaly", "what it is", "count", "examples"]),
+        rows: c
+            .anomalies
+            .iter()
+            .map(|a| {
+                vec![
+                    a.kind.clone(),
+                    a.description.clone(),
+                    a.count.to_string(),
+                    if a.examples.is_empty() {
+                        "—".into()
+                    } else {
+                        a.examples
+                            .iter()
+                            .take(3)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    },
+                ]
+            })
+            .collect(),
+    });
 
     if let Some(c) = &s.cluster {
         d.extend(super::cluster_md::blocks(c));

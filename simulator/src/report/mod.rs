@@ -245,9 +245,24 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
             examples: m.checks.examples.get(&ch).cloned().unwrap_or_default(),
         })
         .collect();
+    let anomalies = checks::Anomaly::ALL
+        .iter()
+        .map(|&k| AnomalyInfo {
+            kind: k.name().into(),
+            description: k.describe().into(),
+            count: m.checks.anomalies_of(k),
+            examples: m
+                .checks
+                .anomaly_examples
+                .get(&k)
+                .cloned()
+                .unwrap_or_default(),
+        })
+        .collect();
     let checks = ChecksInfo {
         passed: results.iter().all(|r| r.passed),
         results,
+        anomalies,
         messages_checked: m.checks.messages_checked,
         devices_checked: m.checks.devices_checked,
         entries_checked: m.checks.entries_checked,

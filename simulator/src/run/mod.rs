@@ -74,6 +74,10 @@ pub enum RunError {
     NoSecret,
     #[error("--target must be an http:// or https:// URL, got {0:?}")]
     BadTarget(String),
+    #[error(
+        "the scenario's [[faults]] kill and restart servers the run starts itself; leave out --target"
+    )]
+    FaultsNeedChild,
     #[error("cannot read the baseline {}: {message}", path.display())]
     Baseline { path: PathBuf, message: String },
     #[error("{0}")]
@@ -208,7 +212,12 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     http::wait_healthy(&http_url, Duration::from_secs(30))
         .await
         .map_err(RunError::Unhealthy)?;
-    if let Some(c) = servers.cluster() {
+    if servers.cluster().is_some_and(|c| c.solo) {
+        notes.push(format!(
+            "one server over {store_name}, broken by the scenario's {} fault(s) and started again on the same port and the same data each time",
+            crate::scenario::cluster::expand(&scenario.faults, scenario.run.seed).len()
+        ));
+    } else if let Some(c) = servers.cluster() {
         notes.push(format!(
             "a cluster of {} nodes over {store_name} joined through NATS; clients routed by {}",
             scenario.cluster.nodes,
@@ -310,7 +319,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         {
             faults = Some(tokio::spawn(crate::cluster::faults::run(
                 c.clone(),
-                scenario.faults.clone(),
+                crate::scenario::cluster::expand(&scenario.faults, scenario.run.seed),
                 epoch,
                 at,
             )));
@@ -557,7 +566,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         wall_secs: wall.elapsed().as_secs_f64(),
         target_kind: if !servers.is_child() {
             "external"
-        } else if servers.cluster().is_some() {
+        } else if servers.cluster().is_some_and(|c| !c.solo) {
             "cluster"
         } else {
             "child"

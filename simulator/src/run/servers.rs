@@ -38,6 +38,9 @@ impl Servers {
         started_ms: u64,
     ) -> Result<(Servers, Entry), RunError> {
         if let Some(t) = &opts.target {
+            if !scenario.faults.is_empty() {
+                return Err(RunError::FaultsNeedChild);
+            }
             let t = t.trim_end_matches('/').to_owned();
             if !(t.starts_with("http://") || t.starts_with("https://")) {
                 return Err(RunError::BadTarget(t));
@@ -52,7 +55,8 @@ impl Servers {
             return Ok((Servers::External, entry));
         }
         let secret = fresh_secret();
-        if scenario.cluster.nodes > 0 {
+        // Faults without [cluster] break one server the run starts and restarts itself.
+        if scenario.cluster.nodes > 0 || !scenario.faults.is_empty() {
             let c = ClusterRun::start(scenario, dir, &secret, started_ms)
                 .await
                 .map_err(|e| RunError::Cluster(e.to_string()))?;
@@ -173,6 +177,18 @@ impl Servers {
                         }
                         _ => None,
                     },
+                }
+            }
+            Servers::Cluster(c) if c.solo => {
+                let spec = c.store_spec.clone();
+                let c = c.clone();
+                let _ = tokio::task::spawn_blocking(move || c.stop(Duration::from_secs(5))).await;
+                match spec.split_once(':') {
+                    Some(("fjall", path)) => Some(storage::SettleTarget::Fjall(path.into())),
+                    Some(("postgres" | "postgresql" | "cql", _)) => {
+                        Some(storage::SettleTarget::Spec(spec))
+                    }
+                    _ => None,
                 }
             }
             Servers::Cluster(c) => {

@@ -51,6 +51,43 @@ pub struct Fault {
     /// outage lasts.
     #[serde(default)]
     pub secs: Option<f64>,
+    /// Strike this many times (1-1000): a crash loop, outages again and again.
+    #[serde(default = "one")]
+    pub repeat: u32,
+    /// With `repeat`: the mean time from one strike to the next, s. Each gap is drawn
+    /// uniformly between half and one and a half of it from the run's seed, so the
+    /// moments are random (never in step with the load's own rhythm) yet a rerun with the
+    /// same seed strikes at the same ones. It must leave room for the fault to be over.
+    #[serde(default)]
+    pub every_secs: Option<f64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The faults one by one, each repeat at its own time (seconds after the load started),
+/// drawn from `seed`; sorted by time.
+pub fn expand(faults: &[Fault], seed: u64) -> Vec<Fault> {
+    let mut out = Vec::new();
+    for (k, f) in faults.iter().enumerate() {
+        let mut rng = crate::rng::Rng::derive(seed, &[0xfa17, k as u64]);
+        let mut at = f.at_secs;
+        for i in 0..f.repeat.max(1) {
+            if i > 0 {
+                let every = f.every_secs.unwrap_or(0.0);
+                at += every * (0.5 + rng.f64());
+            }
+            out.push(Fault {
+                at_secs: at,
+                repeat: 1,
+                every_secs: None,
+                ..f.clone()
+            });
+        }
+    }
+    out.sort_by(|a, b| a.at_secs.total_cmp(&b.at_secs));
+    out
 }
 
 /// The kinds of fault.
@@ -101,6 +138,8 @@ impl Routing {
 
 /// The longest outage or restart delay a fault may ask for, seconds.
 const MAX_FAULT_SECS: f64 = 600.0;
+/// The most strikes one fault entry may ask for.
+const MAX_REPEAT: u32 = 1000;
 
 /// Checks the cluster section and the faults; `server_store` is `server.store`.
 pub fn validate(
@@ -139,12 +178,57 @@ pub fn validate(
                 format!("must be a time of at least 0 s, got {}", f.at_secs),
             );
         }
-        if cluster.nodes == 0 {
+        // Without [cluster] the run starts one server and the faults break it.
+        let nodes = cluster.nodes.max(1);
+        if cluster.nodes == 0 && f.kind == FaultKind::NatsOutage {
+            return bad(
+                field("kind"),
+                "nats_outage needs a [cluster] (nodes = 1 or more): one server without it uses no NATS".into(),
+            );
+        }
+        if f.repeat == 0 || f.repeat > MAX_REPEAT {
+            return bad(
+                field("repeat"),
+                format!("must be from 1 to {MAX_REPEAT}, got {}", f.repeat),
+            );
+        }
+        match (f.repeat, f.every_secs) {
+            (1, Some(_)) => {
+                return bad(
+                    field("every_secs"),
+                    "is the time between repeats: give `repeat` too".into(),
+                );
+            }
+            (2.., None) => {
+                return bad(
+                    field("every_secs"),
+                    format!("repeat = {} needs the mean time between strikes", f.repeat),
+                );
+            }
+            (2.., Some(e)) => {
+                // The shortest gap is half the mean: the fault must be over by then.
+                let lasts = f.secs.unwrap_or(0.0);
+                if !(e.is_finite() && e / 2.0 > lasts && e <= MAX_FAULT_SECS) {
+                    return bad(
+                        field("every_secs"),
+                        format!(
+                            "must be more than twice the fault's own {lasts} s (the shortest gap is half of it) and at most {MAX_FAULT_SECS} s, got {e}"
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+        if f.kind == FaultKind::StoreOutage
+            && cluster.nodes == 0
+            && !["postgres://", "postgresql://"]
+                .iter()
+                .any(|p| server_store.starts_with(p))
+        {
             return bad(
                 field("kind"),
                 format!(
-                    "{} needs a [cluster] (nodes = 1 or more): faults break the cluster the run starts",
-                    f.kind.name()
+                    "store_outage cuts the server off a PostgreSQL store through a relay; {server_store:?} is not one"
                 ),
             );
         }
@@ -158,11 +242,11 @@ pub fn validate(
         }
         match f.kind {
             FaultKind::KillNode | FaultKind::StopNode => match f.node {
-                Some(n) if (1..=cluster.nodes).contains(&n) => {}
+                Some(n) if (1..=nodes).contains(&n) => {}
                 Some(n) => {
                     return bad(
                         field("node"),
-                        format!("must be a node from 1 to {}, got {n}", cluster.nodes),
+                        format!("must be a node from 1 to {nodes}, got {n}"),
                     );
                 }
                 None => {
@@ -217,6 +301,8 @@ mod tests {
             kind,
             node,
             secs,
+            repeat: 1,
+            every_secs: None,
         }
     }
 
@@ -271,5 +357,55 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("needs a [cluster]"), "{e}");
+    }
+
+    #[test]
+    fn one_server_takes_kills_and_postgres_outages() {
+        let solo = Cluster::default();
+        check(&solo, &[fault(FaultKind::KillNode, Some(1), Some(1.0))]).unwrap();
+        let e = check(&solo, &[fault(FaultKind::KillNode, Some(2), Some(1.0))]).unwrap_err();
+        assert!(e.contains("faults.0.node") && e.contains("1 to 1"), "{e}");
+        // A store outage needs a relay, which only a PostgreSQL store has.
+        let e = check(&solo, &[fault(FaultKind::StoreOutage, None, Some(1.0))]).unwrap_err();
+        assert!(e.contains("PostgreSQL"), "{e}");
+        validate(
+            &solo,
+            &[fault(FaultKind::StoreOutage, None, Some(1.0))],
+            "postgres://chat:chat@127.0.0.1:5433/chat",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn repeats_need_room_between_strikes() {
+        let solo = Cluster::default();
+        let mut f = fault(FaultKind::KillNode, Some(1), Some(1.0));
+        f.repeat = 10;
+        let e = check(&solo, std::slice::from_ref(&f)).unwrap_err();
+        assert!(e.contains("faults.0.every_secs"), "{e}");
+        f.every_secs = Some(2.0);
+        let e = check(&solo, std::slice::from_ref(&f)).unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        f.every_secs = Some(5.0);
+        check(&solo, std::slice::from_ref(&f)).unwrap();
+        f.repeat = 0;
+        assert!(check(&solo, &[f]).unwrap_err().contains("faults.0.repeat"));
+    }
+
+    #[test]
+    fn repeats_strike_at_seeded_random_moments() {
+        let mut f = fault(FaultKind::KillNode, Some(1), Some(1.0));
+        f.repeat = 10;
+        f.every_secs = Some(4.0);
+        let a = expand(std::slice::from_ref(&f), 7);
+        assert_eq!(a.len(), 10);
+        assert_eq!(a[0].at_secs, 5.0);
+        let gaps: Vec<f64> = a.windows(2).map(|w| w[1].at_secs - w[0].at_secs).collect();
+        assert!(gaps.iter().all(|g| (2.0..=6.0).contains(g)), "{gaps:?}");
+        // Not evenly spaced, and the same for the same seed.
+        assert!(gaps.iter().any(|g| (g - gaps[0]).abs() > 0.01), "{gaps:?}");
+        assert_eq!(a, expand(std::slice::from_ref(&f), 7));
+        assert_ne!(a, expand(&[f], 8));
     }
 }

@@ -196,7 +196,7 @@ secs = 2
 }
 
 #[test]
-fn a_cluster_needs_a_shared_store_and_faults_need_a_cluster() {
+fn a_cluster_needs_a_shared_store_and_nats_outages_need_a_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let path = tiny_scenario(dir.path(), "[cluster]\nnodes = 2\n");
     let out = chat_sim(&["check", path.to_str().unwrap()]);

@@ -26,8 +26,9 @@ fn run_through(fault: Fault, extra: &str) -> (std::process::Output, tempfile::Te
     (out, dir)
 }
 
-/// The run must exit 1 and print a failure line for `check`.
-fn assert_caught(fault: Fault, check: &str) {
+/// The run must exit 1 and print a failure line for `check`, and the report's anomaly
+/// table must count `anomaly`.
+fn assert_caught(fault: Fault, check: &str, anomaly: &str) {
     let (out, _dir) = run_through(fault, "");
     let all = text(&out);
     assert_eq!(
@@ -54,6 +55,18 @@ fn assert_caught(fault: Fault, check: &str) {
         .as_u64()
         .unwrap();
     assert!(faults > 0, "{fault:?}: {check} counted no fault");
+    let anomalies = s["checks"]["anomalies"].as_array().unwrap();
+    let count = |kind: &str| {
+        anomalies.iter().find(|a| a["kind"] == kind).unwrap()["count"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(
+        count(anomaly) > 0,
+        "{fault:?}: no {anomaly} anomaly in {anomalies:?}"
+    );
+    let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(md.contains("## Anomalies"), "{md}");
 }
 
 #[test]
@@ -67,32 +80,43 @@ fn a_clean_run_through_the_proxy_passes() {
         s["checks"]["messages_checked"].as_u64().unwrap() > 50,
         "{s}"
     );
+    // Every kind of anomaly is listed, each at zero.
+    let anomalies = s["checks"]["anomalies"].as_array().unwrap();
+    assert!(anomalies.len() >= 5, "{anomalies:?}");
+    for a in anomalies {
+        assert_eq!(a["count"], 0, "{a}");
+    }
     assert_eq!(s["target"]["kind"], "external");
 }
 
 #[test]
 fn a_lost_stored_message_is_caught() {
-    assert_caught(Fault::Lose(25), "exactly_once");
+    assert_caught(Fault::Lose(25), "exactly_once", "lost");
 }
 
 #[test]
 fn a_duplicated_frame_is_caught() {
-    assert_caught(Fault::Duplicate(25), "exactly_once");
+    assert_caught(Fault::Duplicate(25), "exactly_once", "duplicated");
 }
 
 #[test]
 fn reordered_frames_are_caught() {
-    assert_caught(Fault::Reorder(25), "order");
+    assert_caught(Fault::Reorder(25), "order", "reordered");
 }
 
 #[test]
 fn a_renumbered_seq_is_caught() {
-    assert_caught(Fault::Renumber(25), "consistency");
+    assert_caught(Fault::Renumber(25), "consistency", "divergent");
 }
 
 #[test]
 fn a_phantom_message_is_caught() {
-    assert_caught(Fault::Phantom(25), "no_phantoms");
+    assert_caught(Fault::Phantom(25), "no_phantoms", "phantom");
+}
+
+#[test]
+fn a_stale_history_read_is_caught() {
+    assert_caught(Fault::StaleHistory(5), "consistency", "stale read");
 }
 
 #[test]

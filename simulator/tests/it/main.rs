@@ -4,6 +4,7 @@ mod capacity;
 mod cli;
 mod cluster;
 mod compare;
+mod crashloop;
 mod dashboard;
 mod end_to_end;
 mod faults;

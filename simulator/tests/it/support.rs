@@ -166,6 +166,9 @@ pub enum Fault {
     Renumber(usize),
     /// Injects a message nobody sent before the n-th live `msg`.
     Phantom(usize),
+    /// From the n-th history page on, leaves each page's newest message out, as a
+    /// server reading from a lagging replica or a stale cache would.
+    StaleHistory(usize),
     /// Answers `POST /v1/groups` with 404, as a server without groups.
     NoGroups,
 }
@@ -173,6 +176,7 @@ pub enum Fault {
 #[derive(Default)]
 struct FaultState {
     msgs: usize,
+    histories: usize,
     /// (from, id) of the message the proxy "lost".
     lost: Option<(u64, String)>,
 }
@@ -385,6 +389,17 @@ impl Proxy {
             Some("sync") if st.lost.is_some() => {
                 if let Some(items) = v["items"].as_array_mut() {
                     items.retain(|m| !is_lost(m, &st.lost));
+                }
+                vec![v.to_string()]
+            }
+            Some("history") if matches!(self.fault, Fault::StaleHistory(_)) => {
+                st.histories += 1;
+                if let Fault::StaleHistory(k) = self.fault
+                    && st.histories >= k
+                    && let Some(items) = v["messages"].as_array_mut()
+                    && !items.is_empty()
+                {
+                    items.remove(0);
                 }
                 vec![v.to_string()]
             }

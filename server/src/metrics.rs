@@ -43,6 +43,9 @@ pub struct Metrics {
     pub presence_published: Counter,
     pub cache_hits: Family<CacheLabel, Counter>,
     pub cache_misses: Family<CacheLabel, Counter>,
+    /// Tasks alive on the runtime, read at each scrape: a leak of tasks (a session or a
+    /// timer that never ends) shows as a slope over a long run.
+    runtime_tasks: Gauge,
 }
 
 impl Default for Metrics {
@@ -68,6 +71,7 @@ impl Metrics {
             push_coalesced: Counter::default(),
             overflow_closed: Counter::default(),
             presence_published: Counter::default(),
+            runtime_tasks: Gauge::default(),
             cache_hits: Family::default(),
             cache_misses: Family::default(),
             registry: Registry::default(),
@@ -147,11 +151,21 @@ impl Metrics {
             "Cacheable reads that went to the store",
             m.cache_misses.clone(),
         );
+        r.register(
+            "runtime_tasks",
+            "Tasks alive on the server's runtime",
+            m.runtime_tasks.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            let alive = h.metrics().num_alive_tasks();
+            self.runtime_tasks
+                .set(i64::try_from(alive).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

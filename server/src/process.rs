@@ -202,6 +202,10 @@ pub struct ProcSample {
     pub cpu_secs: f64,
     /// Resident memory, bytes.
     pub rss_bytes: u64,
+    /// Open file descriptors (sockets, the store's files), and OS threads: what a long
+    /// run watches for leaks.
+    pub open_fds: u64,
+    pub threads: u64,
 }
 
 fn proc_dir(pid: Option<u32>) -> String {
@@ -216,6 +220,10 @@ pub fn sample(pid: Option<u32>) -> Option<ProcSample> {
     Some(ProcSample {
         cpu_secs: cpu_secs(pid).ok()?,
         rss_bytes: status_kb(pid, "VmRSS:").ok()? * 1024,
+        open_fds: std::fs::read_dir(format!("{}/fd", proc_dir(pid)))
+            .map_or(0, |d| d.count() as u64),
+        // A count, not kB, but the field has the same shape.
+        threads: status_kb(pid, "Threads:").unwrap_or(0),
     })
 }
 

@@ -40,6 +40,7 @@ Scenario files (TOML; scenarios/README.md documents each knob):
                p99_history_ms, p99_reconnect_ms (milliseconds from intended times),
                max_error_rate, min_sent_ratio, max_bytes_per_message,
                max_server_cpu_percent, max_server_rss_mib, max_fault_recovery_ms,
+               max_rss_growth_mib_per_min, max_fds_growth_per_min, max_tasks_growth_per_min,
                checks (\"all\"|\"none\"|[order, gaps, exactly_once, no_phantoms, consistency]),
                baseline_tolerance (for --baseline; 0.2 = 20 %)
 Rates are per simulated day; durations are real seconds. Any field can be overridden:

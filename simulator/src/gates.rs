@@ -191,6 +191,34 @@ pub fn evaluate(scenario: &Scenario, s: &Summary) -> Vec<GateResult> {
             " MiB",
         ));
     }
+    let trend = s.server.as_ref().and_then(|x| x.trend.as_ref());
+    for (name, what, max, value, unit) in [
+        (
+            "max_rss_growth_mib_per_min",
+            "server memory growth over the steady load",
+            g.max_rss_growth_mib_per_min,
+            trend.map(|t| t.rss_mib_per_min),
+            " MiB/min",
+        ),
+        (
+            "max_fds_growth_per_min",
+            "server open files growth over the steady load",
+            g.max_fds_growth_per_min,
+            trend.map(|t| t.open_fds_per_min),
+            " /min",
+        ),
+        (
+            "max_tasks_growth_per_min",
+            "server runtime tasks growth over the steady load",
+            g.max_tasks_growth_per_min,
+            trend.and_then(|t| t.tasks_per_min),
+            " /min",
+        ),
+    ] {
+        if let Some(max) = max {
+            out.push(at_most(name, what, value, max, unit));
+        }
+    }
     if let Some(max) = g.max_fault_recovery_ms {
         // The slowest recovery of any fault: the run's faults must all have been caught
         // up within the bound (a run without faults has nothing to measure).

@@ -298,7 +298,18 @@ impl ClusterRun {
         Some(ProcSample {
             cpu_secs: nodes.iter().map(|n| n.totals().cpu_secs).sum(),
             rss_bytes: nodes.iter().map(|n| n.rss_bytes).sum(),
+            open_fds: nodes.iter().map(|n| n.open_fds).sum(),
+            threads: nodes.iter().map(|n| n.threads).sum(),
         })
+    }
+
+    /// Tasks alive on every node's runtime, added (`None` until a node reported).
+    pub fn tasks(&self) -> Option<u64> {
+        self.nodes
+            .lock()
+            .iter()
+            .filter_map(|n| n.tasks)
+            .reduce(|a, b| a + b)
     }
 
     /// The store's bytes on disk, as the first node up last reported.

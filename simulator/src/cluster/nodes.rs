@@ -34,6 +34,8 @@ impl NodeCounters {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Scrape {
     pub connections: u64,
+    /// Tasks alive on the node's runtime (absent from older servers).
+    pub tasks: Option<u64>,
     pub messages_stored: u64,
     pub messages_delivered: u64,
 }
@@ -53,6 +55,7 @@ pub fn parse_metrics(text: &str) -> Scrape {
             "chat_connections" => s.connections = v,
             "chat_messages_stored_total" => s.messages_stored = v,
             "chat_messages_delivered_total" => s.messages_delivered = v,
+            "chat_runtime_tasks" => s.tasks = Some(v),
             _ => {}
         }
     }
@@ -77,6 +80,10 @@ pub struct Node {
     pub connections_peak: u64,
     pub rss_bytes: u64,
     pub rss_peak_bytes: u64,
+    /// The current incarnation's open files, threads and runtime tasks at its last sample.
+    pub open_fds: u64,
+    pub threads: u64,
+    pub tasks: Option<u64>,
     /// Connections the host lets one node process hold.
     pub host_capacity: u64,
 }
@@ -102,6 +109,9 @@ impl Node {
             connections_peak: 0,
             rss_bytes: 0,
             rss_peak_bytes: 0,
+            open_fds: 0,
+            threads: 0,
+            tasks: None,
             host_capacity: 0,
         };
         let child = n.spawn()?;
@@ -167,12 +177,15 @@ impl Node {
             self.now.cpu_secs = self.now.cpu_secs.max(p.cpu_secs);
             self.rss_bytes = p.rss_bytes;
             self.rss_peak_bytes = self.rss_peak_bytes.max(p.rss_bytes);
+            self.open_fds = p.open_fds;
+            self.threads = p.threads;
         }
         if let Some(s) = scrape {
             self.now.messages_stored = self.now.messages_stored.max(s.messages_stored);
             self.now.messages_delivered = self.now.messages_delivered.max(s.messages_delivered);
             self.connections = s.connections;
             self.connections_peak = self.connections_peak.max(s.connections);
+            self.tasks = s.tasks;
         }
     }
 
@@ -189,6 +202,9 @@ impl Node {
         self.now = NodeCounters::default();
         self.connections = 0;
         self.rss_bytes = 0;
+        self.open_fds = 0;
+        self.threads = 0;
+        self.tasks = None;
         Some(child)
     }
 
@@ -242,12 +258,14 @@ mod tests {
                     chat_connections 12\n\
                     chat_messages_stored_total 340\n\
                     chat_messages_delivered_total 1000\n\
+                    chat_runtime_tasks 57\n\
                     chat_store_op_seconds_bucket{op=\"append\",le=\"0.1\"} 5\n\
                     # EOF\n";
         assert_eq!(
             parse_metrics(text),
             Scrape {
                 connections: 12,
+                tasks: Some(57),
                 messages_stored: 340,
                 messages_delivered: 1000
             }

@@ -156,6 +156,7 @@ mod tests {
             server: Some(ProcSample {
                 cpu_secs: cpu,
                 rss_bytes: 64 << 20,
+                ..ProcSample::default()
             }),
             ..Sample::default()
         }

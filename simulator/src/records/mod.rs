@@ -137,6 +137,8 @@ pub struct Sample {
     pub deliveries: u64,
     pub errors: u64,
     pub server: Option<ProcSample>,
+    /// Tasks alive on the server's runtime (every node's, added), from `/metrics`.
+    pub server_tasks: Option<u64>,
     pub disk_bytes: Option<u64>,
     pub load_cpu_secs: f64,
 }

@@ -235,6 +235,7 @@ mod tests {
                 server: Some(ProcSample {
                     cpu_secs: cpu,
                     rss_bytes: 4_000_000 + 20_000 * connected as u64 + 1_000 * acked,
+                    ..ProcSample::default()
                 }),
                 ..Sample::default()
             });
@@ -273,6 +274,7 @@ mod tests {
                 server: Some(ProcSample {
                     cpu_secs: t as f64 * 0.1,
                     rss_bytes: 1,
+                    ..ProcSample::default()
                 }),
                 ..Sample::default()
             })

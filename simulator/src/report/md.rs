@@ -335,6 +335,29 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
                 |c| c.describe(),
             ),
         ]);
+        if let Some(t) = &sv.trend {
+            res.push(vec![
+                "server growth over the steady load".into(),
+                format!(
+                    "memory {:+.2} MiB/min ({:.0} → {:.0} MiB), open files {:+.1}/min ({} → {}), threads {:+.1}/min ({} → {}), runtime tasks {} — over {:.0} s from {:.0} s",
+                    t.rss_mib_per_min,
+                    t.rss_mib[0],
+                    t.rss_mib[1],
+                    t.open_fds_per_min,
+                    t.open_fds[0],
+                    t.open_fds[1],
+                    t.threads_per_min,
+                    t.threads[0],
+                    t.threads[1],
+                    match (t.tasks_per_min, t.tasks) {
+                        (Some(v), Some([a, b, _])) => format!("{v:+.1}/min ({a} → {b})"),
+                        _ => "not reported".into(),
+                    },
+                    t.to_secs - t.from_secs,
+                    t.from_secs,
+                ),
+            ]);
+        }
     } else {
         res.push(vec![
             "server".into(),

@@ -13,6 +13,7 @@ pub mod json;
 pub mod md;
 pub mod plots;
 pub mod storage_plot;
+pub mod trend;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -348,6 +349,11 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
             memory_bytes_per_connection: per_conn,
             cpu_us_per_message: (c.sends_acked > 0).then(|| cpu * 1e6 / c.sends_acked as f64),
             costs: costs::ServerCosts::fit(i.samples, m.load_start, m.load_end),
+            trend: trend::resources(
+                i.samples,
+                m.load_start + s.run.ramp_up_secs as f64,
+                m.load_end,
+            ),
         }
     });
     let simulator = SimulatorInfo {

@@ -311,6 +311,26 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
             }
         })
     });
+    // One child server's runtime tasks, read from its /metrics in the background (a
+    // cluster's come with its nodes' samples).
+    let child_tasks = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    let tasks_sampler = (servers.is_child() && servers.cluster().is_none()).then(|| {
+        let (tasks, url) = (child_tasks.clone(), format!("{http_url}/metrics"));
+        let every = Duration::from_secs_f64(scenario.run.sample_interval_secs);
+        tokio::spawn(async move {
+            let http = crate::client::http::client();
+            loop {
+                let r = http.get(&url).timeout(Duration::from_secs(1)).send().await;
+                if let Ok(r) = r
+                    && let Ok(text) = r.text().await
+                    && let Some(n) = crate::cluster::nodes::parse_metrics(&text).tasks
+                {
+                    tasks.store(n, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    });
     let mut faults: Option<tokio::task::JoinHandle<()>> = None;
     let mut start_faults = |load_start: Option<f64>| {
         if faults.is_none()
@@ -405,6 +425,11 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
             deliveries: progress.deliveries,
             errors: progress.errors,
             server: servers.sample(),
+            server_tasks: match servers.cluster() {
+                Some(c) => c.tasks(),
+                None => Some(child_tasks.load(std::sync::atomic::Ordering::Relaxed))
+                    .filter(|&n| n != u64::MAX),
+            },
             disk_bytes: servers.disk_bytes(),
             load_cpu_secs: load_cpu,
         }
@@ -509,6 +534,9 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         c.sample_nodes(epoch.elapsed().as_secs_f64()).await;
     }
     if let Some(t) = sampler {
+        t.abort();
+    }
+    if let Some(t) = tasks_sampler {
         t.abort();
     }
     let server_end = servers.sample();

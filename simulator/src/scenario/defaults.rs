@@ -137,6 +137,9 @@ impl Default for Gates {
             max_server_cpu_percent: None,
             max_server_rss_mib: None,
             max_fault_recovery_ms: None,
+            max_rss_growth_mib_per_min: None,
+            max_fds_growth_per_min: None,
+            max_tasks_growth_per_min: None,
             checks: CheckSelection::default(),
             baseline_tolerance: 0.2,
         }

@@ -307,6 +307,15 @@ impl Scenario {
             ("gates.max_server_rss_mib", gates.max_server_rss_mib),
             ("gates.max_fault_recovery_ms", gates.max_fault_recovery_ms),
             (
+                "gates.max_rss_growth_mib_per_min",
+                gates.max_rss_growth_mib_per_min,
+            ),
+            ("gates.max_fds_growth_per_min", gates.max_fds_growth_per_min),
+            (
+                "gates.max_tasks_growth_per_min",
+                gates.max_tasks_growth_per_min,
+            ),
+            (
                 "capacity.min_messages_per_sec",
                 self.capacity.min_messages_per_sec,
             ),

@@ -25,7 +25,8 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
     #[arg(long, env = "CHAT_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: String,
-    /// Storage backend: `memory`, `fjall:PATH` (embedded and durable),
+    /// Storage backend: `memory`, `fjall:PATH` (embedded and durable;
+    /// `fjall:PATH?memtable_bytes=N` flushes memtables at N bytes, for a new directory),
     /// `postgres://USER:PASSWORD@HOST:PORT/DB` or `cql://HOST:PORT/KEYSPACE`.
     #[arg(long, env = "CHAT_STORE", default_value = "fjall:./chat-data")]
     pub store: String,

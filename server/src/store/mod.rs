@@ -36,7 +36,7 @@ use thiserror::Error;
 use crate::model::{ClientMsgId, ConvId, UserId};
 
 pub use self::cql::{CqlStore, Settings as CqlSettings};
-pub use self::fjall::FjallStore;
+pub use self::fjall::{FjallStore, FjallTuning};
 pub use self::memory::MemoryStore;
 pub use self::postgres::PostgresStore;
 pub use self::storage::{StorageReport, Table};
@@ -487,9 +487,9 @@ pub async fn open(spec: &str) -> Result<Backend, OpenError> {
     open_with(spec, &StoreOptions::default()).await
 }
 
-/// Opens the backend that a `--store` value names: `memory`, `fjall:PATH`,
-/// `postgres://…` or `cql://…`. Unknown schemes are refused with a message listing the
-/// known ones.
+/// Opens the backend that a `--store` value names: `memory`, `fjall:PATH` (options after a
+/// `?`: [`FjallTuning`]), `postgres://…` or `cql://…`. Unknown schemes are refused with a
+/// message listing the known ones.
 pub async fn open_with(spec: &str, options: &StoreOptions) -> Result<Backend, OpenError> {
     let (scheme, rest) = match spec.split_once(':') {
         Some((s, r)) => (s, Some(r)),
@@ -497,12 +497,14 @@ pub async fn open_with(spec: &str, options: &StoreOptions) -> Result<Backend, Op
     };
     match (scheme, rest) {
         ("memory", None) => Ok(Arc::new(MemoryStore::with_options(options)).into()),
-        ("fjall", Some(path)) if !path.is_empty() => {
-            let path = std::path::PathBuf::from(path);
+        ("fjall", Some(rest)) if !rest.is_empty() => {
+            let (path, tuning) = FjallTuning::parse(rest).map_err(OpenError::Spec)?;
             let options = options.clone();
-            let store = tokio::task::spawn_blocking(move || FjallStore::open_with(&path, &options))
-                .await
-                .map_err(|e| OpenError::Backend(e.to_string()))??;
+            let store = tokio::task::spawn_blocking(move || {
+                FjallStore::open_tuned(&path, &options, &tuning)
+            })
+            .await
+            .map_err(|e| OpenError::Backend(e.to_string()))??;
             Ok(Arc::new(store).into())
         }
         ("fjall", _) => Err(OpenError::Spec(

@@ -54,6 +54,52 @@ mod writer;
 use self::maintenance::{IdemExpiry, allocated_bytes};
 use self::writer::{Completion, Job, Wait, Writer};
 
+/// fjall's sizes where they differ from its defaults, from the options of a `--store
+/// fjall:PATH?memtable_bytes=N` spec.
+///
+/// `memtable_bytes` is the size at which a keyspace's memtable is sealed and flushed to a
+/// table (fjall's default is 64 MiB). fjall keeps it with the keyspace when the keyspace is
+/// created, so it applies to a new store directory; an existing one keeps its own. A tiny
+/// value makes flushes happen all the time, which the crash tests use. (The journal is
+/// rotated at the first flush after it passed 64 MB, a size fjall 3 does not let one
+/// change.)
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FjallTuning {
+    pub memtable_bytes: Option<u64>,
+}
+
+impl FjallTuning {
+    /// Splits what follows `fjall:` into the directory and the options after a `?`
+    /// (`memtable_bytes=N`, N at least 1024).
+    pub fn parse(rest: &str) -> Result<(std::path::PathBuf, FjallTuning), String> {
+        let Some((path, query)) = rest.split_once('?') else {
+            return Ok((rest.into(), FjallTuning::default()));
+        };
+        let mut tuning = FjallTuning::default();
+        for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+            match kv.split_once('=') {
+                Some(("memtable_bytes", v)) => {
+                    let bytes = v
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|b| *b >= 1024)
+                        .ok_or_else(|| format!("memtable_bytes={v}: expected bytes, >= 1024"))?;
+                    tuning.memtable_bytes = Some(bytes);
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown fjall option {kv:?}: expected memtable_bytes=N"
+                    ));
+                }
+            }
+        }
+        if path.is_empty() {
+            return Err("fjall needs a directory: --store fjall:PATH".into());
+        }
+        Ok((path.into(), tuning))
+    }
+}
+
 /// The fjall store.
 pub struct FjallStore {
     tables: Arc<Tables>,
@@ -98,6 +144,15 @@ impl FjallStore {
     /// Opens (or creates) the store in `path`; idempotency records older than the options'
     /// window are dropped by compaction ([`IdemExpiry`]). Blocking.
     pub fn open_with(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+        Self::open_tuned(path, options, &FjallTuning::default())
+    }
+
+    /// [`Self::open_with`], with fjall's sizes as `tuning` sets them. Blocking.
+    pub fn open_tuned(
+        path: &Path,
+        options: &StoreOptions,
+        tuning: &FjallTuning,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(path).map_err(unavailable)?;
         let window_ms = u64::try_from(options.idempotency_window.as_millis()).unwrap_or(u64::MAX);
         let expiry: Arc<dyn Factory> = Arc::new(IdemExpiry { window_ms });
@@ -109,7 +164,13 @@ impl FjallStore {
             }))
             .open()
             .map_err(unavailable)?;
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let memtable_bytes = tuning.memtable_bytes;
+        let ks = |name: &str| {
+            db.keyspace(name, || match memtable_bytes {
+                Some(bytes) => KeyspaceCreateOptions::default().max_memtable_size(bytes),
+                None => KeyspaceCreateOptions::default(),
+            })
+        };
         let tables = Arc::new(Tables {
             msgs: ks("msgs").map_err(unavailable)?,
             inbox: ks("inbox").map_err(unavailable)?,
@@ -790,5 +851,27 @@ impl PushStore for FjallStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tuning_tests {
+    use super::FjallTuning;
+
+    #[test]
+    fn options_follow_a_question_mark() {
+        let (path, t) = FjallTuning::parse("/data/chat").unwrap();
+        assert_eq!(
+            (path.to_str(), t),
+            (Some("/data/chat"), FjallTuning::default())
+        );
+        let (path, t) = FjallTuning::parse("./d?memtable_bytes=65536").unwrap();
+        assert_eq!(
+            (path.to_str(), t.memtable_bytes),
+            (Some("./d"), Some(65536))
+        );
+        assert!(FjallTuning::parse("./d?memtable_bytes=12").is_err());
+        assert!(FjallTuning::parse("./d?journal=1").is_err());
+        assert!(FjallTuning::parse("?memtable_bytes=65536").is_err());
     }
 }

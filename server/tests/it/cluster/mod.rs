@@ -2,7 +2,7 @@
 //! PostgreSQL schema or Cassandra keyspace (in this process, or as child processes where a
 //! node is killed): the crossing case across nodes with one order on every device,
 //! presence across nodes, group fan-out and a removed member across nodes, NATS restarted
-//! under load with nothing lost and `/healthz` following it, kill -9 of a node under load
+//! five times under load with nothing lost and `/healthz` following it, kill -9 of a node under load
 //! with nothing acknowledged lost, and the stores that refuse `--cluster`. The tests that
 //! depend most on the store's sequencing run over both shared stores ([`over_both!`]).
 
@@ -187,6 +187,12 @@ async fn group_fan_out_crosses_nodes_and_a_removed_member_gets_nothing_newer(sto
     );
 }
 
+/// NATS killed and started again five times while a node sends to a device on the other
+/// node: sends go on (the store is the record), both nodes' `/healthz` answers 503 while
+/// NATS is gone and 200 once it is back, the device's live stream is whole and in order at
+/// the end, and after each restart the first message sent reaches it across nodes. Prints
+/// each recovery: from NATS listening again to both nodes healthy, and to that message
+/// delivered live on the other node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nats_restarted_under_load_loses_nothing_and_healthz_follows() {
     let Some((mut nats, schema)) = backing(Backing::Postgres, "cluster_nats").await else {
@@ -195,32 +201,81 @@ async fn nats_restarted_under_load_loses_nothing_and_healthz_follows() {
     let a = node(&nats, &schema, "a").await;
     let b = node(&nats, &schema, "b").await;
     wait_for_nodes(&[&a, &b], 2).await;
-    let receiver = device(&b, 31, "d").await;
-    let n = 60;
-    let device = tokio::spawn(run_device(receiver, vec![], n));
+    let mut receiver = device(&b, 31, "d").await;
+    const OUTAGES: usize = 5;
+    const EACH: usize = 12;
+    let n = EACH * (2 * OUTAGES + 1);
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let device = tokio::spawn({
+        let got = got.clone();
+        async move {
+            while got.lock().unwrap().len() < n {
+                let v = receiver.recv().await;
+                assert_ne!(v["type"], "error", "{v}");
+                if v["type"] == "msg" {
+                    got.lock().unwrap().push(v);
+                }
+            }
+        }
+    });
     let addr = a.addr.to_string();
+    // Per restart: both nodes healthy, and the next message delivered across nodes, after.
+    let mut recoveries: Vec<(Duration, Duration)> = Vec::new();
     for i in 0..n {
-        if i == 20 {
+        let phase = i / EACH;
+        let mut back = None;
+        if i % EACH == 0 && phase % 2 == 1 {
             nats.stop();
             wait_for_health(&a, 503).await;
             wait_for_health(&b, 503).await;
         }
-        if i == 40 {
+        if i % EACH == 0 && phase > 0 && phase % 2 == 0 {
             nats.restart();
+            let since = std::time::Instant::now();
             wait_for_health(&a, 200).await;
             wait_for_health(&b, 200).await;
+            back = Some((since, since.elapsed()));
         }
-        let (status, v) = send_http(&addr, 30, 31, &format!("n{i}")).await;
+        let id = format!("n{i}");
+        let (status, v) = send_http(&addr, 30, 31, &id).await;
         assert_eq!(
             status, 200,
             "the store is the record: sends go on without NATS: {v}"
         );
+        if let Some((since, healthy)) = back {
+            loop {
+                if got.lock().unwrap().iter().any(|m| m["id"] == id.as_str()) {
+                    break;
+                }
+                assert!(
+                    since.elapsed() < WAIT * 3,
+                    "{id}, sent after NATS came back, reaches the other node"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            recoveries.push((healthy, since.elapsed()));
+        }
     }
-    let frames = tokio::time::timeout(WAIT * 3, device)
+    tokio::time::timeout(WAIT * 3, device)
         .await
         .expect("the device catches up after NATS is back")
         .unwrap();
+    let frames = got.lock().unwrap().clone();
     assert_stream_whole(&frames, n as u64, "31/d");
+    assert_eq!(recoveries.len(), OUTAGES);
+    let mut out = format!(
+        "NATS outages: {OUTAGES}, {n} sends acknowledged and delivered; after NATS was back:"
+    );
+    for (i, (healthy, delivered)) in recoveries.iter().enumerate() {
+        out.push_str(&format!(
+            "\n  outage {}: both nodes' /healthz 200 after {} ms, a message across nodes \
+             delivered after {} ms",
+            i + 1,
+            healthy.as_millis(),
+            delivered.as_millis()
+        ));
+    }
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{out}\n").as_bytes());
 }
 
 async fn kill_9_of_a_node_under_load_loses_nothing_acknowledged(store: Backing) {

@@ -156,8 +156,10 @@ async fn ws_upgrade(
         .on_upgrade(move |socket| crate::ws::session(socket, svc, who))
 }
 
+/// The body of `POST /v1/messages`. Public (its fields are not) so that the hostile-input
+/// tests and the fuzz bench can decode bodies through [`JsonBody`] as the route does.
 #[derive(Deserialize)]
-struct SendBody {
+pub struct SendBody {
     id: ClientMsgId,
     to: Target,
     body: String,
@@ -225,8 +227,9 @@ async fn get_history(
     Ok(Json(svc.history(&who, conv, q.before, q.limit).await?))
 }
 
+/// The body of `POST /v1/ack` and `POST /v1/read`; public like [`SendBody`].
 #[derive(Deserialize)]
-struct MarkBody {
+pub struct MarkBody {
     conv: ConvId,
     seq: u64,
 }
@@ -249,8 +252,9 @@ async fn post_read(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The body of `POST /v1/groups`; public like [`SendBody`].
 #[derive(Deserialize)]
-struct GroupBody {
+pub struct GroupBody {
     name: String,
     #[serde(default)]
     members: Vec<UserId>,
@@ -281,8 +285,9 @@ async fn get_group(
     Ok(Json(svc.group(&who, group_id(&id)?).await?))
 }
 
+/// The body of `POST /v1/groups/{id}/members`; public like [`SendBody`].
 #[derive(Deserialize)]
-struct MemberBody {
+pub struct MemberBody {
     user: UserId,
 }
 
@@ -338,8 +343,9 @@ async fn get_presence(
     Ok(Json(svc.presence_of(&users)?))
 }
 
+/// The body of `PUT /v1/devices/{device}/push`; public like [`SendBody`].
 #[derive(Deserialize)]
-struct PushBody {
+pub struct PushBody {
     platform: String,
     token: String,
 }
@@ -365,8 +371,9 @@ async fn get_metrics(State(svc): Svc) -> impl IntoResponse {
     )
 }
 
+/// The body of `POST /v1/dev/token`; public like [`SendBody`].
 #[derive(Deserialize)]
-struct DevLogin {
+pub struct DevLogin {
     user: serde_json::Value,
     device: DeviceId,
 }

@@ -113,6 +113,41 @@ fn close_message(code: u16) -> Message {
     }))
 }
 
+/// Decodes one text frame: the client frame, or the `bad_request` error that answers it
+/// with the offending frame's `id` (when it had one) as `ref`. Public, and pure, so that
+/// the hostile-input tests and the fuzz bench drive exactly what a session does with a
+/// text frame.
+pub fn decode_text(text: &str) -> Result<ClientFrame, (ApiError, Option<serde_json::Value>)> {
+    serde_json::from_str::<ClientFrame>(text).map_err(|e| {
+        // Only an object has an `id`: serde would also read `[1]` as a `FrameRef` whose
+        // `id` is its first element.
+        let object = text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .starts_with('{');
+        let reference = object
+            .then(|| serde_json::from_str::<FrameRef>(text).ok())
+            .flatten()
+            .and_then(|r| r.id);
+        (
+            ApiError::bad_request(format!("malformed frame: {e}")),
+            reference,
+        )
+    })
+}
+
+/// The code a session closes with when reading its socket failed: 1009 for a frame or
+/// message over the size limit, 1007 for text that is not UTF-8, 1000 for anything else
+/// (the peer broke the WebSocket protocol or went away). Public for the same reason as
+/// [`decode_text`]: the fuzz bench feeds hostile bytes to tungstenite and maps its errors
+/// here.
+pub fn read_error_close_code(e: axum::Error) -> u16 {
+    match e.into_inner().downcast::<tungstenite::Error>() {
+        Ok(e) if matches!(*e, tungstenite::Error::Capacity(_)) => CLOSE_TOO_BIG,
+        Ok(e) if matches!(*e, tungstenite::Error::Utf8(_)) => CLOSE_INVALID_DATA,
+        _ => CLOSE_NORMAL,
+    }
+}
+
 /// Counts a connection's errors over a sliding minute.
 struct ErrorBudget {
     window_start: Instant,
@@ -161,16 +196,11 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, svc: &Service, who: &Iden
             }
             Some(Ok(_)) => continue, // ping/pong are answered by the WebSocket layer
             Some(Err(e)) => {
-                let code = match e.into_inner().downcast::<tungstenite::Error>() {
-                    Ok(e) if matches!(*e, tungstenite::Error::Capacity(_)) => CLOSE_TOO_BIG,
-                    Ok(e) if matches!(*e, tungstenite::Error::Utf8(_)) => CLOSE_INVALID_DATA,
-                    _ => CLOSE_NORMAL,
-                };
-                close.close(code);
+                close.close(read_error_close_code(e));
                 return;
             }
         };
-        let out = match serde_json::from_str::<ClientFrame>(&text) {
+        let out = match decode_text(&text) {
             Ok(ClientFrame::Send { id, to, body }) => {
                 let (sends, next) = pipeline::gather(SendRequest { id, to, body }, &mut stream);
                 carried = next;
@@ -184,15 +214,7 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, svc: &Service, who: &Iden
             // Boxed: the operations' state is large and only lives while a frame is
             // handled; inline it would sit in every idle connection's task.
             Ok(frame) => Box::pin(handle(svc, who, me, frame)).await,
-            Err(e) => {
-                let reference = serde_json::from_str::<FrameRef>(&text)
-                    .ok()
-                    .and_then(|r| r.id);
-                Err((
-                    ApiError::bad_request(format!("malformed frame: {e}")),
-                    reference,
-                ))
-            }
+            Err(rejected) => Err(rejected),
         };
         if !reply(tx, out, &mut budget, close).await {
             return;

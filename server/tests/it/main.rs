@@ -7,6 +7,7 @@ mod cluster;
 mod durability;
 mod errors;
 mod groups;
+mod hostile;
 mod http_api;
 mod lifecycle;
 mod presence;

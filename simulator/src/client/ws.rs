@@ -419,7 +419,9 @@ async fn read_loop(
             *conn = None;
             dev.node.store(NO_NODE, Relaxed);
             if !planned {
-                *dev.dropped_at.lock() = Some(Instant::now());
+                // The first drop since the device was last caught up: a reconnect that
+                // drops again before it caught up does not restart the clock.
+                dev.dropped_at.lock().get_or_insert_with(Instant::now);
                 dev.drop_signal.notify_one();
             }
         }

@@ -98,8 +98,11 @@ impl ClusterRun {
             crate::namespace::compact_stamp(started_ms)
         );
         let mut store_dir = None;
-        let (store_spec, made_namespace) = if solo {
-            // One server on the store as a child run would use it.
+        let (store_spec, made_namespace) = if solo && !crate::scenario::cluster::shared_store(base)
+        {
+            // One server on its own directory (or in memory); a database store gets a
+            // fresh schema or keyspace, as a cluster's does, so runs never see each
+            // other's messages.
             if base == "fjall" {
                 let d = tempfile::Builder::new()
                     .prefix("chat-sim-store-")

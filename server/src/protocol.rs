@@ -146,7 +146,13 @@ impl Encoded {
 }
 
 impl From<String> for Encoded {
-    fn from(text: String) -> Self {
+    fn from(mut text: String) -> Self {
+        // serde_json grows its buffer by doubling, so a frame just past a power of two
+        // would hold nearly twice its bytes for as long as it is queued: a stalled
+        // device's full queue of 4 KB messages took 8 KB a frame. Give large slack back.
+        if text.capacity() - text.len() > text.len() / 4 + 64 {
+            text.shrink_to_fit();
+        }
         Encoded(Bytes::from(text))
     }
 }

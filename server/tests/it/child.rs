@@ -976,3 +976,10 @@ pub async fn crash_loop(mut cfg: CrashLoop) -> CrashReport {
     );
     report
 }
+
+impl ChildServer {
+    /// The server's process: its pid, and its memory and CPU as `/proc` tells them.
+    pub fn process(&self) -> &ServerProcess {
+        &self.process
+    }
+}

@@ -24,11 +24,14 @@ fn invalid(msg: impl Into<String>) -> InvalidId {
 
 /// Parses a user id: a decimal integer > 0.
 pub fn parse_user(s: &str) -> Result<UserId, InvalidId> {
+    // Canonical decimal only: Rust's parser also takes `+7` and `007`, and one user must
+    // have one spelling (the load balancer hashes a token's `sub` as text).
+    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0');
     match s.parse::<u64>() {
-        Ok(0) | Err(_) => Err(invalid(format!(
-            "invalid user id {s:?}: expected an integer greater than 0"
+        Ok(u) if canonical => Ok(u),
+        _ => Err(invalid(format!(
+            "invalid user id {s:?}: expected an integer greater than 0, in decimal without a sign or leading zeros"
         ))),
-        Ok(u) => Ok(u),
     }
 }
 
@@ -254,6 +257,21 @@ mod tests {
         let t: Target = serde_json::from_str(r#""u:4""#).unwrap();
         assert_eq!(t, Target::User(4));
         assert!(serde_json::from_str::<ClientMsgId>(r#""""#).is_err());
+    }
+
+    #[test]
+    fn user_ids_have_one_spelling() {
+        assert_eq!(parse_user("7").unwrap(), 7);
+        assert_eq!(parse_user("18446744073709551615").unwrap(), u64::MAX);
+        for bad in ["+7", "007", "0", "", "-1", "7 ", "18446744073709551616"] {
+            assert!(parse_user(bad).is_err(), "{bad:?} accepted");
+        }
+        for bad in ["d:+1:2", "d:01:2", "g:07", "u:+4"] {
+            assert!(
+                bad.parse::<ConvId>().is_err() && bad.parse::<Target>().is_err(),
+                "{bad:?} accepted"
+            );
+        }
     }
 
     #[test]

@@ -25,6 +25,8 @@ use crate::service::{Device, SendRequest, Service};
 pub const CLOSE_NORMAL: u16 = 1000;
 /// The server is going away (shutdown).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// A frame that breaks the WebSocket protocol (unmasked, reserved bits or opcodes).
+pub const CLOSE_PROTOCOL: u16 = 1002;
 /// A text frame that is not UTF-8.
 pub const CLOSE_INVALID_DATA: u16 = 1007;
 /// Too many bad frames.
@@ -144,6 +146,7 @@ pub fn read_error_close_code(e: axum::Error) -> u16 {
     match e.into_inner().downcast::<tungstenite::Error>() {
         Ok(e) if matches!(*e, tungstenite::Error::Capacity(_)) => CLOSE_TOO_BIG,
         Ok(e) if matches!(*e, tungstenite::Error::Utf8(_)) => CLOSE_INVALID_DATA,
+        Ok(e) if matches!(*e, tungstenite::Error::Protocol(_)) => CLOSE_PROTOCOL,
         _ => CLOSE_NORMAL,
     }
 }

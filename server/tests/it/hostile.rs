@@ -423,7 +423,7 @@ fn frames_over_64_kib_binary_and_bad_utf8_get_the_contract_codes() {
         wf(9, true, vec![0; 126]),
         wf(9, false, vec![]),
     ] {
-        assert_eq!(ws(std::slice::from_ref(&f)), Closed(1000), "{f:?}");
+        assert_eq!(ws(std::slice::from_ref(&f)), Closed(1002), "{f:?}");
     }
     // Control frames between fragments are fine; the client's close is answered.
     assert_eq!(
@@ -701,13 +701,10 @@ async fn raw_protocol_violations_and_absurd_lengths_end_the_connection_only() {
     ] {
         let mut tcp = raw_socket(&s, 1).await;
         tcp.write_all(&f.encode()).await.unwrap();
-        // The session ends: with a close frame (1000, or 1002 should it name the
-        // protocol error) or by dropping the connection.
+        // The session ends: with a close frame naming the protocol error (1002), or by
+        // dropping the connection.
         let code = raw_close(&mut tcp).await;
-        assert!(
-            code.is_none_or(|c| c == 1000 || c == 1002),
-            "{f:?}: {code:?}"
-        );
+        assert!(code.is_none_or(|c| c == 1002), "{f:?}: {code:?}");
         still_serving(&s, "protocol violation").await;
     }
     // Garbage instead of frames.

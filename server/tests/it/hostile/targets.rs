@@ -63,9 +63,9 @@ pub const CONTRACT_CODES: &[&str] = &[
 ];
 
 /// The close codes a session may end a connection with over bad input: 1000 when the
-/// peer broke the WebSocket protocol or closed, 1007 for text that is not UTF-8, 1009
-/// for a frame or message over 64 KiB.
-pub const INPUT_CLOSE_CODES: &[u16] = &[1000, 1007, 1009];
+/// peer closed, 1002 when it broke the WebSocket protocol, 1007 for text that is not
+/// UTF-8, 1009 for a frame or message over 64 KiB.
+pub const INPUT_CLOSE_CODES: &[u16] = &[1000, 1002, 1007, 1009];
 
 /// Checks a rejection: its code must be one of `allowed` (contract codes this input may
 /// get; never `internal`, a 500 is a bug), its message non-empty.

@@ -290,6 +290,34 @@ async fn send_http(
 /// Sends one message after the other until `stop`, retrying an `unavailable` send with the
 /// same id; records what was acknowledged, and returns the id in flight at the end and how
 /// many sends were `unavailable`.
+/// The senders of every pair against `addr`: what they acknowledged, the flag that stops
+/// them, and their tasks.
+#[allow(clippy::type_complexity)]
+fn start_senders(
+    addr: &str,
+) -> (
+    Acked,
+    Arc<AtomicBool>,
+    Vec<tokio::task::JoinHandle<(Option<String>, u64)>>,
+) {
+    let acked: Acked = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = PAIRS
+        .iter()
+        .map(|&(from, to)| {
+            tokio::spawn(sender(
+                addr.to_owned(),
+                from,
+                to,
+                0,
+                acked.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    (acked, stop, tasks)
+}
+
 async fn sender(
     addr: String,
     from: u64,
@@ -384,21 +412,7 @@ async fn cassandra_outage_under_load_loses_nothing_and_recovers() {
     let ks = keyspace("outage");
     let store = spec(&ks);
     let server = ChildServer::start(&store);
-    let acked: Acked = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = PAIRS
-        .iter()
-        .map(|&(from, to)| {
-            tokio::spawn(sender(
-                server.addr.clone(),
-                from,
-                to,
-                0,
-                acked.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
+    let (acked, stop, tasks) = start_senders(&server.addr);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = acked.lock().unwrap().len();
     assert!(before > 10, "load was running: {before} acknowledged");
@@ -546,21 +560,7 @@ async fn cassandra_cut_off_five_times_under_load_loses_nothing_and_recovers() {
     let ks = keyspace("outages");
     let store = format!("cql://127.0.0.1:{}/{ks}", relay.port);
     let server = ChildServer::start_logging(&store, "off");
-    let acked: Acked = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = PAIRS
-        .iter()
-        .map(|&(from, to)| {
-            tokio::spawn(sender(
-                server.addr.clone(),
-                from,
-                to,
-                0,
-                acked.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
+    let (acked, stop, tasks) = start_senders(&server.addr);
     let count = |acked: &Acked| acked.lock().unwrap().len();
     crate::child::wait_until("load", Duration::from_secs(60), || count(&acked) >= 30).await;
     const OUTAGES: usize = 5;

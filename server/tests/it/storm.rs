@@ -32,7 +32,7 @@ const AWAY_SENDERS: u64 = 4;
 const BODY: usize = 100;
 /// The devices reconnect at moments spread over this time.
 const SPREAD: Duration = Duration::from_secs(2);
-/// A fresh client's ping during the storm is answered within this time: the issue's
+/// A fresh client's ping during the storm is answered within this time: the target's
 /// 1 s against an optimized server. A debug build of both sides on two shared cores
 /// answered a 19,000-device storm's probes in up to ~2 s (the test process's own
 /// catch-up work delays the probe too), so unoptimized the bound is 5 s. The measured
@@ -459,7 +459,7 @@ async fn three_thousand_devices_dropped_at_once_reconnect_and_catch_up() {
 /// The full storm: as many devices as one process can hold (20,000 open files at most,
 /// less the test's own).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "about two minutes in a debug build; cargo test -p chat-server --test it storm -- --ignored --nocapture (--release for the issue's figures)"]
+#[ignore = "about two minutes in a debug build; cargo test -p chat-server --test it storm -- --ignored --nocapture (--release for the target figures)"]
 async fn nineteen_thousand_devices_dropped_at_once_reconnect_and_catch_up() {
     storm(19_000).await;
 }

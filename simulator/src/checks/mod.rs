@@ -146,29 +146,27 @@ impl CheckResults {
         for (c, n) in &other.faults {
             *self.faults.entry(*c).or_default() += n;
         }
-        for (c, ex) in &other.examples {
-            let mine = self.examples.entry(*c).or_default();
-            for e in ex {
-                if mine.len() < MAX_EXAMPLES {
-                    mine.push(e.clone());
-                }
-            }
-        }
+        merge_examples(&mut self.examples, &other.examples);
         for (k, n) in &other.anomalies {
             *self.anomalies.entry(*k).or_default() += n;
         }
-        for (k, ex) in &other.anomaly_examples {
-            let mine = self.anomaly_examples.entry(*k).or_default();
-            for e in ex {
-                if mine.len() < MAX_EXAMPLES {
-                    mine.push(e.clone());
-                }
-            }
-        }
+        merge_examples(&mut self.anomaly_examples, &other.anomaly_examples);
         self.messages_checked += other.messages_checked;
         self.devices_checked += other.devices_checked;
         self.entries_checked += other.entries_checked;
         self.conversations_checked += other.conversations_checked;
+    }
+}
+
+/// Adds `other`'s examples to `mine`, up to [`MAX_EXAMPLES`] per key.
+fn merge_examples<K: Ord + Copy>(
+    mine: &mut BTreeMap<K, Vec<String>>,
+    other: &BTreeMap<K, Vec<String>>,
+) {
+    for (k, ex) in other {
+        let kept = mine.entry(*k).or_default();
+        let room = MAX_EXAMPLES.saturating_sub(kept.len());
+        kept.extend(ex.iter().take(room).cloned());
     }
 }
 

@@ -197,8 +197,8 @@ pub struct ServerInfo {
     /// CPU and memory split into a fixed part, a part per connection and a part per
     /// message, fitted from the samples; what `chat-sim validate` predicts from.
     pub costs: Option<super::costs::ServerCosts>,
-    /// Memory, open files, threads and tasks per minute over the steady load: ≈ 0 when
-    /// nothing leaks.
+    /// Memory, open files, threads and tasks per minute over the second half of the
+    /// steady load: ≈ 0 when nothing leaks.
     pub trend: Option<super::trend::ResourceTrend>,
 }
 

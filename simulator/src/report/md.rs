@@ -337,7 +337,7 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
         ]);
         if let Some(t) = &sv.trend {
             res.push(vec![
-                "server growth over the steady load".into(),
+                "server growth over the second half of the steady load".into(),
                 format!(
                     "memory {:+.2} MiB/min ({:.0} → {:.0} MiB), open files {:+.1}/min ({} → {}), threads {:+.1}/min ({} → {}), runtime tasks {} — over {:.0} s from {:.0} s",
                     t.rss_mib_per_min,

@@ -349,9 +349,11 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
             memory_bytes_per_connection: per_conn,
             cpu_us_per_message: (c.sends_acked > 0).then(|| cpu * 1e6 / c.sends_acked as f64),
             costs: costs::ServerCosts::fit(i.samples, m.load_start, m.load_end),
+            // The second half of the steady load: caches, memtables and the store
+            // writer's counters fill up to their bounds in the first.
             trend: trend::resources(
                 i.samples,
-                m.load_start + s.run.ramp_up_secs as f64,
+                (m.load_start + s.run.ramp_up_secs as f64 + m.load_end) / 2.0,
                 m.load_end,
             ),
         }

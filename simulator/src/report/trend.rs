@@ -1,8 +1,9 @@
 //! Whether the server's resources stay bounded over a long run: the least-squares slope
 //! of its resident memory, open files, threads and runtime tasks per minute over the
-//! steady part of the load (after the ramp). A leak — a session, a timer or a socket that
-//! is never given back — shows as a slope that stays above zero however long the run;
-//! a bounded server's slopes shrink towards zero as the run gets longer.
+//! second half of the steady load (the first half lets caches, memtables and the store
+//! writer's counters fill towards their bounds). A leak — a session, a timer or a socket
+//! that is never given back — shows as a slope that stays above zero however long the
+//! run; a bounded server's slopes shrink towards zero as the run gets longer.
 
 use serde::Serialize;
 

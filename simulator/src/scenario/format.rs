@@ -257,7 +257,7 @@ pub struct Gates {
     /// The slowest reconnect → caught up of any device whose connection a fault dropped,
     /// ms (a cluster run with faults).
     pub max_fault_recovery_ms: Option<f64>,
-    /// Growth per minute over the steady load (after the ramp) of the server's resident
+    /// Growth per minute over the second half of the steady load of the server's resident
     /// memory (MiB), open files and runtime tasks: bounds for a soak, where anything that
     /// keeps growing is a leak.
     pub max_rss_growth_mib_per_min: Option<f64>,

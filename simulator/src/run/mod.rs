@@ -318,7 +318,13 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         let (tasks, url) = (child_tasks.clone(), format!("{http_url}/metrics"));
         let every = Duration::from_secs_f64(scenario.run.sample_interval_secs);
         tokio::spawn(async move {
-            let http = crate::client::http::client();
+            // No idle connection kept between scrapes: a server counts every TCP
+            // connection against its `--max-connections`, and this probe must not take
+            // a device's place.
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap_or_default();
             loop {
                 let r = http.get(&url).timeout(Duration::from_secs(1)).send().await;
                 if let Ok(r) = r

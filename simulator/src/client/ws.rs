@@ -223,15 +223,13 @@ impl Device {
     /// Reads one history page of `conv`; Ok when the page came.
     pub async fn history(
         &self,
-        conv: &str,
+        conv: Conv,
         limit: u32,
         timeout: Duration,
     ) -> Result<(), RequestError> {
         // What was acknowledged before the read was made must be in it (the newest page).
-        let floor = conv
-            .parse::<Conv>()
-            .map_or(0, |c| self.events.acked_high(c));
-        let rx = self.request(frames::history(conv, limit))?;
+        let floor = self.events.acked_high(conv);
+        let rx = self.request(frames::history(&conv.to_string(), limit))?;
         match wait(rx, timeout).await? {
             Answer::History { newest } => {
                 let newest = newest.unwrap_or(0);

@@ -225,9 +225,7 @@ async fn txn_history(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionRes
             };
             let Some(conv) = conv else { continue };
             let page = ctx.setup.scenario.population.device_kinds[dev.kind].history_page_size;
-            let result = dev
-                .history(&conv.to_string(), page, ctx.setup.timeout)
-                .await;
+            let result = dev.history(conv, page, ctx.setup.timeout).await;
             let took = ctx.setup.at(t).elapsed();
             ctx.records
                 .counters

@@ -212,10 +212,12 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     http::wait_healthy(&http_url, Duration::from_secs(30))
         .await
         .map_err(RunError::Unhealthy)?;
+    // Every strike of the scenario's faults, at its time.
+    let strikes = crate::scenario::cluster::expand(&scenario.faults, scenario.run.seed);
     if servers.cluster().is_some_and(|c| c.solo) {
         notes.push(format!(
             "one server over {store_name}, broken by the scenario's {} fault(s) and started again on the same port and the same data each time",
-            crate::scenario::cluster::expand(&scenario.faults, scenario.run.seed).len()
+            strikes.len()
         ));
     } else if let Some(c) = servers.cluster() {
         notes.push(format!(
@@ -345,7 +347,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         {
             faults = Some(tokio::spawn(crate::cluster::faults::run(
                 c.clone(),
-                crate::scenario::cluster::expand(&scenario.faults, scenario.run.seed),
+                strikes.clone(),
                 epoch,
                 at,
             )));

@@ -6,6 +6,11 @@ use chat_server::model::{DeviceId, parse_user};
 use chat_server::serve::{ServeArgs, serve};
 use clap::{Args, Parser, Subcommand};
 
+/// The allocator: see the `mimalloc` feature in Cargo.toml for why.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "chat-server", version, about = "The reference chat server")]
 struct Cli {

@@ -135,3 +135,45 @@ async fn a_settled_store_reports_tables_that_add_up_to_its_files() {
         .unwrap();
     assert!(!page.is_empty());
 }
+
+/// Writes `items` straight into a fjall directory, as another version of the store would
+/// have left it.
+fn write_raw(path: &std::path::Path, items: &[(&str, &[u8], &[u8])]) {
+    let db = fjall::Database::builder(path).open().unwrap();
+    for &(keyspace, key, value) in items {
+        db.keyspace(keyspace, fjall::KeyspaceCreateOptions::default)
+            .unwrap()
+            .insert(key, value)
+            .unwrap();
+    }
+    db.persist(fjall::PersistMode::SyncAll).unwrap();
+}
+
+/// A directory whose keys another version laid out is refused, not read with the wrong
+/// keys (that would find no messages and hand out seq 1 again), and nothing in it changes.
+#[test]
+fn a_directory_of_another_key_format_is_refused_untouched() {
+    // Format 1: a message keyed by fixed 8-byte ids, and no format mark.
+    let old = tempfile::tempdir().unwrap();
+    let mut key = b"d".to_vec();
+    for n in [1u64, 2, 1] {
+        key.extend_from_slice(&n.to_be_bytes());
+    }
+    write_raw(old.path(), &[("msgs", &key, b"a message")]);
+    let refused = FjallStore::open(old.path()).err().expect("refused");
+    assert!(refused.to_string().contains("key format 1"), "{refused}");
+    // Asked twice: the first refusal did not mark the directory as the new format.
+    let again = FjallStore::open(old.path()).err().expect("refused again");
+    assert!(again.to_string().contains("key format 1"), "{again}");
+
+    // A format from a later version.
+    let newer = tempfile::tempdir().unwrap();
+    write_raw(newer.path(), &[("meta", b"key_format", &[3])]);
+    let refused = FjallStore::open(newer.path()).err().expect("refused");
+    assert!(refused.to_string().contains("key format 3"), "{refused}");
+
+    // A new directory is marked with the current format and opens again.
+    let fresh = tempfile::tempdir().unwrap();
+    drop(FjallStore::open(fresh.path()).unwrap());
+    FjallStore::open(fresh.path()).expect("a directory of this version opens");
+}

@@ -14,18 +14,19 @@
 //! them, and writes five keys: the message, two inbox entries, the sender's markers and
 //! the idempotency record.
 //!
-//! Key layout (all integers big-endian, so byte order is numeric order):
+//! Key layout (integers in conversation and user keys are short and order-preserving, see
+//! [`keys`]; group and dead-letter ids are 8 bytes big-endian):
 //!
 //! | keyspace | key | value |
 //! |---|---|---|
-//! | `msgs`  | conv ‖ seq (= conv ‖ bucket ‖ offset) | from, ts, client id, body |
+//! | `msgs`  | conv ‖ seq | from, ts, client id, body |
 //! | `inbox` | user ‖ useq | conv ‖ seq (a pointer into `msgs`) |
 //! | `marks` | user ‖ conv | ack, read |
 //! | `idem`  | user ‖ client id | conv, seq, useq, ts of the first send |
 //! | `groups` | group | name, admin, members |
 //! | `pushes` | user ‖ device | platform, token |
 //! | `dead`  | id | a push that failed for good |
-//! | `meta`  | name | counters: last group id, last dead-letter id |
+//! | `meta`  | name | counters: last group id, last dead-letter id; the key format |
 //!
 //! conv is `d` ‖ lo ‖ hi or `g` ‖ group.
 
@@ -48,9 +49,14 @@ use super::{
 };
 use crate::model::{ConvId, UserId};
 
+mod keys;
 mod maintenance;
 mod writer;
 
+use self::keys::{
+    conv_key, idem_key, inbox_key, inbox_useq, marks_conv, marks_key, msg_key, split_msg_key,
+    user_key,
+};
 use self::maintenance::{IdemExpiry, allocated_bytes};
 use self::writer::{Completion, Job, Wait, Writer};
 
@@ -189,6 +195,7 @@ impl FjallStore {
             path: path.to_owned(),
             window_ms,
         });
+        tables.check_format()?;
         let writer = Writer::start(tables.clone())?;
         Ok(FjallStore { tables, writer })
     }
@@ -327,8 +334,8 @@ impl<'a> Batch<'a> {
         for (user, conv) in self.marks.drain() {
             let key = marks_key(user, conv);
             match self.cache.marks.get(&(user, conv)) {
-                Some(Some(marks)) => self.wb.insert(&self.t.marks, key, encode(marks)),
-                _ => self.wb.remove(&self.t.marks, key),
+                Some(Some(marks)) => self.wb.insert(&self.t.marks, &*key, encode(marks)),
+                _ => self.wb.remove(&self.t.marks, &*key),
             }
         }
     }
@@ -399,7 +406,7 @@ impl WriteTables for Batch<'_> {
             body: &msg.body,
         };
         self.wb
-            .insert(&self.t.msgs, msg_key(msg.conv, msg.seq), encode(&value));
+            .insert(&self.t.msgs, &*msg_key(msg.conv, msg.seq), encode(&value));
         self.msgs.push((msg.conv, msg.seq, msg.from));
     }
     fn count_from(
@@ -428,7 +435,7 @@ impl WriteTables for Batch<'_> {
     }
     fn inbox_put(&mut self, user: UserId, useq: u64, conv: ConvId, seq: u64) {
         self.wb
-            .insert(&self.t.inbox, inbox_key(user, useq), msg_key(conv, seq));
+            .insert(&self.t.inbox, &*inbox_key(user, useq), &*msg_key(conv, seq));
     }
     fn marks_remove(&mut self, user: UserId, conv: ConvId) {
         self.cache.marks.insert((user, conv), None);
@@ -483,85 +490,8 @@ struct MsgValue<'a> {
     body: &'a str,
 }
 
-fn conv_key(conv: ConvId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17);
-    push_conv(&mut k, conv);
-    k
-}
-
-fn push_conv(k: &mut Vec<u8>, conv: ConvId) {
-    match conv {
-        ConvId::Direct { lo, hi } => {
-            k.push(b'd');
-            k.extend_from_slice(&lo.to_be_bytes());
-            k.extend_from_slice(&hi.to_be_bytes());
-        }
-        ConvId::Group(g) => {
-            k.push(b'g');
-            k.extend_from_slice(&g.to_be_bytes());
-        }
-    }
-}
-
-/// Reads a conv prefix back; returns it and the rest of the bytes.
-fn split_conv(k: &[u8]) -> Result<(ConvId, &[u8]), StoreError> {
-    let bad = || StoreError::Corrupt("bad conversation key".into());
-    let u64_at = |b: &[u8], i: usize| -> Result<u64, StoreError> {
-        let bytes: [u8; 8] = b
-            .get(i..i + 8)
-            .ok_or_else(bad)?
-            .try_into()
-            .map_err(|_| bad())?;
-        Ok(u64::from_be_bytes(bytes))
-    };
-    match k.first() {
-        Some(b'd') => Ok((
-            ConvId::Direct {
-                lo: u64_at(k, 1)?,
-                hi: u64_at(k, 9)?,
-            },
-            &k[17..],
-        )),
-        Some(b'g') => Ok((ConvId::Group(u64_at(k, 1)?), &k[9..])),
-        _ => Err(bad()),
-    }
-}
-
-fn be_u64(b: &[u8]) -> Result<u64, StoreError> {
-    let bytes: [u8; 8] = b
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("bad integer in key".into()))?;
-    Ok(u64::from_be_bytes(bytes))
-}
-
-fn msg_key(conv: ConvId, seq: u64) -> Vec<u8> {
-    let mut k = conv_key(conv);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
-
-fn inbox_key(user: UserId, useq: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&user.to_be_bytes());
-    k[8..].copy_from_slice(&useq.to_be_bytes());
-    k
-}
-
-fn marks_key(user: UserId, conv: ConvId) -> Vec<u8> {
-    let mut k = user.to_be_bytes().to_vec();
-    push_conv(&mut k, conv);
-    k
-}
-
-fn idem_key(user: UserId, id: &str) -> Vec<u8> {
-    let mut k = user.to_be_bytes().to_vec();
-    k.extend_from_slice(id.as_bytes());
-    k
-}
-
 fn decode_message(key: &[u8], value: &[u8]) -> Result<StoredMessage, StoreError> {
-    let (conv, rest) = split_conv(key)?;
-    let seq = be_u64(rest)?;
+    let (conv, seq) = split_msg_key(key)?;
     let v: MsgValue = decode(value, "message")?;
     Ok(StoredMessage {
         conv,
@@ -574,6 +504,48 @@ fn decode_message(key: &[u8], value: &[u8]) -> Result<StoredMessage, StoreError>
 }
 
 impl Tables {
+    /// Makes sure the directory's keys are laid out as this version reads them: a new
+    /// directory is marked with [`keys::FORMAT`]; one written by a version with another
+    /// layout is refused with what it holds left untouched (reading it with these keys
+    /// would find no messages and hand out seq 1 again).
+    fn check_format(&self) -> Result<(), StoreError> {
+        let found = get(&self.meta, keys::FORMAT_KEY)?
+            .map(|v| decode::<u32>(&v, "key format"))
+            .transpose()?;
+        let format = match found {
+            Some(f) => f,
+            None => {
+                let mut holds_data = false;
+                for ks in [
+                    &self.msgs,
+                    &self.inbox,
+                    &self.marks,
+                    &self.idem,
+                    &self.pushes,
+                ] {
+                    holds_data |= ks.first_key_value().is_some();
+                }
+                if !holds_data {
+                    self.meta
+                        .insert(keys::FORMAT_KEY, encode(&keys::FORMAT))
+                        .and_then(|()| self.db.persist(fjall::PersistMode::SyncAll))
+                        .map_err(unavailable)?;
+                    return Ok(());
+                }
+                1
+            }
+        };
+        if format == keys::FORMAT {
+            return Ok(());
+        }
+        Err(StoreError::Unavailable(format!(
+            "{}: this fjall directory uses key format {format}, this server reads format {} \
+             (serve it with the version that wrote it, or start from a new directory)",
+            self.path.display(),
+            keys::FORMAT
+        )))
+    }
+
     /// A conversation's last seq and time: those of its newest message.
     fn conv_meta(&self, conv: ConvId) -> Result<ConvMeta, StoreError> {
         match self.msgs.prefix(conv_key(conv)).next_back() {
@@ -591,12 +563,9 @@ impl Tables {
 
     /// A user's last useq: that of the newest inbox entry.
     fn inbox_head(&self, user: UserId) -> Result<u64, StoreError> {
-        match self.inbox.prefix(user.to_be_bytes()).next_back() {
+        match self.inbox.prefix(user_key(user)).next_back() {
             None => Ok(0),
-            Some(g) => {
-                let k = g.key().map_err(unavailable)?;
-                be_u64(k.get(8..).unwrap_or_default())
-            }
+            Some(g) => inbox_useq(&g.key().map_err(unavailable)?),
         }
     }
 
@@ -692,7 +661,7 @@ impl MessageStore for FjallStore {
                 .take(limit)
                 .map(|g| {
                     let (k, v) = g.into_inner().map_err(unavailable)?;
-                    let useq = be_u64(&k[8..])?;
+                    let useq = inbox_useq(&k)?;
                     Ok(InboxItem {
                         useq,
                         msg: t.message(&v)?,
@@ -729,9 +698,9 @@ impl MessageStore for FjallStore {
     ) -> Result<Vec<ConvSummary>, StoreError> {
         self.read(move |t| {
             let mut list = Vec::new();
-            for g in t.marks.prefix(user.to_be_bytes()) {
+            for g in t.marks.prefix(user_key(user)) {
                 let (k, v) = g.into_inner().map_err(unavailable)?;
-                let (conv, _) = split_conv(&k[8..])?;
+                let conv = marks_conv(&k)?;
                 let marks: Marks = decode(&v, "marker record")?;
                 let meta = t.conv_meta(conv)?;
                 list.push(ConvSummary {
@@ -802,7 +771,7 @@ impl GroupStore for FjallStore {
 impl PushStore for FjallStore {
     async fn put_push(&self, reg: PushRegistration) -> Result<(), StoreError> {
         self.write(move |b| {
-            let mut key = reg.user.to_be_bytes().to_vec();
+            let mut key = user_key(reg.user).to_vec();
             key.extend_from_slice(reg.device.as_bytes());
             b.wb.insert(&b.t.pushes, key, encode(&reg));
             Ok(())
@@ -813,7 +782,7 @@ impl PushStore for FjallStore {
     async fn pushes(&self, user: UserId) -> Result<Vec<PushRegistration>, StoreError> {
         self.read(move |t| {
             t.pushes
-                .prefix(user.to_be_bytes())
+                .prefix(user_key(user))
                 .map(|g| {
                     let (_, v) = g.into_inner().map_err(unavailable)?;
                     decode(&v, "push registration")
@@ -843,7 +812,10 @@ impl PushStore for FjallStore {
                 .take(limit)
                 .map(|g| {
                     let (k, v) = g.into_inner().map_err(unavailable)?;
-                    Ok((be_u64(&k)?, decode(&v, "dead letter")?))
+                    let id = <[u8; 8]>::try_from(&*k)
+                        .map(u64::from_be_bytes)
+                        .map_err(|_| StoreError::Corrupt("bad dead-letter key".into()))?;
+                    Ok((id, decode(&v, "dead letter")?))
                 })
                 .collect()
         })

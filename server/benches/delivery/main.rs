@@ -20,15 +20,20 @@
 //!
 //! Correctness is checked on the way: every message reaches its receiver exactly once and
 //! in send order, with `seq` and `useq` growing by exactly 1; any violation is printed.
-//! The performance targets (≥ 60K msg/s with fjall, ≥ 100K msg/s with memory, p99
-//! send→delivery ≤ 20 ms at half that rate) are reported as met or not; the program does
-//! not fail on them.
+//! The latency targets (p99 send→delivery ≤ 5 ms with memory, at 11,500 msg/s; ≤ 10 ms
+//! with fjall at half its maximum rate, and no second of the phase with a message over
+//! 50 ms) are reported as met or not; the program does not fail on them. The throughput
+//! targets are ratios to Centrifugo on one core, which this program cannot measure:
+//! `cargo bench -p simulator --bench targets` does, beside every other target.
+//!
+//! `--json FILE` writes every phase's figures, per-second timeline included, as JSON.
 //!
 //! `cargo bench -p chat-server --bench delivery -- --help` lists the flags.
 
 mod clock;
 #[path = "../common/mod.rs"]
 mod common;
+mod json;
 mod pairs;
 mod phase;
 mod table;
@@ -44,11 +49,14 @@ pub(crate) use self::pairs::*;
 pub(crate) use self::phase::*;
 pub(crate) use self::table::*;
 
-/// Delivered messages per second the targets ask for, by store.
-pub(crate) const TARGET_MEMORY: f64 = 100_000.0;
-pub(crate) const TARGET_FJALL: f64 = 60_000.0;
-/// p99 send→delivery the target asks for at half the maximum rate, in milliseconds.
-pub(crate) const TARGET_P99_MS: f64 = 20.0;
+/// p99 send→delivery the targets ask for, in milliseconds: memory at 11,500 msg/s, fjall
+/// at half its maximum rate.
+pub(crate) const TARGET_P99_MS_MEMORY: f64 = 5.0;
+pub(crate) const TARGET_P99_MS_FJALL: f64 = 10.0;
+/// No second of a fjall open phase may deliver a message later than this (milliseconds).
+pub(crate) const TARGET_WORST_SECOND_MS: f64 = 50.0;
+/// The timeline counts the deliveries over this latency, per second (milliseconds).
+pub(crate) const TIMELINE_MARK_MS: f64 = 10.0;
 /// Largest latency the histograms hold (60 s), in microseconds.
 pub(crate) const HIST_MAX_US: u64 = 60_000_000;
 
@@ -68,10 +76,11 @@ impl StoreKind {
         }
     }
 
-    pub(crate) fn target(self) -> f64 {
+    /// The p99 send→delivery target of an open phase, in milliseconds.
+    pub(crate) fn p99_target_ms(self) -> f64 {
         match self {
-            StoreKind::Memory => TARGET_MEMORY,
-            StoreKind::Fjall => TARGET_FJALL,
+            StoreKind::Memory => TARGET_P99_MS_MEMORY,
+            StoreKind::Fjall => TARGET_P99_MS_FJALL,
         }
     }
 }
@@ -122,10 +131,13 @@ pub(crate) struct Args {
     /// Worker threads of the client's runtime (default: one per core).
     #[arg(long)]
     pub(crate) client_threads: Option<usize>,
-    /// Also print, per second of the phase, messages delivered, the share over 20 ms and
+    /// Also print, per second of the phase, messages delivered, the share over 10 ms and
     /// the worst send→delivery latency (by scheduled send time).
     #[arg(long)]
     pub(crate) timeline: bool,
+    /// Also write every phase's figures, the per-second timeline included, as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) json: Option<PathBuf>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     pub(crate) bench: bool,
@@ -183,6 +195,7 @@ async fn run(args: &Args) -> Result<()> {
         env!("CARGO_BIN_EXE_chat-server")
     );
     let mut verdicts = Vec::new();
+    let mut json_stores = Vec::new();
     for &store in &args.stores {
         let mut results = Vec::new();
         println!("[{}] phase 1: {} ...", store.name(), base.label());
@@ -203,35 +216,9 @@ async fn run(args: &Args) -> Result<()> {
             results.push(r);
         }
         print_table(store, &results, args.timeline);
-
-        let closed = &results[0];
-        if args.rate == 0.0 {
-            let target = store.target();
-            verdicts.push(format!(
-                "{}: max delivered rate {:.0} msg/s vs target ≥ {:.0}: {}",
-                store.name(),
-                closed.rate(),
-                target,
-                if closed.rate() >= target {
-                    "met"
-                } else {
-                    "NOT met"
-                }
-            ));
-        }
-        if let Some(open) = results.iter().find(|r| r.spec.rate > 0.0) {
-            let p99 = PhaseResult::p_ms(&open.send_to_delivery, 0.99);
-            verdicts.push(format!(
-                "{}: p99 send→delivery {} ms at {:.0} msg/s vs target ≤ {TARGET_P99_MS} ms: {}",
-                store.name(),
-                fmt_ms(p99),
-                open.spec.rate,
-                if p99 <= TARGET_P99_MS {
-                    "met"
-                } else {
-                    "NOT met"
-                }
-            ));
+        verdicts.extend(store_verdicts(store, &results));
+        if args.json.is_some() {
+            json_stores.push(json::store_json(store, &results));
         }
     }
     println!();
@@ -239,5 +226,59 @@ async fn run(args: &Args) -> Result<()> {
     for v in verdicts {
         println!("  {v}");
     }
+    if let Some(path) = &args.json {
+        json::write(path, args, json_stores)?;
+        println!("figures as JSON: {}", path.display());
+    }
     Ok(())
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+/// One store's targets met or not, as printed lines.
+fn store_verdicts(store: StoreKind, results: &[PhaseResult]) -> Vec<String> {
+    let mut out = Vec::new();
+    let closed = &results[0];
+    if closed.spec.rate == 0.0 {
+        out.push(format!(
+            "{}: max delivered rate {:.0} msg/s (its targets are ratios to Centrifugo on one core)",
+            store.name(),
+            closed.rate(),
+        ));
+    }
+    if let Some(open) = results.iter().find(|r| r.spec.rate > 0.0) {
+        let p99 = PhaseResult::p_ms(&open.send_to_delivery, 0.99);
+        let target = store.p99_target_ms();
+        let at = match store {
+            StoreKind::Memory => "at 11,500 msg/s",
+            StoreKind::Fjall => "at half the maximum rate",
+        };
+        out.push(format!(
+            "{}: p99 send→delivery {} ms at {:.0} msg/s vs target ≤ {target} ms {at}: {}",
+            store.name(),
+            fmt_ms(p99),
+            open.spec.rate,
+            met(p99 <= target)
+        ));
+        if store == StoreKind::Fjall {
+            let from = open.spec.warmup.as_secs_f64();
+            let to = from + open.spec.duration.as_secs_f64();
+            let worst = open
+                .timeline
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| (*i as f64) >= from && (*i as f64) < to)
+                .map(|(_, b)| b.max_us as f64 / 1000.0)
+                .fold(0.0, f64::max);
+            out.push(format!(
+                "{}: worst second's max send→delivery {} ms vs target ≤ {TARGET_WORST_SECOND_MS} ms: {}",
+                store.name(),
+                fmt_ms(worst),
+                met(worst <= TARGET_WORST_SECOND_MS)
+            ));
+        }
+    }
+    out
 }

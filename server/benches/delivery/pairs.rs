@@ -372,7 +372,7 @@ pub(crate) async fn receiver(
                         let b = &mut out.timeline[second];
                         b.delivered += 1;
                         b.max_us = b.max_us.max(latency);
-                        if latency > (TARGET_P99_MS * 1000.0) as u64 {
+                        if latency > (TIMELINE_MARK_MS * 1000.0) as u64 {
                             b.over_target += 1;
                         }
                     }

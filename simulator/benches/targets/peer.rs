@@ -1,0 +1,143 @@
+//! The neutral load generator's results: `results.jsonl`, one JSON object per run as
+//! peerbench prints it, and the medians over repetitions the targets compare.
+
+use serde::Deserialize;
+
+/// One peerbench run (the fields the targets read; the rest is ignored).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PeerRun {
+    pub label: String,
+    pub store: String,
+    pub mode: String,
+    pub msgs_per_s: Option<f64>,
+    pub server_cpu_us_per_msg: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub loadgen_cpu_util: Option<f64>,
+    #[serde(default)]
+    pub lost: u64,
+    #[serde(default)]
+    pub order_violations: u64,
+    #[serde(default)]
+    pub errors: u64,
+    /// `idle`: RSS per connection at each connection count (null in the other modes).
+    #[serde(default)]
+    pub steps: Option<Vec<IdleStep>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdleStep {
+    pub conns: u64,
+    /// (RSS now − RSS before any connection) / connections, in KiB (/proc's kB).
+    pub rss_per_conn_kb: f64,
+}
+
+impl PeerRun {
+    /// run.sh's configuration name: `ours-memory`, `ours-fjall`, `cf-memory`, `cf-history`.
+    pub fn config(&self) -> Option<&'static str> {
+        let ours = self.label == "chat-server";
+        let cf = self.label.starts_with("centrifugo");
+        match self.store.as_str() {
+            "memory" if ours => Some("ours-memory"),
+            "fjall" if ours => Some("ours-fjall"),
+            "memory engine" if cf => Some("cf-memory"),
+            "memory engine + history" if cf => Some("cf-history"),
+            _ => None,
+        }
+    }
+}
+
+/// Parses `results.jsonl`. Blank lines are skipped; any other line that is not a run is
+/// an error naming its line, since a figure silently dropped would change a median.
+pub fn parse_results(text: &str) -> Result<Vec<PeerRun>, String> {
+    let mut runs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let run: PeerRun =
+            serde_json::from_str(line).map_err(|e| format!("results line {}: {e}", i + 1))?;
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+/// A figure peerbench measured: it writes -1 where it had nothing to measure.
+fn measured(v: Option<f64>) -> Option<f64> {
+    v.filter(|x| x.is_finite() && *x >= 0.0)
+}
+
+/// The median of a list, `None` when empty.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    })
+}
+
+/// A median over the runs of one configuration and mode, with how many runs it took.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Med {
+    pub value: f64,
+    pub runs: usize,
+}
+
+/// The median of `field` over the runs of `config` in `mode` that measured it.
+pub fn median_of(
+    runs: &[PeerRun],
+    config: &str,
+    mode: &str,
+    field: impl Fn(&PeerRun) -> Option<f64>,
+) -> Option<Med> {
+    let v: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.config() == Some(config) && r.mode == mode)
+        .filter_map(|r| measured(field(r)))
+        .collect();
+    median(&v).map(|value| Med {
+        value,
+        runs: v.len(),
+    })
+}
+
+/// The median RSS per connection (KiB) of `config`'s idle runs at `conns` connections.
+pub fn idle_median(runs: &[PeerRun], config: &str, conns: u64) -> Option<Med> {
+    let v: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.config() == Some(config) && r.mode == "idle")
+        .flat_map(|r| r.steps.iter().flatten())
+        .filter(|s| s.conns == conns)
+        .map(|s| s.rss_per_conn_kb)
+        .collect();
+    median(&v).map(|value| Med {
+        value,
+        runs: v.len(),
+    })
+}
+
+/// Lost, reordered and refused messages summed over a configuration's runs in a mode, as
+/// a note for the table (empty when all are zero).
+pub fn faults_note(runs: &[PeerRun], config: &str, mode: &str) -> String {
+    let (mut lost, mut order, mut errors) = (0, 0, 0);
+    for r in runs
+        .iter()
+        .filter(|r| r.config() == Some(config) && r.mode == mode)
+    {
+        lost += r.lost;
+        order += r.order_violations;
+        errors += r.errors;
+    }
+    if lost + order + errors == 0 {
+        String::new()
+    } else {
+        format!("; {config}: {lost} lost, {order} out of order, {errors} refused")
+    }
+}

@@ -1,0 +1,189 @@
+//! Tests of `verdict.rs`.
+
+use crate::figures::{DelayFigures, DeliveryFigures, SimSummary};
+use crate::peer::{PeerRun, parse_results};
+use crate::verdict::*;
+
+fn sat_runs() -> Vec<PeerRun> {
+    parse_results(
+        r#"{"label":"chat-server","store":"fjall","mode":"sat","msgs_per_s":9000,"server_cpu_us_per_msg":100}
+{"label":"centrifugo-v6.9.1","store":"memory engine + history","mode":"sat","msgs_per_s":24000}
+{"label":"chat-server","store":"memory","mode":"sat","msgs_per_s":60000,"server_cpu_us_per_msg":20}
+{"label":"centrifugo-v6.9.1","store":"memory engine","mode":"sat","msgs_per_s":27000}"#,
+    )
+    .unwrap()
+}
+
+fn nothing() -> Figures {
+    fn no<T>() -> Outcome<T> {
+        Err("not chosen".into())
+    }
+    Figures {
+        sat: no(),
+        rate: no(),
+        idle: no(),
+        fjall_latency: no(),
+        seed_node: no(),
+        smoke: no(),
+        delay: no(),
+        reps: 3,
+    }
+}
+
+fn row<'a>(rows: &'a [Row], id: &str) -> &'a Row {
+    rows.iter().find(|r| r.id == id).unwrap()
+}
+
+#[test]
+fn judging_respects_the_direction_and_the_boundary() {
+    assert_eq!(judge(1.0, Cmp::AtLeast, 1.0), Status::Met);
+    assert_eq!(judge(0.99, Cmp::AtLeast, 1.0), Status::NotMet);
+    assert_eq!(judge(5.0, Cmp::AtMost, 5.0), Status::Met);
+    assert_eq!(judge(5.01, Cmp::AtMost, 5.0), Status::NotMet);
+    assert!(matches!(
+        judge(f64::NAN, Cmp::AtMost, 5.0),
+        Status::NotRun(_)
+    ));
+}
+
+#[test]
+fn ratios_need_a_positive_denominator() {
+    assert_eq!(ratio(1.0, 4.0), Some(0.25));
+    assert_eq!(ratio(1.0, 0.0), None);
+    assert_eq!(ratio(f64::NAN, 1.0), None);
+}
+
+#[test]
+fn thousands_separators() {
+    assert_eq!(thousands(23598.4), "23,598");
+    assert_eq!(thousands(999.0), "999");
+    assert_eq!(thousands(1_000_000.0), "1,000,000");
+    assert_eq!(thousands(-1234.0), "-1,234");
+}
+
+#[test]
+fn throughput_ratios_from_the_sat_medians() {
+    let mut f = nothing();
+    f.sat = Ok(sat_runs());
+    let rows = rows(&f);
+    let fjall = row(&rows, "1a");
+    assert_eq!(fjall.value, Some(9000.0 / 24000.0));
+    assert_eq!(fjall.status, Status::NotMet);
+    assert!(
+        fjall.measured.contains("9,000 vs 24,000"),
+        "{}",
+        fjall.measured
+    );
+    let mem = row(&rows, "1b");
+    assert_eq!(mem.status, Status::Met, "60000/27000 ≥ 2");
+}
+
+#[test]
+fn every_target_has_a_row_and_says_why_when_not_run() {
+    let rows = rows(&nothing());
+    let ids: Vec<&str> = rows.iter().map(|r| r.id).collect();
+    assert_eq!(
+        ids,
+        [
+            "1a", "1b", "2a", "2b", "2c", "3a", "3b", "4a", "4b", "4c", "4d", "5a", "5b", "6"
+        ]
+    );
+    for r in &rows {
+        assert!(
+            matches!(&r.status, Status::NotRun(why) if why.contains("not chosen")),
+            "{}: {:?}",
+            r.id,
+            r.status
+        );
+    }
+    assert_eq!(
+        row(&rows, "3a").status,
+        Status::NotRun("saturation: not chosen".into())
+    );
+}
+
+#[test]
+fn seed_node_cpu_against_the_saturated_figure() {
+    let mut f = nothing();
+    f.sat = Ok(sat_runs());
+    f.seed_node = SimSummary::parse(
+        r#"{"scenario":"seed-node","passed":true,"load":{"messages_per_sec":463,"messages_acknowledged":1},
+            "latency_ms":{},"server":{"cpu_us_per_message":250,"memory_bytes_per_connection":9216,
+            "connections_peak":10000,"costs":{"cpu_us_per_message":150,"cpu_fit_r2":0.9,
+            "rss_bytes_per_connection":4096,"rss_fit_r2":0.99}},"simulator":{"cpu_us_per_message":100}}"#,
+    );
+    let rows = rows(&f);
+    assert_eq!(row(&rows, "3a").value, Some(2.5));
+    assert_eq!(row(&rows, "3a").status, Status::NotMet);
+    assert_eq!(row(&rows, "3b").value, Some(1.5));
+    assert_eq!(row(&rows, "3b").status, Status::Met);
+    assert_eq!(row(&rows, "4c").value, Some(9.0));
+    assert_eq!(row(&rows, "4c").status, Status::NotMet);
+    assert_eq!(row(&rows, "4d").value, Some(4.0));
+    assert_eq!(row(&rows, "5a").value, Some(0.4));
+    assert_eq!(row(&rows, "5a").status, Status::Met);
+}
+
+#[test]
+fn without_sat_the_delivery_bench_closed_loop_is_the_saturated_figure() {
+    let mut f = nothing();
+    f.fjall_latency = Ok(DeliveryFigures {
+        rate: 4000.0,
+        p99_ms: Some(12.0),
+        worst_second: Some((3, 49.0)),
+        window_seconds: 10,
+        closed: Some((8000.0, Some(200.0))),
+        lost: 0,
+        violations: 0,
+        behind: 0,
+    });
+    f.seed_node = SimSummary::parse(
+        r#"{"scenario":"seed-node","passed":true,"load":{"messages_per_sec":463,"messages_acknowledged":1},
+            "latency_ms":{},"server":{"cpu_us_per_message":300,"memory_bytes_per_connection":null,
+            "connections_peak":10000,"costs":null},"simulator":{"cpu_us_per_message":null}}"#,
+    );
+    let rows = rows(&f);
+    assert_eq!(row(&rows, "2b").status, Status::NotMet);
+    assert_eq!(row(&rows, "2c").status, Status::Met);
+    let cpu = row(&rows, "3a");
+    assert_eq!(cpu.value, Some(1.5));
+    assert!(cpu.source.contains("closed loop"), "{}", cpu.source);
+    assert!(matches!(row(&rows, "3b").status, Status::NotRun(_)));
+    assert!(matches!(row(&rows, "5a").status, Status::NotRun(_)));
+}
+
+#[test]
+fn delay_is_the_relative_difference_of_the_medians() {
+    let mut f = nothing();
+    f.delay = Ok(DelayFigures {
+        sim_p50_ms: 1.2,
+        peer_p50_ms: 1.0,
+        sim_rate: 200.0,
+        peer_rate: 200.0,
+    });
+    let r = rows(&f);
+    let d = row(&r, "6");
+    assert!((d.value.unwrap() - 20.0).abs() < 1e-9);
+    assert_eq!(d.status, Status::NotMet);
+    assert!(d.measured.starts_with("+20.0 %"), "{}", d.measured);
+    f.delay = Ok(DelayFigures {
+        sim_p50_ms: 0.95,
+        peer_p50_ms: 1.0,
+        sim_rate: 200.0,
+        peer_rate: 200.0,
+    });
+    assert_eq!(row(&rows(&f), "6").status, Status::Met);
+}
+
+#[test]
+fn idle_memory_per_connection_at_ten_thousand() {
+    let mut f = nothing();
+    f.idle = Ok(parse_results(
+        r#"{"label":"chat-server","store":"memory","mode":"idle","steps":[{"conns":5000,"rss_per_conn_kb":9},{"conns":10000,"rss_per_conn_kb":4.9}]}
+{"label":"chat-server","store":"fjall","mode":"idle","steps":[{"conns":10000,"rss_per_conn_kb":5.1}]}"#,
+    )
+    .unwrap());
+    let rows = rows(&f);
+    assert_eq!(row(&rows, "4a").status, Status::Met);
+    assert_eq!(row(&rows, "4b").status, Status::NotMet);
+}

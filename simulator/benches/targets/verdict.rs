@@ -1,0 +1,554 @@
+//! Each performance target against its measurement: the figure compared, the raw
+//! figures behind it, met or not — or not run, and why — and where the figure came from.
+
+use serde::Serialize;
+
+use crate::figures::{DelayFigures, DeliveryFigures, SimSummary};
+use crate::peer::{PeerRun, faults_note, idle_median, median_of};
+
+/// How a figure is held against its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cmp {
+    AtLeast,
+    AtMost,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", content = "why", rename_all = "snake_case")]
+pub enum Status {
+    Met,
+    NotMet,
+    /// Not measured: the part was not chosen, needs a flag, or failed (the reason says).
+    NotRun(String),
+}
+
+impl Status {
+    pub fn text(&self) -> String {
+        match self {
+            Status::Met => "met".into(),
+            Status::NotMet => "NOT met".into(),
+            Status::NotRun(why) => format!("not run ({why})"),
+        }
+    }
+}
+
+/// One target's line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// `1a`, `2b`, …: the target's number and which of its figures.
+    pub id: &'static str,
+    pub target: String,
+    /// The figure held against the limit (a ratio, milliseconds, KiB, percent).
+    pub value: Option<f64>,
+    pub cmp: Cmp,
+    pub limit: f64,
+    /// The figure as printed, with the raw figures it came from.
+    pub measured: String,
+    pub status: Status,
+    pub source: String,
+}
+
+/// Whether `value` keeps to the limit; a figure that is not a number is not a measurement.
+pub fn judge(value: f64, cmp: Cmp, limit: f64) -> Status {
+    if !value.is_finite() {
+        return Status::NotRun("no finite figure".into());
+    }
+    let ok = match cmp {
+        Cmp::AtLeast => value >= limit,
+        Cmp::AtMost => value <= limit,
+    };
+    if ok { Status::Met } else { Status::NotMet }
+}
+
+/// a / b, when both are figures and b is above zero.
+pub fn ratio(a: f64, b: f64) -> Option<f64> {
+    (a.is_finite() && b.is_finite() && b > 0.0).then(|| a / b)
+}
+
+/// Thousands with separators: 23598.4 → "23,598".
+pub fn thousands(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    let n = v.round() as i64;
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+/// Milliseconds with sensible precision.
+pub fn ms(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2} ms")
+    } else {
+        format!("{v:.1} ms")
+    }
+}
+
+/// A target not yet measured; `measure` or `missing` finishes it.
+struct Spec {
+    id: &'static str,
+    target: String,
+    cmp: Cmp,
+    limit: f64,
+}
+
+fn spec(id: &'static str, target: impl Into<String>, cmp: Cmp, limit: f64) -> Spec {
+    Spec {
+        id,
+        target: target.into(),
+        cmp,
+        limit,
+    }
+}
+
+impl Spec {
+    fn measure(self, value: f64, measured: String, source: impl Into<String>) -> Row {
+        Row {
+            id: self.id,
+            status: judge(value, self.cmp, self.limit),
+            value: Some(value),
+            target: self.target,
+            cmp: self.cmp,
+            limit: self.limit,
+            measured,
+            source: source.into(),
+        }
+    }
+
+    fn missing(self, why: impl Into<String>, source: impl Into<String>) -> Row {
+        Row {
+            id: self.id,
+            status: Status::NotRun(why.into()),
+            value: None,
+            target: self.target,
+            cmp: self.cmp,
+            limit: self.limit,
+            measured: "-".into(),
+            source: source.into(),
+        }
+    }
+
+    /// `measure` with the value when there is one, `missing` with `why` otherwise.
+    fn maybe(self, v: Option<(f64, String)>, why: &str, source: impl Into<String>) -> Row {
+        match v {
+            Some((value, text)) => self.measure(value, text, source),
+            None => self.missing(why, source),
+        }
+    }
+}
+
+/// A measurement's outcome: its figures, or why there are none (not chosen, no
+/// `--peer-bench`, or the error it failed with).
+pub type Outcome<T> = Result<T, String>;
+
+/// Everything the parts measured.
+pub struct Figures {
+    pub sat: Outcome<Vec<PeerRun>>,
+    pub rate: Outcome<Vec<PeerRun>>,
+    pub idle: Outcome<Vec<PeerRun>>,
+    pub fjall_latency: Outcome<DeliveryFigures>,
+    pub seed_node: Outcome<SimSummary>,
+    pub smoke: Outcome<SimSummary>,
+    pub delay: Outcome<DelayFigures>,
+    /// Repetitions peerbench ran per configuration (for the source column).
+    pub reps: u32,
+}
+
+/// The fixed rate of target 2 with the memory store, msgs/s.
+pub const FIXED_RATE: f64 = 11_500.0;
+/// The idle step of target 4, connections.
+pub const IDLE_CONNS: u64 = 10_000;
+
+/// Every target's row, in the order.
+pub fn rows(f: &Figures) -> Vec<Row> {
+    let mut out = Vec::new();
+    throughput(f, &mut out);
+    latency(f, &mut out);
+    cpu_at_seed_node(f, &mut out);
+    memory(f, &mut out);
+    load_generator_cpu(f, &mut out);
+    delay(f, &mut out);
+    out
+}
+
+fn sat_source(f: &Figures, ours: &str, theirs: &str) -> String {
+    format!(
+        "peerbench sat, {ours} vs {theirs}, medians of {} (server pinned to one core)",
+        f.reps
+    )
+}
+
+/// Target 1: delivered msgs/s per core against Centrifugo's.
+fn throughput(f: &Figures, out: &mut Vec<Row>) {
+    for (id, ours, theirs, limit, what) in [
+        (
+            "1a",
+            "ours-fjall",
+            "cf-history",
+            1.0,
+            "fjall msgs/s per core ≥ 1.0× Centrifugo with history",
+        ),
+        (
+            "1b",
+            "ours-memory",
+            "cf-memory",
+            2.0,
+            "memory msgs/s per core ≥ 2.0× Centrifugo memory engine",
+        ),
+    ] {
+        let s = spec(id, what, Cmp::AtLeast, limit);
+        let source = sat_source(f, ours, theirs);
+        let runs = match &f.sat {
+            Ok(r) => r,
+            Err(why) => {
+                out.push(s.missing(why.clone(), source));
+                continue;
+            }
+        };
+        let a = median_of(runs, ours, "sat", |r| r.msgs_per_s);
+        let b = median_of(runs, theirs, "sat", |r| r.msgs_per_s);
+        let v = match (a, b) {
+            (Some(a), Some(b)) => ratio(a.value, b.value).map(|r| {
+                let util = median_of(runs, ours, "sat", |r| r.loadgen_cpu_util)
+                    .filter(|u| u.value >= 0.95)
+                    .map_or(String::new(), |u| {
+                        format!(
+                            "; load generator at {:.0}% CPU: lower bound",
+                            100.0 * u.value
+                        )
+                    });
+                (
+                    r,
+                    format!(
+                        "{r:.2}× ({} vs {} msgs/s){util}{}{}",
+                        thousands(a.value),
+                        thousands(b.value),
+                        faults_note(runs, ours, "sat"),
+                        faults_note(runs, theirs, "sat"),
+                    ),
+                )
+            }),
+            _ => None,
+        };
+        out.push(s.maybe(v, "no saturation figure in the results", source));
+    }
+}
+
+/// Target 2: p99 at the fixed rate (memory), and at half of fjall's saturation.
+fn latency(f: &Figures, out: &mut Vec<Row>) {
+    let s = spec(
+        "2a",
+        "memory p99 send→delivery at 11,500 msgs/s ≤ 5 ms",
+        Cmp::AtMost,
+        5.0,
+    );
+    let source = format!(
+        "peerbench rate -rate 11500, ours-memory (cf-memory beside it), medians of {}",
+        f.reps
+    );
+    match &f.rate {
+        Err(why) => out.push(s.missing(why.clone(), source)),
+        Ok(runs) => {
+            let v = median_of(runs, "ours-memory", "rate", |r| r.p99_ms).map(|m| {
+                let cf = median_of(runs, "cf-memory", "rate", |r| r.p99_ms)
+                    .map_or(String::new(), |c| {
+                        format!(" (Centrifugo memory engine: {})", ms(c.value))
+                    });
+                (
+                    m.value,
+                    format!(
+                        "{}{cf}{}",
+                        ms(m.value),
+                        faults_note(runs, "ours-memory", "rate")
+                    ),
+                )
+            });
+            out.push(s.maybe(v, "no rate figure in the results", source));
+        }
+    }
+
+    let p99 = spec(
+        "2b",
+        "fjall p99 send→delivery at half its saturation ≤ 10 ms",
+        Cmp::AtMost,
+        10.0,
+    );
+    let worst = spec(
+        "2c",
+        "fjall at half its saturation: no second over 50 ms",
+        Cmp::AtMost,
+        50.0,
+    );
+    let source = match &f.sat {
+        Ok(_) => {
+            "delivery bench --stores fjall --rate (half the peerbench fjall sat median) --timeline"
+        }
+        Err(_) => {
+            "delivery bench --stores fjall --timeline: its own closed loop, then half that rate"
+        }
+    };
+    match &f.fjall_latency {
+        Err(why) => {
+            out.push(p99.missing(why.clone(), source));
+            out.push(worst.missing(why.clone(), source));
+        }
+        Ok(d) => {
+            let faults = if d.lost + d.violations + d.behind > 0 {
+                format!(
+                    "; {} lost, {} violations, {} sends behind schedule",
+                    d.lost, d.violations, d.behind
+                )
+            } else {
+                String::new()
+            };
+            let v = d.p99_ms.map(|p| {
+                (
+                    p,
+                    format!("{} at {} msgs/s{faults}", ms(p), thousands(d.rate)),
+                )
+            });
+            out.push(p99.maybe(v, "no latency measured", source));
+            let v = d.worst_second.map(|(sec, m)| {
+                (
+                    m,
+                    format!("worst of {} s: {} (second {sec})", d.window_seconds, ms(m)),
+                )
+            });
+            out.push(worst.maybe(v, "no second measured", source));
+        }
+    }
+}
+
+/// The saturated fjall CPU per message, and where it came from.
+fn saturated_us(f: &Figures) -> Result<(f64, String), String> {
+    match &f.sat {
+        Ok(runs) => median_of(runs, "ours-fjall", "sat", |r| r.server_cpu_us_per_msg)
+            .map(|m| {
+                (
+                    m.value,
+                    format!("peerbench sat ours-fjall median of {}", m.runs),
+                )
+            })
+            .ok_or_else(|| "no fjall saturation CPU figure".into()),
+        Err(why) => match &f.fjall_latency {
+            Ok(DeliveryFigures {
+                closed: Some((_, Some(us))),
+                ..
+            }) => Ok((*us, "delivery bench fjall closed loop".into())),
+            _ => Err(format!("saturation: {why}")),
+        },
+    }
+}
+
+/// Target 3: server CPU per message at seed-node's load against saturation.
+fn cpu_at_seed_node(f: &Figures, out: &mut Vec<Row>) {
+    let raw = spec(
+        "3a",
+        "seed-node server CPU/msg ≤ 2× saturated (fjall)",
+        Cmp::AtMost,
+        2.0,
+    );
+    let fit = spec(
+        "3b",
+        "seed-node fitted CPU/msg term ≤ 2× saturated (fjall)",
+        Cmp::AtMost,
+        2.0,
+    );
+    let sat = saturated_us(f);
+    let seed = f.seed_node.as_ref();
+    let both = match (&sat, seed) {
+        (Ok(s), Ok(seed)) => Ok((s, seed)),
+        (Err(why), _) | (_, Err(why)) => Err(why.clone()),
+    };
+    let src = |what: &str| match &sat {
+        Ok((_, from)) => format!("seed-node summary.json {what} / {from}"),
+        Err(_) => format!("seed-node summary.json {what} / peerbench sat ours-fjall"),
+    };
+    match both {
+        Err(why) => {
+            out.push(raw.missing(why.clone(), src("server.cpu_us_per_message")));
+            out.push(fit.missing(why, src("server.costs.cpu_us_per_message")));
+        }
+        Ok(((sat_us, _), seed)) => {
+            let server = seed.server.as_ref();
+            let note = seed.gates_note();
+            let v = server.and_then(|s| s.cpu_us_per_message).and_then(|us| {
+                ratio(us, *sat_us).map(|r| {
+                    (
+                        r,
+                        format!(
+                            "{r:.2}× ({us:.0} vs {sat_us:.0} µs/msg at {:.0} msgs/s){note}",
+                            seed.load.messages_per_sec
+                        ),
+                    )
+                })
+            });
+            out.push(raw.maybe(
+                v,
+                "the run has no server CPU figure",
+                src("server.cpu_us_per_message"),
+            ));
+            let v = server.and_then(|s| s.costs).and_then(|c| {
+                ratio(c.cpu_us_per_message, *sat_us).map(|r| {
+                    (
+                        r,
+                        format!(
+                            "{r:.2}× ({:.0} vs {sat_us:.0} µs/msg, fit R² {:.2})",
+                            c.cpu_us_per_message, c.cpu_fit_r2
+                        ),
+                    )
+                })
+            });
+            out.push(fit.maybe(
+                v,
+                "the run fitted no costs",
+                src("server.costs.cpu_us_per_message"),
+            ));
+        }
+    }
+}
+
+/// Target 4: idle connections, and connections under seed-node's load.
+fn memory(f: &Figures, out: &mut Vec<Row>) {
+    for (id, config, what) in [
+        (
+            "4a",
+            "ours-memory",
+            "idle WebSocket ≤ 5 KiB at 10 K (memory store)",
+        ),
+        (
+            "4b",
+            "ours-fjall",
+            "idle WebSocket ≤ 5 KiB at 10 K (fjall store)",
+        ),
+    ] {
+        let s = spec(id, what, Cmp::AtMost, 5.0);
+        let source = format!(
+            "peerbench idle {config}, RSS growth / connections at the {IDLE_CONNS} step, median of {}",
+            f.reps
+        );
+        match &f.idle {
+            Err(why) => out.push(s.missing(why.clone(), source)),
+            Ok(runs) => {
+                let v = idle_median(runs, config, IDLE_CONNS)
+                    .map(|m| (m.value, format!("{:.2} KiB", m.value)));
+                out.push(s.maybe(v, "no 10,000 step in the results", source));
+            }
+        }
+    }
+    let raw = spec(
+        "4c",
+        "memory per connection under seed-node load ≤ 8 KiB",
+        Cmp::AtMost,
+        8.0,
+    );
+    let fit = spec(
+        "4d",
+        "fitted memory per connection held (seed-node) ≤ 8 KiB",
+        Cmp::AtMost,
+        8.0,
+    );
+    let raw_src =
+        "seed-node summary.json server.memory_bytes_per_connection (RSS growth / connections held)";
+    let fit_src = "seed-node summary.json server.costs.rss_bytes_per_connection";
+    match &f.seed_node {
+        Err(why) => {
+            out.push(raw.missing(why.clone(), raw_src));
+            out.push(fit.missing(why.clone(), fit_src));
+        }
+        Ok(seed) => {
+            let server = seed.server.as_ref();
+            let v = server.and_then(|s| s.memory_bytes_per_connection).map(|b| {
+                let kib = b / 1024.0;
+                (
+                    kib,
+                    format!(
+                        "{kib:.2} KiB at {} connections",
+                        thousands(server.map_or(0, |s| s.connections_peak) as f64)
+                    ),
+                )
+            });
+            out.push(raw.maybe(v, "the run has no memory figure", raw_src));
+            let v = server.and_then(|s| s.costs).map(|c| {
+                let kib = c.rss_bytes_per_connection / 1024.0;
+                (kib, format!("{kib:.2} KiB (fit R² {:.2})", c.rss_fit_r2))
+            });
+            out.push(fit.maybe(v, "the run fitted no costs", fit_src));
+        }
+    }
+}
+
+/// Target 5: the simulator's CPU per message against the server's.
+fn load_generator_cpu(f: &Figures, out: &mut Vec<Row>) {
+    for (id, run, name) in [("5a", &f.seed_node, "seed-node"), ("5b", &f.smoke, "smoke")] {
+        let s = spec(
+            id,
+            format!("{name}: simulator CPU/msg ≤ 0.5× the server's"),
+            Cmp::AtMost,
+            0.5,
+        );
+        let source =
+            format!("{name} summary.json simulator.cpu_us_per_message / server.cpu_us_per_message");
+        match run {
+            Err(why) => out.push(s.missing(why.clone(), source)),
+            Ok(sum) => {
+                let server = sum.server.as_ref().and_then(|s| s.cpu_us_per_message);
+                let v = match (sum.simulator.cpu_us_per_message, server) {
+                    (Some(sim), Some(srv)) => ratio(sim, srv).map(|r| {
+                        (
+                            r,
+                            format!("{r:.2}× ({sim:.0} vs {srv:.0} µs/msg){}", sum.gates_note()),
+                        )
+                    }),
+                    _ => None,
+                };
+                out.push(s.maybe(v, "the run has no CPU per message", source));
+            }
+        }
+    }
+}
+
+/// Target 6: the simulator's p50 against peerbench's, same server, same time.
+fn delay(f: &Figures, out: &mut Vec<Row>) {
+    let s = spec(
+        "6",
+        "simulator p50 send→delivery within 10 % of peerbench's",
+        Cmp::AtMost,
+        10.0,
+    );
+    let source = "chat-sim run smoke.toml --target and peerbench -mode rate -rate 200, one fjall server, at the same time";
+    match &f.delay {
+        Err(why) => out.push(s.missing(why.clone(), source)),
+        Ok(d) => {
+            let v = ratio(d.sim_p50_ms - d.peer_p50_ms, d.peer_p50_ms).map(|r| {
+                let pct = 100.0 * r;
+                (
+                    pct.abs(),
+                    format!(
+                        "{pct:+.1} % ({} at {:.0}/s vs {} at {:.0}/s)",
+                        ms(d.sim_p50_ms),
+                        d.sim_rate,
+                        ms(d.peer_p50_ms),
+                        d.peer_rate
+                    ),
+                )
+            });
+            out.push(s.maybe(v, "peerbench measured no latency", source));
+        }
+    }
+}
+
+impl Row {
+    /// The target with its limit, as the table prints it.
+    pub fn target_text(&self) -> String {
+        format!("{} {}", self.id, self.target)
+    }
+}

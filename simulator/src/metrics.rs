@@ -17,7 +17,8 @@ use thiserror::Error;
 /// The largest latency recorded: one hour, in microseconds. Larger values saturate.
 pub const MAX_MICROS: u64 = 3_600_000_000;
 
-/// The latencies the simulator measures, each from the intended time of the action.
+/// The latencies the simulator measures, each from the intended time of the action to
+/// the socket read that brought the answer, and the simulator's own share of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Latency {
@@ -38,10 +39,15 @@ pub enum Latency {
     Connect,
     /// Intended pull time → the presence answer.
     Presence,
+    /// The socket read that brought a live `msg` → its delivery recorded: the delay the
+    /// simulator itself still adds after a frame reached it (WebSocket and JSON parsing,
+    /// the checks' bookkeeping, the frames read before it in the same read). The wait
+    /// between the frame reaching the socket and the runtime reading it is not in it.
+    ClientDelay,
 }
 
 impl Latency {
-    pub const ALL: [Latency; 8] = [
+    pub const ALL: [Latency; 9] = [
         Latency::SendToSent,
         Latency::SendToDelivery,
         Latency::SendToCatchUp,
@@ -50,6 +56,7 @@ impl Latency {
         Latency::Reconnect,
         Latency::Connect,
         Latency::Presence,
+        Latency::ClientDelay,
     ];
 
     /// The JSON key and file name part.
@@ -63,6 +70,7 @@ impl Latency {
             Latency::Reconnect => "reconnect_to_caught_up",
             Latency::Connect => "connect_to_caught_up",
             Latency::Presence => "presence_pull",
+            Latency::ClientDelay => "client_delay",
         }
     }
 
@@ -77,6 +85,7 @@ impl Latency {
             Latency::Reconnect => "reconnect → caught up",
             Latency::Connect => "first connect → caught up",
             Latency::Presence => "presence pull",
+            Latency::ClientDelay => "simulator's own delay (socket read → delivery recorded)",
         }
     }
 }

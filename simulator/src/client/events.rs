@@ -7,6 +7,8 @@
 //! implements [`DeviceEvents`], the load layer. So the client never reaches up into the
 //! load and can be driven by any recorder.
 
+use std::time::Instant;
+
 use super::frames::MsgFrame;
 use crate::checks::{Anomaly, Check, Conv, MsgKey, Via};
 
@@ -39,8 +41,9 @@ pub trait DeviceEvents: Send + Sync {
 
     /// A message reached a device for the first time, live or through sync; `key` names
     /// it when its client id is one of the simulator's; `node` is the device's node
-    /// ([`node_index`](DeviceEvents::node_index) of the name the server gave).
-    fn arrived(&self, key: Option<MsgKey>, via: Via, node: u16);
+    /// ([`node_index`](DeviceEvents::node_index) of the name the server gave); `at` is
+    /// when the socket read that brought the frame returned.
+    fn arrived(&self, key: Option<MsgKey>, via: Via, node: u16, at: Instant);
 
     /// A small number for a node name a server answered with, the same for the same name
     /// in this process.
@@ -48,7 +51,9 @@ pub trait DeviceEvents: Send + Sync {
 
     /// The server acknowledged send `n` of `user` (the shard's user `user_idx`) at `seq`
     /// of `conv` and `useq` of the sender's inbox. Returns the body hash the send was
-    /// registered with, or `None` when no such send was made.
+    /// registered with, or `None` when no such send was made. `at`: as for
+    /// [`arrived`](DeviceEvents::arrived).
+    #[allow(clippy::too_many_arguments)]
     fn acked(
         &self,
         user: u64,
@@ -57,11 +62,12 @@ pub trait DeviceEvents: Send + Sync {
         conv: Conv,
         seq: u64,
         useq: u64,
+        at: Instant,
     ) -> Option<u64>;
 
     /// The server says every message of `conv` up to `seq` from user `user_idx` was
-    /// delivered.
-    fn receipt(&self, user_idx: u32, conv: Conv, seq: u64);
+    /// delivered (read from the socket at `at`).
+    fn receipt(&self, user_idx: u32, conv: Conv, seq: u64, at: Instant);
 
     /// The server refused send `n` of `user`.
     fn refused(&self, user: u64, n: u64);

@@ -3,4 +3,5 @@
 pub mod events;
 pub mod frames;
 pub mod http;
+pub mod stamped;
 pub mod ws;

@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::events::DeviceEvents;
 use super::frames::{self, MsgFrame, ServerFrame};
+use super::stamped::{ReadClock, Stamped};
 use crate::checks::{self, Anomaly, Check, Conv, DeviceLog, Entry, Observed, Via};
 
 /// A device's node when the server did not say (an older server, or offline).
@@ -297,13 +298,9 @@ impl Device {
             .read_buffer_size(4096)
             .write_buffer_size(0)
             .max_write_buffer_size(1 << 20);
-        let (ws, response) = tokio::time::timeout(
-            timeout,
-            tokio_tungstenite::connect_async_with_config(req, Some(config), true),
-        )
-        .await
-        .map_err(|_| RequestError::Connect("timed out".into()))?
-        .map_err(|e| RequestError::Connect(e.to_string()))?;
+        let (ws, response, clock) = tokio::time::timeout(timeout, open(req, config))
+            .await
+            .map_err(|_| RequestError::Connect("timed out".into()))??;
         let node = response
             .headers()
             .get(NODE_HEADER)
@@ -329,7 +326,7 @@ impl Device {
             }
             let _ = sink.close().await;
         });
-        let reader = tokio::spawn(read_loop(self.clone(), stream, out, number, pending));
+        let reader = tokio::spawn(read_loop(self.clone(), stream, clock, out, number, pending));
         let mut readers = self.readers.lock();
         readers.retain(|h| !h.is_finished());
         readers.push(reader);
@@ -371,13 +368,50 @@ pub async fn wait_sent(
     wait(rx, timeout).await
 }
 
-type WsStream = futures_util::stream::SplitStream<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
->;
+type WsStream = futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<Stamped>>;
+
+/// Opens the TCP connection (no Nagle: frames are small and timed) and the WebSocket on
+/// it, through a [`Stamped`] stream whose clock times each frame's socket read.
+async fn open(
+    req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    config: WebSocketConfig,
+) -> Result<
+    (
+        tokio_tungstenite::WebSocketStream<Stamped>,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+        ReadClock,
+    ),
+    RequestError,
+> {
+    let uri = req.uri();
+    if uri.scheme_str() != Some("ws") {
+        return Err(RequestError::Connect(format!(
+            "{uri}: only ws:// URLs are supported"
+        )));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| RequestError::Connect(format!("{uri}: no host")))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| RequestError::Connect(e.to_string()))?;
+    tcp.set_nodelay(true)
+        .map_err(|e| RequestError::Connect(e.to_string()))?;
+    let (stream, clock) = Stamped::new(tcp);
+    let (ws, response) = tokio_tungstenite::client_async_with_config(req, stream, Some(config))
+        .await
+        .map_err(|e| RequestError::Connect(e.to_string()))?;
+    Ok((ws, response, clock))
+}
 
 async fn read_loop(
     dev: Arc<Device>,
     mut stream: WsStream,
+    clock: ReadClock,
     out: mpsc::UnboundedSender<Message>,
     number: u64,
     pending: Arc<Mutex<Pending>>,
@@ -397,7 +431,10 @@ async fn read_loop(
             }
         };
         match next {
-            Some(Ok(Message::Text(t))) => handle(&dev, number, &pending, t.as_str(), &mut acks),
+            Some(Ok(Message::Text(t))) => {
+                let at = clock.last_read();
+                handle(&dev, number, &pending, t.as_str(), at, &mut acks);
+            }
             Some(Ok(Message::Close(frame))) => {
                 let planned = !is_current(&dev);
                 if !planned {
@@ -439,8 +476,16 @@ fn entry_of(m: &MsgFrame, conv: Conv) -> Entry {
     }
 }
 
-/// Records one message arriving at a device, live or through sync.
-fn arrive(dev: &Device, number: u64, m: &MsgFrame, via: Via, acks: &mut BTreeMap<String, u64>) {
+/// Records one message arriving at a device, live or through sync, read from the socket
+/// at `at`.
+fn arrive(
+    dev: &Device,
+    number: u64,
+    m: &MsgFrame,
+    via: Via,
+    at: Instant,
+    acks: &mut BTreeMap<String, u64>,
+) {
     let Ok(conv) = m.conv.parse::<Conv>() else {
         dev.events.fault(Check::NoPhantoms, &|| {
             format!(
@@ -466,26 +511,25 @@ fn arrive(dev: &Device, number: u64, m: &MsgFrame, via: Via, acks: &mut BTreeMap
     if observed != Observed::New {
         return;
     }
-    dev.events.arrived(entry.key(), via, dev.node());
+    dev.events.arrived(entry.key(), via, dev.node(), at);
 }
 
-/// Handles one frame that arrived on connection `number` of `dev`.
+/// Handles one frame that arrived on connection `number` of `dev`, read from the socket
+/// at `at`.
 fn handle(
     dev: &Device,
     number: u64,
     pending: &Mutex<Pending>,
     text: &str,
+    at: Instant,
     acks: &mut BTreeMap<String, u64>,
 ) {
-    let frame: ServerFrame = match serde_json::from_str(text) {
-        Ok(f) => f,
-        Err(_) => {
-            dev.events.unmatched_frame();
-            return;
-        }
+    let Some(frame) = ServerFrame::parse(text) else {
+        dev.events.unmatched_frame();
+        return;
     };
     match frame {
-        ServerFrame::Msg(m) => arrive(dev, number, &m, Via::Live, acks),
+        ServerFrame::Msg(m) => arrive(dev, number, &m, Via::Live, at, acks),
         ServerFrame::Sent {
             id,
             conv,
@@ -495,7 +539,7 @@ fn handle(
             if let (Some(n), Ok(conv_id)) = (checks::parse_client_id(&id), conv.parse::<Conv>()) {
                 let acked = dev
                     .events
-                    .acked(dev.user, dev.user_idx, n, conv_id, seq, useq);
+                    .acked(dev.user, dev.user_idx, n, conv_id, seq, useq, at);
                 if let Some(body_hash) = acked {
                     let entry = Entry {
                         conv: conv_id,
@@ -515,11 +559,11 @@ fn handle(
             let Ok(conv) = conv.parse::<Conv>() else {
                 return;
             };
-            dev.events.receipt(dev.user_idx, conv, seq);
+            dev.events.receipt(dev.user_idx, conv, seq, at);
         }
         ServerFrame::Sync { items, next, more } => {
             for m in &items {
-                arrive(dev, number, m, Via::Sync, acks);
+                arrive(dev, number, m, Via::Sync, at, acks);
             }
             if let Some(w) = pending.lock().requests.pop_front() {
                 let _ = w.send(Ok(Answer::Sync(SyncPage { next, more })));

@@ -4,10 +4,12 @@
 
 pub mod body;
 pub mod groups;
+pub mod pacer;
 pub mod recorder;
 pub mod route;
 pub mod schedule;
 mod session;
 pub mod setup;
 pub mod shard;
+pub mod stop;
 pub mod user;

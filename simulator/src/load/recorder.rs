@@ -62,8 +62,11 @@ pub struct ShardRecords {
     acked_high: DashMap<Conv, u64>,
 }
 
-fn micros_since(t: Instant) -> u64 {
-    t.elapsed().as_micros().min(u128::from(u64::MAX)) as u64
+/// Microseconds from `from` to `to` (0 when `to` is earlier).
+fn micros(from: Instant, to: Instant) -> u64 {
+    to.saturating_duration_since(from)
+        .as_micros()
+        .min(u128::from(u64::MAX)) as u64
 }
 
 impl ShardRecords {
@@ -332,7 +335,7 @@ impl DeviceEvents for ShardRecords {
         }
     }
 
-    fn arrived(&self, key: Option<MsgKey>, via: Via, node: u16) {
+    fn arrived(&self, key: Option<MsgKey>, via: Via, node: u16, at: Instant) {
         let sent = key.and_then(|k| self.sends.get(&k).map(|s| (s.intended, s.node)));
         let intended = sent.map(|(t, _)| t);
         match via {
@@ -350,15 +353,19 @@ impl DeviceEvents for ShardRecords {
                     self.counters.add(c, 1);
                 }
                 if let Some(t) = intended {
-                    let us = micros_since(t);
-                    self.record(Latency::SendToDelivery, us);
+                    let us = micros(t, at);
+                    {
+                        let mut lat = self.lat.lock();
+                        lat.record(Latency::SendToDelivery, us);
+                        lat.record(Latency::ClientDelay, micros(at, Instant::now()));
+                    }
                     self.series_delivery(us);
                 }
             }
             Via::Sync => {
                 self.counters.add(&self.counters.deliveries_catch_up, 1);
                 if let Some(t) = intended {
-                    self.record(Latency::SendToCatchUp, micros_since(t));
+                    self.record(Latency::SendToCatchUp, micros(t, at));
                 }
             }
             Via::Own => {}
@@ -373,12 +380,13 @@ impl DeviceEvents for ShardRecords {
         conv: Conv,
         seq: u64,
         useq: u64,
+        at: Instant,
     ) -> Option<u64> {
         let (intended, body_hash) = self.sends.get_mut(&(user, n)).map(|mut s| {
             s.record.outcome = Outcome::Acked { seq, useq };
             (s.intended, s.record.body_hash)
         })?;
-        self.record(Latency::SendToSent, micros_since(intended));
+        self.record(Latency::SendToSent, micros(intended, at));
         self.series_acked();
         let mut high = self.acked_high.entry(conv).or_insert(0);
         *high = (*high).max(seq);
@@ -393,7 +401,7 @@ impl DeviceEvents for ShardRecords {
         Some(body_hash)
     }
 
-    fn receipt(&self, user_idx: u32, conv: Conv, seq: u64) {
+    fn receipt(&self, user_idx: u32, conv: Conv, seq: u64, at: Instant) {
         let done = match self.receipts.get(user_idx as usize) {
             Some(receipts) => match receipts.lock().get_mut(&conv) {
                 Some(waiting) => {
@@ -404,8 +412,11 @@ impl DeviceEvents for ShardRecords {
             },
             None => BTreeMap::new(),
         };
-        for intended in done.values() {
-            self.record(Latency::SendToDelivered, micros_since(*intended));
+        if !done.is_empty() {
+            let mut lat = self.lat.lock();
+            for intended in done.values() {
+                lat.record(Latency::SendToDelivered, micros(*intended, at));
+            }
         }
         self.counters
             .add(&self.counters.receipts, done.len() as u64);

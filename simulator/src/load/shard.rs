@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use super::groups::Groups;
 use super::recorder::ShardRecords;
 use super::setup::{Setup, ShardError, ShardJob, plan_devices};
+use super::stop::Stop;
 use crate::checks::{self, Check, CheckResults, Conv, MsgKey, SendRecord};
 use crate::client::events::DeviceEvents;
 use crate::client::http::{self, Probe};
@@ -38,6 +39,8 @@ pub struct ShardCtx {
     pub users: Arc<Vec<UserState>>,
     pub groups: Arc<Groups>,
     pub records: Arc<ShardRecords>,
+    /// Set when the load is being stopped from outside, to wake napping users.
+    pub stop: Arc<Stop>,
 }
 
 impl ShardCtx {
@@ -76,6 +79,7 @@ impl ShardCtx {
             users: Arc::new(users),
             groups: Arc::new(Groups::default()),
             records,
+            stop: Arc::new(Stop::default()),
         }))
     }
 

@@ -8,8 +8,8 @@
 //! - `history`: due history page reads, per device kind;
 //! - `presence`: due presence pulls over HTTP, through Goose's own client;
 //! - `churn`: due disconnects, storms, and reconnects (connect + sync to the end);
-//! - `wait`: sleeps until the next intended time (at most a second, so Goose can
-//!   stop a user promptly).
+//! - `wait`: sleeps until the next intended time (or a dropped connection, or the
+//!   load being stopped).
 //!
 //! Everything that is not HTTP is recorded with Goose's custom-request metrics
 //! (`record_custom_request_duration`, method `WS`), timed from the intended time, so
@@ -19,10 +19,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use futures_util::future::Either;
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
 
 use super::body;
+use super::pacer;
 use super::recorder::SendMeta;
 use super::schedule::Poisson;
 use super::session::{Kind, Session, SessionRef, choose_target};
@@ -34,11 +36,11 @@ use crate::metrics::Latency;
 use crate::records::GooseRequestSummary;
 
 /// The longest a `wait` sleeps while the load runs. A user wakes for its next planned
-/// action, when the load ends and when a device's connection drops, so the cap only
-/// bounds how late an outside stop (ctrl-c) is seen; at the design's rates a user acts
-/// every ~15 s, and waking every user every second cost the load generator about 20
-/// wake-ups per message.
-const MAX_NAP: f64 = 10.0;
+/// action, when the load ends, when a device's connection drops and when the load is
+/// stopped from outside ([`Stop`](super::stop::Stop)), so the cap is only a backstop; at
+/// the design's rates a user acts every ~15 s, and a cap of 10 s woke every user about
+/// once more per message for nothing.
+const MAX_NAP: f64 = 60.0;
 
 /// The longest a `wait` sleeps once the load is over, so Goose's stop is not held up.
 const NAP_AFTER_LOAD: f64 = 1.0;
@@ -394,7 +396,7 @@ async fn txn_wait(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult
     };
     let now = ctx.setup.now_secs();
     let end = ctx.records.load_end_secs();
-    let cap = if now < end {
+    let cap = if now < end && !ctx.stop.is_set() {
         (end - now).min(MAX_NAP)
     } else {
         NAP_AFTER_LOAD
@@ -402,16 +404,29 @@ async fn txn_wait(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult
     let nap = (next - now).clamp(0.0, cap);
     if nap > 0.0 {
         let devices = &ctx.user(user_idx).devices;
-        let sleep = tokio::time::sleep(Duration::from_secs_f64(nap));
-        if devices.is_empty() {
-            sleep.await;
+        // A planned action is waited for through the pacer, not tokio's millisecond
+        // timer: a send must leave at its intended time, as every latency is measured
+        // from it. The microsecond keeps float rounding from waking the user a hair
+        // before the time it compares with. A cap needs no precision.
+        let sleep = if nap < cap {
+            Either::Left(pacer::sleep_until(
+                ctx.setup.at(next) + Duration::from_micros(1),
+            ))
         } else {
-            let dropped =
-                futures_util::future::select_all(devices.iter().map(|d| Box::pin(d.dropped())));
-            tokio::select! {
-                () = sleep => {}
-                _ = dropped => {}
+            Either::Right(tokio::time::sleep(Duration::from_secs_f64(nap)))
+        };
+        let dropped = async {
+            if devices.is_empty() {
+                std::future::pending::<()>().await;
+            } else {
+                futures_util::future::select_all(devices.iter().map(|d| Box::pin(d.dropped())))
+                    .await;
             }
+        };
+        tokio::select! {
+            () = sleep => {}
+            () = dropped => {}
+            () = ctx.stop.wait() => {}
         }
     }
     Ok(())
@@ -465,16 +480,17 @@ pub async fn attack(
         .register_transaction(txn!(ctx, txn_presence, "presence"))
         .register_transaction(txn!(ctx, txn_churn, "churn"))
         .register_transaction(txn!(ctx, txn_wait, "wait"));
-    let metrics = GooseAttack::initialize_with_config(config)
+    let attack = GooseAttack::initialize_with_config(config)
         .map_err(|e| ShardError::Goose(e.to_string()))?
         .set_client_builder_without_cookies(
             goose::client::GooseClientBuilder::new().without_cookies(),
         )
         .map_err(|e| ShardError::Goose(e.to_string()))?
-        .register_scenario(scenario)
-        .execute()
-        .await
-        .map_err(|e| ShardError::Goose(e.to_string()))?;
+        .register_scenario(scenario);
+    let watch = ctx.stop.watch();
+    let metrics = attack.execute().await;
+    watch.abort();
+    let metrics = metrics.map_err(|e| ShardError::Goose(e.to_string()))?;
     let mut out: Vec<GooseRequestSummary> = metrics
         .requests
         .iter()

@@ -207,6 +207,10 @@ pub struct SimulatorInfo {
     /// CPU of the load processes (this one and its workers), seconds.
     pub cpu_secs: f64,
     pub cpu_us_per_message: Option<f64>,
+    /// Its CPU per message over the server's (at most 0.5 lets one machine load a node).
+    pub cpu_per_message_vs_server: Option<f64>,
+    /// Whether the load generator, not the server, was the limit (when sampled).
+    pub load_limit: Option<super::limit::LoadLimit>,
 }
 
 #[derive(Debug, Clone, Serialize)]

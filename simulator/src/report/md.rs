@@ -57,6 +57,9 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
     if !s.description.is_empty() {
         d.push(Block::Para(s.description.clone()));
     }
+    if let Some(l) = s.simulator.load_limit.filter(|l| l.limited) {
+        d.push(Block::Para(format!("**{}.**", l.describe())));
+    }
     d.push(Block::Para(format!(
         "Run from {} to {} ({:.0} s) against {} ({}, store `{}`); scenario file `{}`{}.",
         s.started_at,
@@ -373,7 +376,21 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
     ]);
     res.push(vec![
         "simulator CPU per message".into(),
-        opt(s.simulator.cpu_us_per_message, " µs"),
+        match s.simulator.cpu_per_message_vs_server {
+            Some(r) => format!(
+                "{} ({:.2}× the server's)",
+                opt(s.simulator.cpu_us_per_message, " µs"),
+                r
+            ),
+            None => opt(s.simulator.cpu_us_per_message, " µs"),
+        },
+    ]);
+    res.push(vec![
+        "load generator the limit?".into(),
+        s.simulator.load_limit.map_or(
+            "— (too few samples of the full load to tell)".into(),
+            |l| l.describe(),
+        ),
     ]);
     if !s.close_codes.is_empty() {
         res.push(vec![

@@ -10,6 +10,7 @@ pub mod costs;
 pub mod csv;
 pub mod html;
 pub mod json;
+pub mod limit;
 pub mod md;
 pub mod plots;
 pub mod storage_plot;
@@ -358,12 +359,28 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
             ),
         }
     });
+    let sim_per_msg = (c.sends_acked > 0).then(|| i.load_cpu_secs * 1e6 / c.sends_acked as f64);
+    let load_limit = limit::LoadLimit::judge(
+        i.samples,
+        m.load_start + ramp,
+        m.load_end,
+        crate::load_threads(),
+        i.shards,
+        num_cpus(),
+    );
     let simulator = SimulatorInfo {
         cpu_secs: i.load_cpu_secs,
-        cpu_us_per_message: (c.sends_acked > 0)
-            .then(|| i.load_cpu_secs * 1e6 / c.sends_acked as f64),
+        cpu_us_per_message: sim_per_msg,
+        cpu_per_message_vs_server: sim_per_msg
+            .zip(server.as_ref().and_then(|x| x.cpu_us_per_message))
+            .filter(|&(_, sv)| sv > 0.0)
+            .map(|(sim, sv)| sim / sv),
+        load_limit,
     };
     let mut notes = i.notes.clone();
+    if let Some(l) = load_limit.filter(|l| l.limited) {
+        notes.insert(0, l.describe());
+    }
     if i.target_kind == "child" {
         notes.push(format!(
             "the server ran as a child process on this machine (store `{}`), sharing its {} CPUs with the load; runtime threads: {} in the server, {} in each load process",

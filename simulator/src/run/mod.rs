@@ -293,7 +293,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     let epoch = Instant::now();
     // This process's CPU before the load: a process that runs several runs (compare,
     // capacity) counts each run's own.
-    let own_cpu_start = child::sample_proc(None).map_or(0.0, |s| s.cpu_secs);
+    let own_cpu_start = child::cpu_secs(None).unwrap_or(0.0);
     // A cluster's figures are what its nodes reported last: sample them now, or the
     // run's start would read as no memory and no CPU (every node's baseline and start-up
     // counted as the load's).
@@ -416,12 +416,12 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     // entry left to read, and its CPU still counts.
     let worker_cpu = std::cell::RefCell::new(BTreeMap::<u32, f64>::new());
     let take_sample = |progress: &Progress, workers: &[u32]| -> Sample {
-        let mut load_cpu = child::sample_proc(None).map_or(0.0, |s| s.cpu_secs) - own_cpu_start;
+        let mut load_cpu = child::cpu_secs(None).unwrap_or(0.0) - own_cpu_start;
         let mut seen = worker_cpu.borrow_mut();
         for pid in workers {
             let last = seen.entry(*pid).or_default();
-            if let Some(s) = child::sample_proc(Some(*pid)) {
-                *last = last.max(s.cpu_secs);
+            if let Some(cpu) = child::cpu_secs(Some(*pid)) {
+                *last = last.max(cpu);
             }
             load_cpu += *last;
         }

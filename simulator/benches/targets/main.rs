@@ -27,10 +27,12 @@
 //! `serve`, the code path of `chat-server serve`); `--chat-server PATH` gives peerbench a
 //! `chat-server` binary instead.
 //!
-//! Duration on a 2-core machine: the full run about 15 minutes (sat 4 min, rate 1.5,
-//! idle 2.5, fjall-latency 0.5 plus its build, seed-node 3.5, smoke 0.5, delay 0.5),
-//! plus building Centrifugo the first time; `--quick` (one repetition, 5-second windows,
-//! a 60-second seed-node) about 7. Run nothing else meanwhile: every figure is CPU.
+//! Duration on a 2-core machine: the full run about 12 minutes (sat 3, rate 1.5, idle 2,
+//! fjall-latency 0.5, seed-node 3.5, smoke 0.5, delay 0.5), plus building Centrifugo
+//! (run.sh, the first time) and the delivery bench (cargo, when stale); `--quick` (one
+//! repetition, 5-second windows, a 60-second seed-node) about 4 — measured: sat 29 s,
+//! rate 14, idle 14, fjall-latency 20, seed-node 100, smoke 23, delay 21. Run nothing
+//! else meanwhile: every figure is CPU.
 
 mod figures;
 mod parts;

@@ -10,6 +10,11 @@ use chat_sim::compare::CompareOptions;
 use chat_sim::run::RunOptions;
 use clap::Parser;
 
+/// The allocator of the load and of the server child: see the `mimalloc` feature.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = match &cli.command {

@@ -375,10 +375,11 @@ async fn txn_churn(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResul
 
 async fn txn_wait(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult {
     let sref = session(user)?;
-    let (user_idx, next) = {
+    let (user_idx, next, send_at) = {
         let s = sref.lock().await;
         let u = ctx.user(s.u);
-        let mut next = s.next_send().0;
+        let send_at = s.next_send().0;
+        let mut next = send_at;
         for (d, dev) in u.devices.iter().enumerate() {
             if dev.online() {
                 next = next.min(s.history[d].peek()).min(s.disconnect[d].peek());
@@ -392,7 +393,7 @@ async fn txn_wait(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult
         if *ctx.records.presence_supported.lock() == Some(true) {
             next = next.min(s.presence.peek());
         }
-        (s.u, next)
+        (s.u, next, send_at)
     };
     let now = ctx.setup.now_secs();
     let end = ctx.records.load_end_secs();
@@ -404,11 +405,13 @@ async fn txn_wait(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult
     let nap = (next - now).clamp(0.0, cap);
     if nap > 0.0 {
         let devices = &ctx.user(user_idx).devices;
-        // A planned action is waited for through the pacer, not tokio's millisecond
-        // timer: a send must leave at its intended time, as every latency is measured
+        // A send is waited for through the pacer, not tokio's millisecond timer: it must
+        // leave at its intended time, as send → sent and send → delivery are measured
         // from it. The microsecond keeps float rounding from waking the user a hair
-        // before the time it compares with. A cap needs no precision.
-        let sleep = if nap < cap {
+        // before the time it compares with. The pacer costs a thread wake-up, so the
+        // rest (reads, pulls, churn, caps; gated in tens of milliseconds) keep tokio's
+        // timer and its up to 1 ms.
+        let sleep = if nap < cap && next == send_at {
             Either::Left(pacer::sleep_until(
                 ctx.setup.at(next) + Duration::from_micros(1),
             ))

@@ -6,6 +6,8 @@
 //! shutdown future resolves; the binary is a thin layer over it, and tests start it on
 //! `127.0.0.1:0`.
 
+#[cfg(feature = "mimalloc")]
+pub mod allocator;
 pub mod auth;
 pub mod cluster;
 pub mod config;

@@ -57,6 +57,8 @@ struct TokenArgs {
 }
 
 fn main() -> Result<()> {
+    #[cfg(feature = "mimalloc")]
+    chat_server::allocator::tune();
     let cli = Cli::parse();
     match cli.command {
         Command::Token(t) => {

@@ -16,6 +16,8 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    #[cfg(feature = "mimalloc")]
+    chat_server::allocator::tune();
     let cli = Cli::parse();
     let filter = match &cli.command {
         Command::ServeChild(_) => "warn",

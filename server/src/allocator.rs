@@ -19,7 +19,8 @@ const EAGER_COMMIT: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
 /// The first thing `main` does: unless the environment already sets the option (an
 /// operator's own value wins), starts this program again in place (`exec`: same process
 /// id, arguments, and everything else) with the option off. If that fails the process goes
-/// on with mimalloc's default, which only costs memory.
+/// on with mimalloc's default, which only costs memory (nothing could report it yet: no
+/// log is set up this early).
 pub fn tune() {
     if std::env::var_os(EAGER_COMMIT).is_some() {
         return;
@@ -29,10 +30,10 @@ pub fn tune() {
     };
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_else(|| OsString::from(&exe));
-    let err = std::process::Command::new(&exe)
+    // `exec` returns only when it failed.
+    let _failed = std::process::Command::new(&exe)
         .arg0(arg0)
         .args(args)
         .env(EAGER_COMMIT, "0")
         .exec();
-    tracing::debug!(error = %err, "could not restart with lazily committed arenas");
 }

@@ -21,6 +21,7 @@
 //! | `inbox` | uint(user) ‖ uint(useq) (value: the message's key) |
 //! | `marks` | uint(user) ‖ conv |
 //! | `idem` | uint(user) ‖ client id |
+//! | `pushes` | uint(user) ‖ device |
 //!
 //! conv is `d` ‖ uint(lo) ‖ uint(hi) or `g` ‖ uint(group).
 
@@ -170,8 +171,18 @@ pub(super) fn marks_conv(k: &[u8]) -> Result<ConvId, StoreError> {
 
 /// The idempotency record of a user's client id.
 pub(super) fn idem_key(user: UserId, id: &str) -> Vec<u8> {
+    user_and_name(user, id)
+}
+
+/// A user's push registration for one device.
+pub(super) fn push_key(user: UserId, device: &str) -> Vec<u8> {
+    user_and_name(user, device)
+}
+
+/// The user's prefix followed by a name of any length (a client id, a device).
+fn user_and_name(user: UserId, name: &str) -> Vec<u8> {
     let mut k = user_key(user).to_vec();
-    k.extend_from_slice(id.as_bytes());
+    k.extend_from_slice(name.as_bytes());
     k
 }
 

@@ -54,8 +54,8 @@ mod maintenance;
 mod writer;
 
 use self::keys::{
-    conv_key, idem_key, inbox_key, inbox_useq, marks_conv, marks_key, msg_key, split_msg_key,
-    user_key,
+    conv_key, idem_key, inbox_key, inbox_useq, marks_conv, marks_key, msg_key, push_key,
+    split_msg_key, user_key,
 };
 use self::maintenance::{IdemExpiry, allocated_bytes};
 use self::writer::{Completion, Job, Wait, Writer};
@@ -515,16 +515,15 @@ impl Tables {
         let format = match found {
             Some(f) => f,
             None => {
-                let mut holds_data = false;
-                for ks in [
+                let holds_data = [
                     &self.msgs,
                     &self.inbox,
                     &self.marks,
                     &self.idem,
                     &self.pushes,
-                ] {
-                    holds_data |= ks.first_key_value().is_some();
-                }
+                ]
+                .iter()
+                .any(|ks| ks.first_key_value().is_some());
                 if !holds_data {
                     self.meta
                         .insert(keys::FORMAT_KEY, encode(&keys::FORMAT))
@@ -771,8 +770,7 @@ impl GroupStore for FjallStore {
 impl PushStore for FjallStore {
     async fn put_push(&self, reg: PushRegistration) -> Result<(), StoreError> {
         self.write(move |b| {
-            let mut key = user_key(reg.user).to_vec();
-            key.extend_from_slice(reg.device.as_bytes());
+            let key = push_key(reg.user, reg.device.as_str());
             b.wb.insert(&b.t.pushes, key, encode(&reg));
             Ok(())
         })

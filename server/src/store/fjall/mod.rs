@@ -30,7 +30,7 @@
 //!
 //! conv is `d` ‖ lo ‖ hi or `g` ‖ group.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -306,7 +306,7 @@ struct Batch<'a> {
     msgs: Vec<(ConvId, u64, UserId)>,
     /// Markers this batch changed, written once each when it commits ([`Batch::finish`]):
     /// a device's pipelined sends move the sender's marker once per send.
-    marks: std::collections::HashSet<(UserId, ConvId)>,
+    marks: HashSet<(UserId, ConvId)>,
 }
 
 impl<'a> Batch<'a> {
@@ -322,9 +322,9 @@ impl<'a> Batch<'a> {
             t,
             wb: OwnedWriteBatch::with_capacity(t.db.clone(), items),
             cache,
-            idem: HashMap::new(),
+            idem: HashMap::default(),
             msgs: Vec::new(),
-            marks: std::collections::HashSet::new(),
+            marks: HashSet::default(),
         }
     }
 

@@ -14,7 +14,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest WebSocket frame in bytes; a larger one closes the connection with 1009.
     pub max_frame_bytes: usize,
-    /// WebSocket read buffer: small, since every connection holds one, idle or not.
+    /// WebSocket read buffer, and the most one read takes from the socket: small, since
+    /// every connection holds one, idle or not (512 bytes read four pipelined 100-byte
+    /// sends in two reads, and measured no slower at saturation than 1024).
     pub ws_read_buffer_bytes: usize,
     /// Bytes of outgoing frames gathered before a write to the socket (frames queued
     /// together go out in one write; a lone frame is flushed at once).
@@ -59,7 +61,7 @@ impl Config {
             max_connections: 50_000,
             max_body_bytes: 4096,
             max_frame_bytes: 64 * 1024,
-            ws_read_buffer_bytes: 1024,
+            ws_read_buffer_bytes: 512,
             ws_write_buffer_bytes: 16 * 1024,
             device_queue: 1024,
             send_rate_per_sec: 100,

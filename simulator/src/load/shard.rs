@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 
 use super::groups::Groups;
+use super::pacer::Pacer;
 use super::recorder::ShardRecords;
 use super::setup::{Setup, ShardError, ShardJob, plan_devices};
 use super::stop::Stop;
@@ -41,6 +42,8 @@ pub struct ShardCtx {
     pub records: Arc<ShardRecords>,
     /// Set when the load is being stopped from outside, to wake napping users.
     pub stop: Arc<Stop>,
+    /// Wakes users for their sends at the intended time.
+    pub pacer: Pacer,
 }
 
 impl ShardCtx {
@@ -80,6 +83,7 @@ impl ShardCtx {
             groups: Arc::new(Groups::default()),
             records,
             stop: Arc::new(Stop::default()),
+            pacer: Pacer::default(),
         }))
     }
 

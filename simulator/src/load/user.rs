@@ -24,7 +24,6 @@ use goose::config::GooseConfiguration;
 use goose::prelude::*;
 
 use super::body;
-use super::pacer;
 use super::recorder::SendMeta;
 use super::schedule::Poisson;
 use super::session::{Kind, Session, SessionRef, choose_target};
@@ -408,13 +407,14 @@ async fn txn_wait(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult
         // A send is waited for through the pacer, not tokio's millisecond timer: it must
         // leave at its intended time, as send → sent and send → delivery are measured
         // from it. The microsecond keeps float rounding from waking the user a hair
-        // before the time it compares with. The pacer costs a thread wake-up, so the
+        // before the time it compares with. The pacer costs a timerfd arming, so the
         // rest (reads, pulls, churn, caps; gated in tens of milliseconds) keep tokio's
         // timer and its up to 1 ms.
         let sleep = if nap < cap && next == send_at {
-            Either::Left(pacer::sleep_until(
-                ctx.setup.at(next) + Duration::from_micros(1),
-            ))
+            Either::Left(
+                ctx.pacer
+                    .sleep_until(ctx.setup.at(next) + Duration::from_micros(1)),
+            )
         } else {
             Either::Right(tokio::time::sleep(Duration::from_secs_f64(nap)))
         };

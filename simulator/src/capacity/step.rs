@@ -207,9 +207,12 @@ pub fn limit_of(
     }
     let check_failed = failures.iter().any(|f| f.contains("check "));
     let host_bound = figures.is_some_and(|f| {
-        let server = f.server_cpu_percent.unwrap_or(0.0);
-        f.host_cpu_percent
-            .is_some_and(|h| h >= max_host_cpu_percent && f.load_cpu_percent >= server)
+        crate::report::limit::host_bound(
+            f.host_cpu_percent,
+            f.load_cpu_percent,
+            f.server_cpu_percent,
+            max_host_cpu_percent,
+        )
     });
     Some(if host_bound && !check_failed {
         CapacityLimit::LoadGenerator

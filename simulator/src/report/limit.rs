@@ -30,6 +30,20 @@ pub struct LoadLimit {
     pub limited: bool,
 }
 
+/// Whether the host was the bound: its CPU (server and load together, percent of all its
+/// cores) reached `threshold` and the load processes used at least as much as the server,
+/// which would have had more on a host of its own. One judgement for a run's report and
+/// for each step of a capacity search.
+pub fn host_bound(
+    host_cpu_percent: Option<f64>,
+    load_cpu_percent: f64,
+    server_cpu_percent: Option<f64>,
+    threshold: f64,
+) -> bool {
+    host_cpu_percent
+        .is_some_and(|h| h >= threshold && load_cpu_percent >= server_cpu_percent.unwrap_or(0.0))
+}
+
 impl LoadLimit {
     /// Judges the window [`from`, `to`) seconds of `samples`; `threads` is the runtime
     /// threads per load process (0: one per core), `processes` how many there were.
@@ -60,8 +74,7 @@ impl LoadLimit {
         let load_cores = (per_process * f64::from(processes.max(1))).min(cpus);
         let host = server.map(|s| (s + load) / cpus);
         let own_threads_busy = load >= load_cores * SATURATED_PERCENT;
-        let host_busy =
-            host.is_some_and(|h| h >= SATURATED_PERCENT && load >= server.unwrap_or(0.0));
+        let host_busy = host_bound(host, load, server, SATURATED_PERCENT);
         Some(LoadLimit {
             load_cpu_percent: load,
             load_cores,

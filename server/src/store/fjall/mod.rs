@@ -307,6 +307,17 @@ struct Batch<'a> {
     /// Markers this batch changed, written once each when it commits ([`Batch::finish`]):
     /// a device's pipelined sends move the sender's marker once per send.
     marks: HashSet<(UserId, ConvId)>,
+    /// The batch's messages, inbox entries and idempotency records, put in the write
+    /// batch in key order when it commits ([`Batch::finish`]).
+    sorted: [Vec<(fjall::Slice, fjall::Slice)>; 3],
+}
+
+/// The tables whose writes a batch sorts: most of a send's memtable inserts.
+#[derive(Clone, Copy)]
+enum Sorted {
+    Msgs = 0,
+    Inbox = 1,
+    Idem = 2,
 }
 
 impl<'a> Batch<'a> {
@@ -325,12 +336,30 @@ impl<'a> Batch<'a> {
             idem: HashMap::default(),
             msgs: Vec::new(),
             marks: HashSet::default(),
+            sorted: Default::default(),
         }
     }
 
-    /// Writes the markers the batch changed, each as it stands last; the batch is then
-    /// ready to commit.
+    /// Queues a write to one of the [`Sorted`] tables.
+    fn put_sorted(&mut self, table: Sorted, key: &[u8], value: impl Into<fjall::Slice>) {
+        self.sorted[table as usize].push((key.into(), value.into()));
+    }
+
+    /// Writes the markers the batch changed, each as it stands last, and the sorted
+    /// tables' writes in key order; the batch is then ready to commit.
+    ///
+    /// Key order is for the memtables: each insert searches a skiplist from its head,
+    /// and a search that follows the previous one's path finds its nodes in the CPU's
+    /// caches, where a batch in arrival order (conversations interleaved) missed them.
+    /// The sort is stable, so two writes of one key keep their order.
     fn finish(&mut self) {
+        let tables = [&self.t.msgs, &self.t.inbox, &self.t.idem];
+        for (writes, table) in self.sorted.iter_mut().zip(tables) {
+            writes.sort_by(|a, b| a.0.cmp(&b.0));
+            for (key, value) in writes.drain(..) {
+                self.wb.insert(table, key, value);
+            }
+        }
         for (user, conv) in self.marks.drain() {
             let key = marks_key(user, conv);
             match self.cache.marks.get(&(user, conv)) {
@@ -357,7 +386,7 @@ impl WriteTables for Batch<'_> {
     }
     fn idem_put(&mut self, user: UserId, id: &str, rec: IdemRecord) {
         let key = idem_key(user, id);
-        self.wb.insert(&self.t.idem, key.as_slice(), encode(&rec));
+        self.put_sorted(Sorted::Idem, &key, encode(&rec));
         self.idem.insert(key, rec);
     }
     fn conv_get(&mut self, conv: ConvId) -> Result<ConvMeta, StoreError> {
@@ -405,8 +434,7 @@ impl WriteTables for Batch<'_> {
             id: &msg.id,
             body: &msg.body,
         };
-        self.wb
-            .insert(&self.t.msgs, &*msg_key(msg.conv, msg.seq), encode(&value));
+        self.put_sorted(Sorted::Msgs, &msg_key(msg.conv, msg.seq), encode(&value));
         self.msgs.push((msg.conv, msg.seq, msg.from));
     }
     fn count_from(
@@ -434,8 +462,7 @@ impl WriteTables for Batch<'_> {
         Ok(n)
     }
     fn inbox_put(&mut self, user: UserId, useq: u64, conv: ConvId, seq: u64) {
-        self.wb
-            .insert(&self.t.inbox, &*inbox_key(user, useq), &*msg_key(conv, seq));
+        self.put_sorted(Sorted::Inbox, &inbox_key(user, useq), &*msg_key(conv, seq));
     }
     fn marks_remove(&mut self, user: UserId, conv: ConvId) {
         self.cache.marks.insert((user, conv), None);

@@ -22,6 +22,15 @@ impl PeerBench {
     /// runs as the simulator does it, `chat-sim serve-child FLAGS…` (the server library's
     /// `serve`, the same code path as `chat-server serve`), through a small wrapper.
     pub fn new(dir: &Path, chat_server: Option<&Path>, chat_sim: &Path) -> Result<PeerBench> {
+        // cargo runs a bench in its package's folder, not where it was called from: a
+        // relative path not found there is taken from the workspace root, as the README
+        // gives it (`--peer-bench ../shared/peer-bench`).
+        let from_root = crate::run_local::workspace().join(dir);
+        let dir = if dir.is_relative() && !dir.join("run.sh").is_file() && from_root.is_dir() {
+            from_root.as_path()
+        } else {
+            dir
+        };
         let run_sh = dir.join("run.sh");
         if !run_sh.is_file() {
             bail!(

@@ -320,6 +320,18 @@ enum Sorted {
     Idem = 2,
 }
 
+impl Sorted {
+    const ALL: [Sorted; 3] = [Sorted::Msgs, Sorted::Inbox, Sorted::Idem];
+
+    fn table(self, t: &Tables) -> &Keyspace {
+        match self {
+            Sorted::Msgs => &t.msgs,
+            Sorted::Inbox => &t.inbox,
+            Sorted::Idem => &t.idem,
+        }
+    }
+}
+
 impl<'a> Batch<'a> {
     /// Whether this batch wrote the idempotency record stored under `key`.
     fn has_fresh_idem(&self, key: &[u8]) -> bool {
@@ -353,11 +365,11 @@ impl<'a> Batch<'a> {
     /// caches, where a batch in arrival order (conversations interleaved) missed them.
     /// The sort is stable, so two writes of one key keep their order.
     fn finish(&mut self) {
-        let tables = [&self.t.msgs, &self.t.inbox, &self.t.idem];
-        for (writes, table) in self.sorted.iter_mut().zip(tables) {
+        for table in Sorted::ALL {
+            let writes = &mut self.sorted[table as usize];
             writes.sort_by(|a, b| a.0.cmp(&b.0));
             for (key, value) in writes.drain(..) {
-                self.wb.insert(table, key, value);
+                self.wb.insert(table.table(self.t), key, value);
             }
         }
         for (user, conv) in self.marks.drain() {

@@ -177,3 +177,33 @@ fn a_directory_of_another_key_format_is_refused_untouched() {
     drop(FjallStore::open(fresh.path()).unwrap());
     FjallStore::open(fresh.path()).expect("a directory of this version opens");
 }
+
+/// The writer keeps a bounded cache of the counters it hands out and forgets it all when
+/// the bound is passed: sequences read back from the tree after that must continue where
+/// the cache left them. One sender writes to 20,000 contacts (60,000 cache entries: each
+/// conversation's counter, the sender's markers in it and each recipient's inbox head),
+/// then to the first hundred again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequences_continue_after_the_writers_cache_passed_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    const CONTACTS: u64 = 20_000;
+    for chunk in (2..2 + CONTACTS).collect::<Vec<_>>().chunks(1_000) {
+        let reqs = chunk
+            .iter()
+            .map(|&to| send(1, to, &format!("first-{to}")))
+            .collect();
+        for r in store.append_all(reqs).await {
+            assert_eq!(r.unwrap().seq, 1);
+        }
+    }
+    for (k, to) in (2..102u64).enumerate() {
+        let a = store
+            .append(send(1, to, &format!("again-{to}")))
+            .await
+            .unwrap();
+        assert_eq!(a.seq, 2, "conversation 1-{to}");
+        assert_eq!(a.useq, CONTACTS + 1 + k as u64, "the sender's inbox");
+        assert_eq!(a.inboxes, vec![(1, a.useq), (to, 2)], "conversation 1-{to}");
+    }
+}

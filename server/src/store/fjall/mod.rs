@@ -269,7 +269,17 @@ impl FjallStore {
 }
 
 /// Entries the writer's cache holds before it starts afresh (between batches).
-const CACHE_ENTRIES: usize = 1_000_000;
+///
+/// The bound is on memory: a marker entry takes about 73 bytes of its map's table, and a
+/// map's table doubles as it grows, holding the old and the new table at once while it
+/// rehashes. At 32 Ki entries the maps stay under about 9 MiB in all. At the source
+/// design's per-node load (`seed-node`: 10 K users, ten contacts each) the working set is
+/// about 100 K (user, conversation) pairs, so a bound of a million let the markers alone
+/// take 19 MiB, and 29 MiB while growing: 2–3 KiB of every connection's share of the
+/// server's memory, for point reads that cost a few microseconds a message at that rate.
+/// A saturating load over few conversations (the peer benchmark's 500 pairs use about
+/// 3 K entries) never reaches the bound.
+const CACHE_ENTRIES: usize = 1 << 15;
 
 /// What the writer knows of the counters and markers, so a send needs no point lookups
 /// for them: the writer is the only one who changes them, so its copy is the truth. A
@@ -290,6 +300,17 @@ struct WriterCache {
 impl WriterCache {
     fn len(&self) -> usize {
         self.convs.len() + self.users.len() + self.marks.len() + self.groups.len()
+    }
+
+    /// Forgets every entry and keeps the maps' tables: a cache that filled up fills up
+    /// again, and regrowing the tables would rehash each of them all over again.
+    fn clear(&mut self) {
+        self.convs.clear();
+        self.users.clear();
+        self.marks.clear();
+        self.groups.clear();
+        self.last_group = None;
+        self.last_dead = None;
     }
 }
 

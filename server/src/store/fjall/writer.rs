@@ -127,7 +127,7 @@ fn writer_loop(t: &Tables, rx: &mpsc::Receiver<Job>) {
             }
         }
         if cache.len() > CACHE_ENTRIES {
-            cache = WriterCache::default();
+            cache.clear();
         }
         let mut batch = Batch::new(t, &mut cache, items);
         let completions: Vec<Completion> = jobs.drain(..).map(|job| job(&mut batch)).collect();

@@ -274,11 +274,12 @@ impl FjallStore {
 /// map's table doubles as it grows, holding the old and the new table at once while it
 /// rehashes. At 32 Ki entries the maps stay under about 9 MiB in all. At the source
 /// design's per-node load (`seed-node`: 10 K users, ten contacts each) the working set is
-/// about 100 K (user, conversation) pairs, so a bound of a million let the markers alone
-/// take 19 MiB, and 29 MiB while growing: 2–3 KiB of every connection's share of the
-/// server's memory, for point reads that cost a few microseconds a message at that rate.
-/// A saturating load over few conversations (the peer benchmark's 500 pairs use about
-/// 3 K entries) never reaches the bound.
+/// about 100 K (user, conversation) pairs: the markers alone took 10 MiB, more while a
+/// table grew, and a bound of a million let them grow with the users a node serves to
+/// about 150 MiB. Bounded, the same run's server grew 0.9 KiB less per connection, for
+/// point reads that cost a few microseconds a message at that rate. A saturating load
+/// over few conversations (the peer benchmark's 500 pairs use about 3 K entries) never
+/// reaches the bound.
 const CACHE_ENTRIES: usize = 1 << 15;
 
 /// What the writer knows of the counters and markers, so a send needs no point lookups

@@ -180,8 +180,8 @@ fn a_directory_of_another_key_format_is_refused_untouched() {
 
 /// The writer keeps a bounded cache of the counters it hands out and forgets it all when
 /// the bound is passed: sequences read back from the tree after that must continue where
-/// the cache left them. One sender writes to 20,000 contacts (60,000 cache entries: each
-/// conversation's counter, the sender's markers in it and each recipient's inbox head),
+/// the cache left them. One sender writes to 20,000 contacts (80,000 cache entries: each
+/// conversation's counter, both users' markers in it and each recipient's inbox head),
 /// then to the first hundred again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequences_continue_after_the_writers_cache_passed_its_bound() {

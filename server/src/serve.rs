@@ -26,7 +26,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CHAT_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: String,
     /// Storage backend: `memory`, `fjall:PATH` (embedded and durable;
-    /// `fjall:PATH?memtable_bytes=N` flushes memtables at N bytes, for a new directory),
+    /// `fjall:PATH?memtable_bytes=N` flushes memtables at N bytes, for a new directory;
+    /// `commit_interval_us=N` begins a commit at most every N µs, 1000 by default),
     /// `postgres://USER:PASSWORD@HOST:PORT/DB` or `cql://HOST:PORT/KEYSPACE`.
     #[arg(long, env = "CHAT_STORE", default_value = "fjall:./chat-data")]
     pub store: String,

@@ -2,11 +2,13 @@
 //! only a durable backend can show: what was acknowledged is there after a reopen.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chat_server::model::ConvId;
 use chat_server::store::conformance::Subject;
-use chat_server::store::{AppendRequest, FjallStore, MessageStore, StoreOptions, Table};
+use chat_server::store::{
+    AppendRequest, FjallStore, FjallTuning, MessageStore, StoreOptions, Table,
+};
 
 async fn fresh() -> Subject {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -206,4 +208,59 @@ async fn sequences_continue_after_the_writers_cache_passed_its_bound() {
         assert_eq!(a.useq, CONTACTS + 1 + k as u64, "the sender's inbox");
         assert_eq!(a.inboxes, vec![(1, a.useq), (to, 2)], "conversation 1-{to}");
     }
+}
+
+/// A commit begins at most once per commit interval: the writes that come while the
+/// writer waits out the rest of it share one commit, and a write after a quieter spell
+/// commits at once. The interval is a second here, so that the bounds leave room for a
+/// slow machine (an fsync would have to take a second to break them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_begins_at_most_once_per_commit_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let interval = Duration::from_secs(1);
+    let tuning = FjallTuning {
+        commit_interval: Some(interval),
+        ..FjallTuning::default()
+    };
+    let store = FjallStore::open_tuned(dir.path(), &StoreOptions::default(), &tuning).unwrap();
+
+    let start = Instant::now();
+    store.append(send(1, 2, "alone")).await.unwrap();
+    let alone = start.elapsed();
+    assert!(
+        alone < interval,
+        "the first write of a quiet store waited {alone:?}"
+    );
+
+    let (a, b, c) = tokio::join!(
+        store.append(send(1, 2, "a")),
+        store.append(send(3, 4, "b")),
+        store.append(send(1, 2, "c")),
+    );
+    let together = start.elapsed();
+    assert_eq!(
+        [a.unwrap().seq, b.unwrap().seq, c.unwrap().seq],
+        [2, 1, 3],
+        "sequenced in the order they came"
+    );
+    assert!(
+        together >= interval,
+        "writes right after a commit were answered {together:?} after it began, within the interval"
+    );
+    assert!(
+        together < interval * 2,
+        "three writes that came within one interval took {together:?}: not one commit"
+    );
+
+    tokio::time::sleep(interval + Duration::from_millis(100)).await;
+    let quiet = Instant::now();
+    store
+        .append(send(3, 4, "after a quiet spell"))
+        .await
+        .unwrap();
+    let waited = quiet.elapsed();
+    assert!(
+        waited < interval,
+        "a write after a quiet spell waited {waited:?}"
+    );
 }

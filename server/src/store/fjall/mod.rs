@@ -51,7 +51,10 @@ use crate::model::{ConvId, UserId};
 
 mod keys;
 mod maintenance;
+mod tuning;
 mod writer;
+
+pub use self::tuning::FjallTuning;
 
 use self::keys::{
     conv_key, idem_key, inbox_key, inbox_useq, marks_conv, marks_key, msg_key, push_key,
@@ -59,58 +62,6 @@ use self::keys::{
 };
 use self::maintenance::{IdemExpiry, allocated_bytes};
 use self::writer::{Completion, Job, Wait, Writer};
-
-/// fjall's sizes where they differ from its defaults, from the options of a `--store
-/// fjall:PATH?memtable_bytes=N` spec.
-///
-/// `memtable_bytes` is the size at which a keyspace's memtable is sealed and flushed to a
-/// table: [`DEFAULT_MEMTABLE_BYTES`] unless given (fjall's own default is 64 MiB, which
-/// with eight keyspaces lets a server's memory grow by up to half a GiB of unflushed
-/// writes: a ten-minute soak at the design's per-node rate read it as 31 MiB a minute of
-/// growth that had not levelled off). fjall keeps it with the keyspace when the keyspace is
-/// created, so it applies to a new store directory; an existing one keeps its own. A tiny
-/// value makes flushes happen all the time, which the crash tests use. (The journal is
-/// rotated at the first flush after it passed 64 MB, a size fjall 3 does not let one
-/// change.)
-/// A keyspace's memtable size unless the spec says otherwise.
-pub const DEFAULT_MEMTABLE_BYTES: u64 = 16 << 20;
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FjallTuning {
-    pub memtable_bytes: Option<u64>,
-}
-
-impl FjallTuning {
-    /// Splits what follows `fjall:` into the directory and the options after a `?`
-    /// (`memtable_bytes=N`, N at least 1024).
-    pub fn parse(rest: &str) -> Result<(std::path::PathBuf, FjallTuning), String> {
-        let Some((path, query)) = rest.split_once('?') else {
-            return Ok((rest.into(), FjallTuning::default()));
-        };
-        let mut tuning = FjallTuning::default();
-        for kv in query.split('&').filter(|kv| !kv.is_empty()) {
-            match kv.split_once('=') {
-                Some(("memtable_bytes", v)) => {
-                    let bytes = v
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|b| *b >= 1024)
-                        .ok_or_else(|| format!("memtable_bytes={v}: expected bytes, >= 1024"))?;
-                    tuning.memtable_bytes = Some(bytes);
-                }
-                _ => {
-                    return Err(format!(
-                        "unknown fjall option {kv:?}: expected memtable_bytes=N"
-                    ));
-                }
-            }
-        }
-        if path.is_empty() {
-            return Err("fjall needs a directory: --store fjall:PATH".into());
-        }
-        Ok((path.into(), tuning))
-    }
-}
 
 /// The fjall store.
 pub struct FjallStore {
@@ -176,7 +127,7 @@ impl FjallStore {
             }))
             .open()
             .map_err(unavailable)?;
-        let memtable_bytes = tuning.memtable_bytes.unwrap_or(DEFAULT_MEMTABLE_BYTES);
+        let memtable_bytes = tuning.memtable_bytes();
         let ks = |name: &str| {
             db.keyspace(name, || {
                 KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes)
@@ -196,7 +147,7 @@ impl FjallStore {
             window_ms,
         });
         tables.check_format()?;
-        let writer = Writer::start(tables.clone())?;
+        let writer = Writer::start(tables.clone(), tuning.commit_interval())?;
         Ok(FjallStore { tables, writer })
     }
 
@@ -887,27 +838,5 @@ impl PushStore for FjallStore {
             Ok(())
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tuning_tests {
-    use super::FjallTuning;
-
-    #[test]
-    fn options_follow_a_question_mark() {
-        let (path, t) = FjallTuning::parse("/data/chat").unwrap();
-        assert_eq!(
-            (path.to_str(), t),
-            (Some("/data/chat"), FjallTuning::default())
-        );
-        let (path, t) = FjallTuning::parse("./d?memtable_bytes=65536").unwrap();
-        assert_eq!(
-            (path.to_str(), t.memtable_bytes),
-            (Some("./d"), Some(65536))
-        );
-        assert!(FjallTuning::parse("./d?memtable_bytes=12").is_err());
-        assert!(FjallTuning::parse("./d?journal=1").is_err());
-        assert!(FjallTuning::parse("?memtable_bytes=65536").is_err());
     }
 }

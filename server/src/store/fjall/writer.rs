@@ -15,7 +15,13 @@
 //!   announced (`delivered`, `read`) was true when it was sent; at the source design's
 //!   per-node load a message would otherwise cost two fsyncs, its own and its ack's.
 //!
-//! Many concurrent requests therefore share one commit and one fsync (group commit).
+//! Many concurrent requests therefore share one commit and one fsync (group commit). A
+//! commit begins at most once per commit interval ([`super::tuning::DEFAULT_COMMIT_INTERVAL`]
+//! unless the store's spec says otherwise): the first write after a commit that began less
+//! than the interval ago waits out the rest of it, and the writes that arrive meanwhile
+//! join its batch. A write after a quieter spell commits at once, so a lone message pays
+//! nothing, while a busy store pays one fsync per interval instead of one per fsync's
+//! duration (which leaves each fsync only the few sends that came during the last one).
 
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -64,12 +70,13 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread over `tables`.
-    pub(super) fn start(tables: Arc<Tables>) -> Result<Self, StoreError> {
+    /// Starts the writer thread over `tables`, beginning a commit at most once per
+    /// `interval`.
+    pub(super) fn start(tables: Arc<Tables>, interval: Duration) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("fjall-writer".into())
-            .spawn(move || writer_loop(&tables, &rx))
+            .spawn(move || writer_loop(&tables, &rx, interval))
             .map_err(unavailable)?;
         Ok(Writer {
             queue: Some(tx),
@@ -99,12 +106,14 @@ impl Drop for Writer {
 
 /// The writer thread. It ends when the store (the only sender) is dropped, after
 /// answering what was queued and fsyncing what was not yet.
-fn writer_loop(t: &Tables, rx: &mpsc::Receiver<Job>) {
+fn writer_loop(t: &Tables, rx: &mpsc::Receiver<Job>, interval: Duration) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut cache = WriterCache::default();
     let mut items = 0;
     // When the oldest batch committed without an fsync was committed.
     let mut unsynced: Option<Instant> = None;
+    // When the last commit began.
+    let mut last_commit: Option<Instant> = None;
     loop {
         let first = match unsynced {
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -120,6 +129,14 @@ fn writer_loop(t: &Tables, rx: &mpsc::Receiver<Job>) {
             Err(RecvTimeoutError::Disconnected) => break,
         };
         jobs.push(job);
+        // Sleeping, not waiting on the queue: the writes that arrive meanwhile wake
+        // nobody, and are all taken below.
+        if let Some(wait) =
+            last_commit.and_then(|t| (t + interval).checked_duration_since(Instant::now()))
+        {
+            std::thread::sleep(wait);
+        }
+        last_commit = Some(Instant::now());
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(job) => jobs.push(job),

@@ -132,6 +132,7 @@ fn main() -> Result<()> {
         rate: Err("not chosen".into()),
         idle: Err("not chosen".into()),
         fjall_latency: Err("not chosen".into()),
+        fjall_rate: Err("not chosen".into()),
         seed_node: Err("not chosen".into()),
         smoke: Err("not chosen".into()),
         delay: Err("not chosen".into()),
@@ -268,6 +269,18 @@ fn measure(
                 rate,
                 args.quick,
             )?);
+            // Both servers at the same rate, as peerbench runs them: whether the rate is
+            // within what either carries in an open model.
+            f.fjall_rate = match (rate, peer()) {
+                (Some(r), Ok(p)) => {
+                    let mut env = peer_env(args, "ours-fjall cf-history", "rate");
+                    env.push(("RATE", format!("{r:.0}")));
+                    p.run(&out.join("peer-rate-fjall"), &env)
+                        .map_err(|e| format!("peerbench rate beside 2b failed: {e:#}"))
+                }
+                (None, _) => Err("no sat figure: no rate for peerbench".into()),
+                (_, Err(e)) => Err(format!("{e:#}")),
+            };
         }
         Part::SeedNode => {
             let sets: Vec<String> = if args.quick {

@@ -15,7 +15,8 @@ pub enum Part {
     /// peerbench `idle` up to 10,000 connections: ours-memory, ours-fjall (target 4).
     Idle,
     /// The server's `delivery` bench, open model with fjall at half its saturation, per
-    /// second (target 2).
+    /// second, and peerbench `rate` at that rate for ours-fjall and cf-history beside it
+    /// (target 2).
     FjallLatency,
     /// `chat-sim run scenarios/seed-node.toml` (targets 3, 4, 5).
     SeedNode,

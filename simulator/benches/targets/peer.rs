@@ -13,6 +13,9 @@ pub struct PeerRun {
     pub server_cpu_us_per_msg: Option<f64>,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// The server's CPU over the window, in cores (its process, pinned to one core).
+    #[serde(default)]
+    pub server_cpu_util: Option<f64>,
     pub loadgen_cpu_util: Option<f64>,
     #[serde(default)]
     pub lost: u64,

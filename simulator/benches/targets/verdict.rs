@@ -155,6 +155,9 @@ pub struct Figures {
     pub rate: Outcome<Vec<PeerRun>>,
     pub idle: Outcome<Vec<PeerRun>>,
     pub fjall_latency: Outcome<DeliveryFigures>,
+    /// peerbench `rate` at target 2b's rate, ours-fjall and cf-history with the server
+    /// pinned to one core: what either server does at that rate, beside target 2b.
+    pub fjall_rate: Outcome<Vec<PeerRun>>,
     pub seed_node: Outcome<SimSummary>,
     pub smoke: Outcome<SimSummary>,
     pub delay: Outcome<DelayFigures>,
@@ -287,7 +290,7 @@ fn latency(f: &Figures, out: &mut Vec<Row>) {
         Cmp::AtMost,
         50.0,
     );
-    let source = match &f.sat {
+    let base = match &f.sat {
         Ok(_) => {
             "delivery bench --stores fjall --rate (half the peerbench fjall sat median) --timeline"
         }
@@ -295,10 +298,17 @@ fn latency(f: &Figures, out: &mut Vec<Row>) {
             "delivery bench --stores fjall --timeline: its own closed loop, then half that rate"
         }
     };
+    let source = match &f.fjall_rate {
+        Ok(_) => format!(
+            "{base}; beside it peerbench rate at that rate, ours-fjall and cf-history, medians of {}",
+            f.reps
+        ),
+        Err(_) => base.to_string(),
+    };
     match &f.fjall_latency {
         Err(why) => {
             out.push(p99.missing(why.clone(), source));
-            out.push(worst.missing(why.clone(), source));
+            out.push(worst.missing(why.clone(), base));
         }
         Ok(d) => {
             let faults = if d.lost + d.violations + d.behind > 0 {
@@ -309,10 +319,11 @@ fn latency(f: &Figures, out: &mut Vec<Row>) {
             } else {
                 String::new()
             };
+            let beside = open_loop_beside(f);
             let v = d.p99_ms.map(|p| {
                 (
                     p,
-                    format!("{} at {} msgs/s{faults}", ms(p), thousands(d.rate)),
+                    format!("{} at {} msgs/s{faults}{beside}", ms(p), thousands(d.rate)),
                 )
             });
             out.push(p99.maybe(v, "no latency measured", source));
@@ -322,8 +333,46 @@ fn latency(f: &Figures, out: &mut Vec<Row>) {
                     format!("worst of {} s: {} (second {sec})", d.window_seconds, ms(m)),
                 )
             });
-            out.push(worst.maybe(v, "no second measured", source));
+            out.push(worst.maybe(v, "no second measured", base));
         }
+    }
+}
+
+/// What peerbench measured at target 2b's rate for either server, each pinned to one
+/// core: their p99 and how busy the core was. At a rate a server cannot carry in an open
+/// model its latency is its queue's, whatever its closed-loop figure said, and this shows
+/// whether the rate is beyond the peer as well. Empty when peerbench did not run.
+fn open_loop_beside(f: &Figures) -> String {
+    let Ok(runs) = &f.fjall_rate else {
+        return String::new();
+    };
+    let one = |config: &str, name: &str| {
+        let p99 = median_of(runs, config, "rate", |r| r.p99_ms)?;
+        let util = median_of(runs, config, "rate", |r| r.server_cpu_util)
+            .map_or(String::new(), |u| {
+                format!(", its core {:.0} % busy", 100.0 * u.value)
+            });
+        let faults = faults_note(runs, config, "rate");
+        let faults = match faults.strip_prefix("; ") {
+            Some(f) => format!(" ({f})"),
+            None => faults,
+        };
+        Some(format!("{name} {}{util}{faults}", ms(p99.value)))
+    };
+    let found: Vec<String> = [
+        ("ours-fjall", "ours"),
+        ("cf-history", "Centrifugo with history"),
+    ]
+    .iter()
+    .filter_map(|(c, n)| one(c, n))
+    .collect();
+    if found.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; peerbench p99 at that rate, server pinned to one core: {}",
+            found.join("; ")
+        )
     }
 }
 

@@ -23,6 +23,7 @@ fn nothing() -> Figures {
         rate: no(),
         idle: no(),
         fjall_latency: no(),
+        fjall_rate: no(),
         seed_node: no(),
         smoke: no(),
         delay: no(),
@@ -186,4 +187,41 @@ fn idle_memory_per_connection_at_ten_thousand() {
     let rows = rows(&f);
     assert_eq!(row(&rows, "4a").status, Status::Met);
     assert_eq!(row(&rows, "4b").status, Status::NotMet);
+}
+
+#[test]
+fn target_2b_shows_both_servers_at_its_rate_beside_it() {
+    let mut f = nothing();
+    f.fjall_latency = Ok(DeliveryFigures {
+        rate: 25_000.0,
+        p99_ms: Some(75.0),
+        worst_second: Some((8, 110.0)),
+        window_seconds: 10,
+        closed: None,
+        lost: 0,
+        violations: 0,
+        behind: 0,
+    });
+    let alone = row(&rows(&f), "2b").measured.clone();
+    assert!(!alone.contains("peerbench"), "{alone}");
+    f.fjall_rate = Ok(parse_results(
+        r#"{"label":"chat-server","store":"fjall","mode":"rate","p99_ms":70,"server_cpu_util":0.95}
+{"label":"chat-server","store":"fjall","mode":"rate","p99_ms":130,"server_cpu_util":0.99}
+{"label":"chat-server","store":"fjall","mode":"rate","p99_ms":90,"server_cpu_util":0.97,"lost":2}
+{"label":"centrifugo-v6.9.1","store":"memory engine + history","mode":"rate","p99_ms":101,"server_cpu_util":0.98}"#,
+    )
+    .unwrap());
+    let r = rows(&f);
+    let b = row(&r, "2b");
+    assert_eq!(b.value, Some(75.0), "the delivery bench's figure is judged");
+    assert_eq!(b.status, Status::NotMet);
+    assert!(
+        b.measured.contains(
+            "ours 90.0 ms, its core 97 % busy (ours-fjall: 2 lost, 0 out of order, 0 refused)"
+        ) && b
+            .measured
+            .contains("; Centrifugo with history 101.0 ms, its core 98 % busy"),
+        "{}",
+        b.measured
+    );
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chat_server::model::ConvId;
 use chat_server::store::conformance::Subject;
 use chat_server::store::{
-    AppendRequest, FjallStore, FjallTuning, MessageStore, StoreOptions, Table,
+    AppendRequest, FjallStore, FjallTuning, Marker, MessageStore, StoreOptions, Table,
 };
 
 async fn fresh() -> Subject {
@@ -210,9 +210,9 @@ async fn sequences_continue_after_the_writers_cache_passed_its_bound() {
     }
 }
 
-/// A commit begins at most once per commit interval: the writes that come while the
-/// writer waits out the rest of it share one commit, and a write after a quieter spell
-/// commits at once. The interval is a second here, so that the bounds leave room for a
+/// A commit with an fsync begins at most once per commit interval: the writes that come
+/// while the writer waits out the rest of it share one commit, a marker (no fsync) is not
+/// held, and a write after a quieter spell commits at once. The interval is a second here, so that the bounds leave room for a
 /// slow machine (an fsync would have to take a second to break them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_begins_at_most_once_per_commit_interval() {
@@ -230,6 +230,16 @@ async fn a_commit_begins_at_most_once_per_commit_interval() {
     assert!(
         alone < interval,
         "the first write of a quiet store waited {alone:?}"
+    );
+    // A marker needs no fsync: the interval does not hold it.
+    store
+        .mark(2, ConvId::direct(1, 2).unwrap(), Marker::Ack, 1)
+        .await
+        .unwrap();
+    let marked = start.elapsed();
+    assert!(
+        marked < interval,
+        "a marker right after a commit was answered {marked:?} after it began"
     );
 
     let (a, b, c) = tokio::join!(

@@ -202,17 +202,19 @@ impl FjallStore {
         f: impl for<'a> FnOnce(&mut Batch<'a>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |batch| {
-            let result = f(batch);
-            let poisoned = result.as_ref().err().is_some_and(poisons);
-            Completion {
-                poisoned,
-                wait,
-                answer: Box::new(move |committed| {
-                    let _ = tx.send(committed.and(result));
-                }),
-            }
-        });
+        let job = Job {
+            wait,
+            apply: Box::new(move |batch| {
+                let result = f(batch);
+                let poisoned = result.as_ref().err().is_some_and(poisons);
+                Completion {
+                    poisoned,
+                    answer: Box::new(move |committed| {
+                        let _ = tx.send(committed.and(result));
+                    }),
+                }
+            }),
+        };
         self.writer.submit(job)?;
         rx.await
             .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?

@@ -10,10 +10,12 @@ use std::time::Duration;
 /// rate read it as 31 MiB a minute of growth that had not levelled off.
 pub const DEFAULT_MEMTABLE_BYTES: u64 = 16 << 20;
 
-/// How long after one commit began the next may begin, unless the spec says otherwise.
+/// How long after one commit with an fsync began the next may begin, unless the spec says
+/// otherwise.
 ///
 /// A busy store's writes wait out the rest of this interval and then share one commit and
-/// one fsync; a write that comes after a quieter spell commits at once. Without it the
+/// one fsync; a write that comes after a quieter spell commits at once, and so does a
+/// batch of markers alone (it needs no fsync). Without it the
 /// writer fsyncs as often as the disk lets it, each fsync for the few sends that arrived
 /// during the last one, and on this kind of disk an fsync cycle costs the writer about
 /// 80 µs of CPU however little it carries: at 10,000 sends a second (server on one core,

@@ -15,13 +15,15 @@
 //!   announced (`delivered`, `read`) was true when it was sent; at the source design's
 //!   per-node load a message would otherwise cost two fsyncs, its own and its ack's.
 //!
-//! Many concurrent requests therefore share one commit and one fsync (group commit). A
-//! commit begins at most once per commit interval ([`super::tuning::DEFAULT_COMMIT_INTERVAL`]
-//! unless the store's spec says otherwise): the first write after a commit that began less
-//! than the interval ago waits out the rest of it, and the writes that arrive meanwhile
-//! join its batch. A write after a quieter spell commits at once, so a lone message pays
-//! nothing, while a busy store pays one fsync per interval instead of one per fsync's
-//! duration (which leaves each fsync only the few sends that came during the last one).
+//! Many concurrent requests therefore share one commit and one fsync (group commit). An
+//! fsynced commit begins at most once per commit interval
+//! ([`super::tuning::DEFAULT_COMMIT_INTERVAL`] unless the store's spec says otherwise): a
+//! write that needs an fsync less than the interval after the last fsynced commit began
+//! waits out the rest of it, and the writes that arrive meanwhile join its batch. A write
+//! after a quieter spell commits at once, so a lone message pays nothing, while a busy
+//! store pays one fsync per interval instead of one per fsync's duration (which leaves each
+//! fsync only the few sends that came during the last one). A batch of markers alone costs
+//! no fsync and is not held: a receipt is not delayed for the message it follows.
 
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -48,15 +50,19 @@ pub(super) enum Wait {
     Journal,
 }
 
-/// A write for the writer thread: it applies itself to the batch and returns what answers
-/// the caller once the batch's fate (committed and synced, or not) is known.
-pub(super) type Job = Box<dyn for<'a> FnOnce(&mut Batch<'a>) -> Completion + Send>;
+/// A write for the writer thread: what its answer waits for, known before it runs (a
+/// batch of writes that wait only for the journal is not held by the commit interval),
+/// and the work that applies it to the batch and returns what answers the caller once the
+/// batch's fate (committed and synced, or not) is known.
+pub(super) struct Job {
+    pub(super) wait: Wait,
+    pub(super) apply: Box<dyn for<'a> FnOnce(&mut Batch<'a>) -> Completion + Send>,
+}
 
 /// Answers one caller with the outcome of its batch; `poisoned` tells the writer that the
 /// job failed after it may have written part of its work, so the batch must not commit.
 pub(super) struct Completion {
     pub(super) poisoned: bool,
-    pub(super) wait: Wait,
     pub(super) answer: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
 }
 
@@ -112,8 +118,8 @@ fn writer_loop(t: &Tables, rx: &mpsc::Receiver<Job>, interval: Duration) {
     let mut items = 0;
     // When the oldest batch committed without an fsync was committed.
     let mut unsynced: Option<Instant> = None;
-    // When the last commit began.
-    let mut last_commit: Option<Instant> = None;
+    // When the last commit with an fsync began.
+    let mut last_fsync: Option<Instant> = None;
     loop {
         let first = match unsynced {
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -129,28 +135,27 @@ fn writer_loop(t: &Tables, rx: &mpsc::Receiver<Job>, interval: Duration) {
             Err(RecvTimeoutError::Disconnected) => break,
         };
         jobs.push(job);
-        // Sleeping, not waiting on the queue: the writes that arrive meanwhile wake
-        // nobody, and are all taken below.
-        if let Some(wait) =
-            last_commit.and_then(|t| (t + interval).checked_duration_since(Instant::now()))
-        {
-            std::thread::sleep(wait);
-        }
-        last_commit = Some(Instant::now());
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+        take_waiting(rx, &mut jobs);
+        let fsync = jobs.iter().any(|j| j.wait == Wait::Fsync);
+        if fsync {
+            // Sleeping, not waiting on the queue: the writes that arrive meanwhile wake
+            // nobody, and are all taken after it.
+            if let Some(wait) =
+                last_fsync.and_then(|t| (t + interval).checked_duration_since(Instant::now()))
+            {
+                std::thread::sleep(wait);
+                take_waiting(rx, &mut jobs);
             }
+            last_fsync = Some(Instant::now());
         }
         if cache.len() > CACHE_ENTRIES {
             cache.clear();
         }
         let mut batch = Batch::new(t, &mut cache, items);
-        let completions: Vec<Completion> = jobs.drain(..).map(|job| job(&mut batch)).collect();
+        let completions: Vec<Completion> =
+            jobs.drain(..).map(|job| (job.apply)(&mut batch)).collect();
         batch.finish();
         items = batch.wb.len().min(MAX_BATCH * 8);
-        let fsync = completions.iter().any(|c| c.wait == Wait::Fsync);
         let committed = if completions.iter().any(|c| c.poisoned) {
             Err(StoreError::Unavailable(
                 "a read failed while writing the batch; nothing of it was stored".into(),
@@ -189,6 +194,16 @@ fn writer_loop(t: &Tables, rx: &mpsc::Receiver<Job>, interval: Duration) {
     }
     if unsynced.is_some() {
         sync_journal(t);
+    }
+}
+
+/// Moves the writes waiting in the queue into `jobs`, up to a batch's bound.
+fn take_waiting(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+    while jobs.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
     }
 }
 

@@ -27,7 +27,8 @@ pub struct ServeArgs {
     pub addr: String,
     /// Storage backend: `memory`, `fjall:PATH` (embedded and durable;
     /// `fjall:PATH?memtable_bytes=N` flushes memtables at N bytes, for a new directory;
-    /// `commit_interval_us=N` begins a commit at most every N µs, 1000 by default),
+    /// `commit_interval_us=N` begins a commit with an fsync at most every N µs, 1000 by
+    /// default),
     /// `postgres://USER:PASSWORD@HOST:PORT/DB` or `cql://HOST:PORT/KEYSPACE`.
     #[arg(long, env = "CHAT_STORE", default_value = "fjall:./chat-data")]
     pub store: String,

@@ -212,8 +212,9 @@ async fn sequences_continue_after_the_writers_cache_passed_its_bound() {
 
 /// A commit with an fsync begins at most once per commit interval: the writes that come
 /// while the writer waits out the rest of it share one commit, a marker (no fsync) is not
-/// held, and a write after a quieter spell commits at once. The interval is a second here, so that the bounds leave room for a
-/// slow machine (an fsync would have to take a second to break them).
+/// held, and a write after a quieter spell commits at once. The interval is a second here,
+/// so that the bounds leave room for a slow machine (an fsync would have to take a second
+/// to break them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_begins_at_most_once_per_commit_interval() {
     let dir = tempfile::tempdir().unwrap();

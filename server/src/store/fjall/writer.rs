@@ -76,8 +76,8 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread over `tables`, beginning a commit at most once per
-    /// `interval`.
+    /// Starts the writer thread over `tables`, beginning a commit with an fsync at most once
+    /// per `interval`.
     pub(super) fn start(tables: Arc<Tables>, interval: Duration) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()

@@ -129,6 +129,12 @@ pub fn idle_median(runs: &[PeerRun], config: &str, conns: u64) -> Option<Med> {
 /// Lost, reordered and refused messages summed over a configuration's runs in a mode, as
 /// a note for the table (empty when all are zero).
 pub fn faults_note(runs: &[PeerRun], config: &str, mode: &str) -> String {
+    faults(runs, config, mode).map_or(String::new(), |f| format!("; {f}"))
+}
+
+/// Lost, reordered and refused messages summed over a configuration's runs in a mode,
+/// `None` when all are zero.
+pub fn faults(runs: &[PeerRun], config: &str, mode: &str) -> Option<String> {
     let (mut lost, mut order, mut errors) = (0, 0, 0);
     for r in runs
         .iter()
@@ -138,9 +144,6 @@ pub fn faults_note(runs: &[PeerRun], config: &str, mode: &str) -> String {
         order += r.order_violations;
         errors += r.errors;
     }
-    if lost + order + errors == 0 {
-        String::new()
-    } else {
-        format!("; {config}: {lost} lost, {order} out of order, {errors} refused")
-    }
+    (lost + order + errors > 0)
+        .then(|| format!("{config}: {lost} lost, {order} out of order, {errors} refused"))
 }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::figures::{DelayFigures, DeliveryFigures, SimSummary};
-use crate::peer::{PeerRun, faults_note, idle_median, median_of};
+use crate::peer::{PeerRun, faults, faults_note, idle_median, median_of};
 
 /// How a figure is held against its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -352,11 +352,7 @@ fn open_loop_beside(f: &Figures) -> String {
             .map_or(String::new(), |u| {
                 format!(", its core {:.0} % busy", 100.0 * u.value)
             });
-        let faults = faults_note(runs, config, "rate");
-        let faults = match faults.strip_prefix("; ") {
-            Some(f) => format!(" ({f})"),
-            None => faults,
-        };
+        let faults = faults(runs, config, "rate").map_or(String::new(), |f| format!(" ({f})"));
         Some(format!("{name} {}{util}{faults}", ms(p99.value)))
     };
     let found: Vec<String> = [

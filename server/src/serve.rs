@@ -28,7 +28,7 @@ pub struct ServeArgs {
     /// Storage backend: `memory`, `fjall:PATH` (embedded and durable;
     /// `fjall:PATH?memtable_bytes=N` flushes memtables at N bytes, for a new directory;
     /// `commit_interval_us=N` begins a commit with an fsync at most every N µs, 1000 by
-    /// default),
+    /// default; `read_threads=N` runs reads on N threads, two per core (4 to 32) by default),
     /// `postgres://USER:PASSWORD@HOST:PORT/DB` or `cql://HOST:PORT/KEYSPACE`.
     #[arg(long, env = "CHAT_STORE", default_value = "fjall:./chat-data")]
     pub store: String,

@@ -6,7 +6,7 @@
 //! answers the batch's requests (markers excepted: they wait for the journal, not the
 //! fsync). Many concurrent sends therefore share one fsync (group commit), and the single
 //! writer is the per-store sequencer that keeps `seq` and `useq` gap-free. Reads go
-//! straight to the LSM-tree from a blocking thread.
+//! straight to the LSM-tree from a fixed set of reader threads ([`readers`]).
 //!
 //! The counters are not stored on their own: a conversation's last seq and time are those
 //! of its newest message, a user's last useq that of their newest inbox entry. The writer
@@ -51,6 +51,7 @@ use crate::model::{ConvId, UserId};
 
 mod keys;
 mod maintenance;
+mod readers;
 mod tuning;
 mod writer;
 
@@ -61,11 +62,13 @@ use self::keys::{
     split_msg_key, user_key,
 };
 use self::maintenance::{IdemExpiry, allocated_bytes};
+use self::readers::Readers;
 use self::writer::{Completion, Job, Wait, Writer};
 
 /// The fjall store.
 pub struct FjallStore {
     tables: Arc<Tables>,
+    readers: Readers,
     writer: Writer,
 }
 
@@ -147,8 +150,13 @@ impl FjallStore {
             window_ms,
         });
         tables.check_format()?;
+        let readers = Readers::start(tuning.read_threads())?;
         let writer = Writer::start(tables.clone(), tuning.commit_interval())?;
-        Ok(FjallStore { tables, writer })
+        Ok(FjallStore {
+            tables,
+            readers,
+            writer,
+        })
     }
 
     /// Deletes the idempotency records older than the window, on the writer thread: a
@@ -180,9 +188,7 @@ impl FjallStore {
         f: impl FnOnce(&Tables) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let tables = self.tables.clone();
-        tokio::task::spawn_blocking(move || f(&tables))
-            .await
-            .map_err(unavailable)?
+        self.readers.run(move || f(&tables)).await
     }
 
     /// Runs `f` on the writer thread inside the next batch and answers once that batch is

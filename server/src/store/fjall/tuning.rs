@@ -26,6 +26,18 @@ pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(1);
 /// The longest commit interval a spec may ask for: a send's `sent` waits up to this.
 pub const MAX_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The most reader threads a spec may ask for.
+pub const MAX_READ_THREADS: usize = 256;
+
+/// How many reader threads a store runs unless the spec says otherwise: two per core, at
+/// least 4 and at most 32. A read waits on the disk only when what it needs is in neither
+/// a memtable nor the block cache, so a few threads per core keep a slow disk busy without
+/// a thread for each read of a burst.
+pub fn default_read_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (2 * cores).clamp(4, 32)
+}
+
 /// The options of a fjall spec.
 ///
 /// `memtable_bytes` is the size at which a keyspace's memtable is sealed and flushed to a
@@ -38,16 +50,20 @@ pub const MAX_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 /// `commit_interval_us` is the writer's commit interval in microseconds
 /// ([`DEFAULT_COMMIT_INTERVAL`] unless given; 0 commits as soon as the last commit ended,
 /// at most [`MAX_COMMIT_INTERVAL`]).
+///
+/// `read_threads` is how many threads run the store's reads ([`default_read_threads`]
+/// unless given; 1 to [`MAX_READ_THREADS`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FjallTuning {
     pub memtable_bytes: Option<u64>,
     pub commit_interval: Option<Duration>,
+    pub read_threads: Option<usize>,
 }
 
 impl FjallTuning {
     /// Splits what follows `fjall:` into the directory and the options after a `?`
-    /// (`memtable_bytes=N`, N at least 1024; `commit_interval_us=N`, N at most 100,000),
-    /// joined by `&`.
+    /// (`memtable_bytes=N`, N at least 1024; `commit_interval_us=N`, N at most 100,000;
+    /// `read_threads=N`, N from 1 to 256), joined by `&`.
     pub fn parse(rest: &str) -> Result<(std::path::PathBuf, FjallTuning), String> {
         let Some((path, query)) = rest.split_once('?') else {
             return Ok((rest.into(), FjallTuning::default()));
@@ -74,9 +90,19 @@ impl FjallTuning {
                         })?;
                     tuning.commit_interval = Some(Duration::from_micros(us));
                 }
+                Some(("read_threads", v)) => {
+                    let n = v
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_READ_THREADS).contains(n))
+                        .ok_or_else(|| {
+                            format!("read_threads={v}: expected a count, 1 to {MAX_READ_THREADS}")
+                        })?;
+                    tuning.read_threads = Some(n);
+                }
                 _ => {
                     return Err(format!(
-                        "unknown fjall option {kv:?}: expected memtable_bytes=N or commit_interval_us=N"
+                        "unknown fjall option {kv:?}: expected memtable_bytes=N, commit_interval_us=N or read_threads=N"
                     ));
                 }
             }
@@ -96,13 +122,20 @@ impl FjallTuning {
     pub fn commit_interval(&self) -> Duration {
         self.commit_interval.unwrap_or(DEFAULT_COMMIT_INTERVAL)
     }
+
+    /// How many reader threads this tuning asks for.
+    pub fn read_threads(&self) -> usize {
+        self.read_threads.unwrap_or_else(default_read_threads)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use super::{DEFAULT_COMMIT_INTERVAL, DEFAULT_MEMTABLE_BYTES, FjallTuning};
+    use super::{
+        DEFAULT_COMMIT_INTERVAL, DEFAULT_MEMTABLE_BYTES, FjallTuning, default_read_threads,
+    };
 
     #[test]
     fn options_follow_a_question_mark() {
@@ -135,6 +168,26 @@ mod tests {
         for bad in ["100001", "-1", "1ms", ""] {
             let e = FjallTuning::parse(&format!("d?commit_interval_us={bad}")).unwrap_err();
             assert!(e.contains("commit_interval_us"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn read_threads_are_a_count_from_1_to_256() {
+        let (_, t) = FjallTuning::parse("d").unwrap();
+        assert_eq!(t.read_threads(), default_read_threads());
+        assert!((4..=32).contains(&default_read_threads()));
+        let (_, t) = FjallTuning::parse("d?read_threads=1&commit_interval_us=0").unwrap();
+        assert_eq!(t.read_threads(), 1);
+        assert_eq!(
+            FjallTuning::parse("d?read_threads=256")
+                .unwrap()
+                .1
+                .read_threads(),
+            256
+        );
+        for bad in ["0", "257", "-1", "two", ""] {
+            let e = FjallTuning::parse(&format!("d?read_threads={bad}")).unwrap_err();
+            assert!(e.contains("read_threads"), "{bad}: {e}");
         }
     }
 }

@@ -9,6 +9,10 @@ pub struct PeerRun {
     pub label: String,
     pub store: String,
     pub mode: String,
+    /// Which repetition of run.sh's loop (1, 2, …): the configurations of one repetition
+    /// run back to back.
+    #[serde(default)]
+    pub rep: Option<u32>,
     pub msgs_per_s: Option<f64>,
     pub server_cpu_us_per_msg: Option<f64>,
     pub p50_ms: Option<f64>,
@@ -109,6 +113,33 @@ pub fn median_of(
         value,
         runs: v.len(),
     })
+}
+
+/// `ours` ÷ `theirs` of `field` in each repetition that measured both in `mode`, in
+/// repetition order. run.sh runs the configurations of one repetition back to back, so a
+/// pair shares the host's state of those minutes; the spread of these ratios is how far
+/// one run of the comparison can be trusted, which the ratio of the medians hides.
+pub fn rep_ratios(
+    runs: &[PeerRun],
+    ours: &str,
+    theirs: &str,
+    mode: &str,
+    field: impl Fn(&PeerRun) -> Option<f64>,
+) -> Vec<f64> {
+    let of = |config: &str, rep: u32| {
+        runs.iter()
+            .find(|r| r.config() == Some(config) && r.mode == mode && r.rep == Some(rep))
+            .and_then(|r| measured(field(r)))
+    };
+    let mut reps: Vec<u32> = runs.iter().filter_map(|r| r.rep).collect();
+    reps.sort_unstable();
+    reps.dedup();
+    reps.into_iter()
+        .filter_map(|rep| {
+            let (a, b) = (of(ours, rep)?, of(theirs, rep)?);
+            (b > 0.0).then(|| a / b)
+        })
+        .collect()
 }
 
 /// The median RSS per connection (KiB) of `config`'s idle runs at `conns` connections.

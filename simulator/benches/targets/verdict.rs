@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::figures::{DelayFigures, DeliveryFigures, SimSummary};
-use crate::peer::{PeerRun, faults, faults_note, idle_median, median_of};
+use crate::peer::{PeerRun, faults, faults_note, idle_median, median_of, rep_ratios};
 
 /// How a figure is held against its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -228,10 +228,17 @@ fn throughput(f: &Figures, out: &mut Vec<Row>) {
                             100.0 * u.value
                         )
                     });
+                let per_rep = rep_ratios(runs, ours, theirs, "sat", |r| r.msgs_per_s);
+                let spread = if per_rep.len() > 1 {
+                    let list: Vec<String> = per_rep.iter().map(|x| format!("{x:.2}×")).collect();
+                    format!("; by repetition {}", list.join(", "))
+                } else {
+                    String::new()
+                };
                 (
                     r,
                     format!(
-                        "{r:.2}× ({} vs {} msgs/s){util}{}{}",
+                        "{r:.2}× ({} vs {} msgs/s{spread}){util}{}{}",
                         thousands(a.value),
                         thousands(b.value),
                         faults_note(runs, ours, "sat"),

@@ -79,6 +79,37 @@ fn throughput_ratios_from_the_sat_medians() {
     assert_eq!(mem.status, Status::Met, "60000/27000 ≥ 2");
 }
 
+/// The row gives each repetition's ratio beside the ratio of the medians: here the
+/// medians say 1.0× (met) while one repetition of three read 0.80×.
+#[test]
+fn throughput_rows_give_the_ratio_of_each_repetition() {
+    let mut f = nothing();
+    f.sat = Ok(parse_results(
+        r#"{"label":"chat-server","store":"fjall","mode":"sat","rep":1,"msgs_per_s":40000}
+{"label":"centrifugo-v6.9.1","store":"memory engine + history","mode":"sat","rep":1,"msgs_per_s":50000}
+{"label":"chat-server","store":"fjall","mode":"sat","rep":2,"msgs_per_s":50000}
+{"label":"centrifugo-v6.9.1","store":"memory engine + history","mode":"sat","rep":2,"msgs_per_s":40000}
+{"label":"chat-server","store":"fjall","mode":"sat","rep":3,"msgs_per_s":45000}
+{"label":"centrifugo-v6.9.1","store":"memory engine + history","mode":"sat","rep":3,"msgs_per_s":45000}
+{"label":"chat-server","store":"memory","mode":"sat","rep":1,"msgs_per_s":60000}"#,
+    )
+    .unwrap());
+    // Runs without repetition numbers (or one repetition of a pair): no list.
+    let mut plain = nothing();
+    plain.sat = Ok(sat_runs());
+    let plain = rows(&plain);
+    assert!(!row(&plain, "1a").measured.contains("by repetition"));
+    let rows = rows(&f);
+    let fjall = row(&rows, "1a");
+    assert_eq!(fjall.value, Some(1.0));
+    assert_eq!(fjall.status, Status::Met);
+    assert_eq!(
+        fjall.measured,
+        "1.00× (45,000 vs 45,000 msgs/s; by repetition 0.80×, 1.25×, 1.00×)"
+    );
+    assert!(!row(&rows, "1b").measured.contains("by repetition"));
+}
+
 #[test]
 fn every_target_has_a_row_and_says_why_when_not_run() {
     let rows = rows(&nothing());

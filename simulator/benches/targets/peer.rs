@@ -97,6 +97,16 @@ pub struct Med {
     pub runs: usize,
 }
 
+/// The runs of `config` in `mode`, in the order peerbench wrote them.
+fn runs_of<'a>(
+    runs: &'a [PeerRun],
+    config: &'a str,
+    mode: &'a str,
+) -> impl Iterator<Item = &'a PeerRun> {
+    runs.iter()
+        .filter(move |r| r.config() == Some(config) && r.mode == mode)
+}
+
 /// The median of `field` over the runs of `config` in `mode` that measured it.
 pub fn median_of(
     runs: &[PeerRun],
@@ -104,9 +114,7 @@ pub fn median_of(
     mode: &str,
     field: impl Fn(&PeerRun) -> Option<f64>,
 ) -> Option<Med> {
-    let v: Vec<f64> = runs
-        .iter()
-        .filter(|r| r.config() == Some(config) && r.mode == mode)
+    let v: Vec<f64> = runs_of(runs, config, mode)
         .filter_map(|r| measured(field(r)))
         .collect();
     median(&v).map(|value| Med {
@@ -115,10 +123,11 @@ pub fn median_of(
     })
 }
 
-/// `ours` ÷ `theirs` of `field` in each repetition that measured both in `mode`, in
-/// repetition order. run.sh runs the configurations of one repetition back to back, so a
-/// pair shares the host's state of those minutes; the spread of these ratios is how far
-/// one run of the comparison can be trusted, which the ratio of the medians hides.
+/// `ours` ÷ `theirs` of `field` in each repetition that measured both in `mode`, in the
+/// order of `ours`' runs (run.sh's repetition order). run.sh runs the configurations of
+/// one repetition back to back, so a pair shares the host's state of those minutes; the
+/// spread of these ratios is how far one run of the comparison can be trusted, which the
+/// ratio of the medians hides.
 pub fn rep_ratios(
     runs: &[PeerRun],
     ours: &str,
@@ -126,17 +135,11 @@ pub fn rep_ratios(
     mode: &str,
     field: impl Fn(&PeerRun) -> Option<f64>,
 ) -> Vec<f64> {
-    let of = |config: &str, rep: u32| {
-        runs.iter()
-            .find(|r| r.config() == Some(config) && r.mode == mode && r.rep == Some(rep))
-            .and_then(|r| measured(field(r)))
-    };
-    let mut reps: Vec<u32> = runs.iter().filter_map(|r| r.rep).collect();
-    reps.sort_unstable();
-    reps.dedup();
-    reps.into_iter()
-        .filter_map(|rep| {
-            let (a, b) = (of(ours, rep)?, of(theirs, rep)?);
+    runs_of(runs, ours, mode)
+        .filter_map(|a| {
+            let rep = a.rep?;
+            let b = runs_of(runs, theirs, mode).find(|b| b.rep == Some(rep))?;
+            let (a, b) = (measured(field(a))?, measured(field(b))?);
             (b > 0.0).then(|| a / b)
         })
         .collect()
@@ -144,9 +147,7 @@ pub fn rep_ratios(
 
 /// The median RSS per connection (KiB) of `config`'s idle runs at `conns` connections.
 pub fn idle_median(runs: &[PeerRun], config: &str, conns: u64) -> Option<Med> {
-    let v: Vec<f64> = runs
-        .iter()
-        .filter(|r| r.config() == Some(config) && r.mode == "idle")
+    let v: Vec<f64> = runs_of(runs, config, "idle")
         .flat_map(|r| r.steps.iter().flatten())
         .filter(|s| s.conns == conns)
         .map(|s| s.rss_per_conn_kb)
@@ -167,10 +168,7 @@ pub fn faults_note(runs: &[PeerRun], config: &str, mode: &str) -> String {
 /// `None` when all are zero.
 pub fn faults(runs: &[PeerRun], config: &str, mode: &str) -> Option<String> {
     let (mut lost, mut order, mut errors) = (0, 0, 0);
-    for r in runs
-        .iter()
-        .filter(|r| r.config() == Some(config) && r.mode == mode)
-    {
+    for r in runs_of(runs, config, mode) {
         lost += r.lost;
         order += r.order_violations;
         errors += r.errors;

@@ -4,9 +4,10 @@
 //! tokio's blocking pool would take it, but that pool starts a new thread for each read
 //! that finds none idle and keeps it for ten seconds: 10 K connects (each reads its user's
 //! inbox head) grew it to 11 threads in one run and 61 in another on a 2-core host, each
-//! with its own stack and allocator heap, and paid a thread start for each. A fixed set, sized by the store's
-//! spec ([`super::tuning::FjallTuning::read_threads`]), queues a burst instead: its reads
-//! are point lookups and short scans, each over in microseconds unless the disk is slow.
+//! with its own stack and allocator heap, and paid a thread start for each. A fixed set,
+//! sized by the store's spec ([`super::tuning::FjallTuning::read_threads`]), queues a
+//! burst instead: its reads are point lookups and short scans, each over in microseconds
+//! unless the disk is slow.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::thread::JoinHandle;

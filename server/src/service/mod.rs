@@ -126,8 +126,10 @@ impl Service {
         cluster: Option<Arc<Cluster>>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, AuthError> {
-        let metrics = Arc::new(Metrics::new());
         let base = backend.store();
+        let mut metrics = Metrics::new();
+        metrics.watch_store_memory(&base);
+        let metrics = Arc::new(metrics);
         // The cache would go stale in a cluster: other nodes write behind its back.
         let (messages, groups): (Arc<dyn MessageStore>, Arc<dyn GroupStore>) =
             if backend.is_networked() && cluster.is_none() {

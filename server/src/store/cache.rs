@@ -229,6 +229,10 @@ impl MessageStore for Cached {
         self.pages.invalidate_all();
         Ok(())
     }
+
+    fn memory(&self) -> Option<crate::store::StoreMemory> {
+        self.messages.memory()
+    }
 }
 
 #[async_trait]

@@ -349,6 +349,11 @@ impl MessageStore for MemoryStore {
         self.state.lock().expire_idempotency(crate::model::now_ms());
         Ok(())
     }
+
+    /// Everything is in memory, without a bound: no figure a plan could size for.
+    fn memory(&self) -> Option<crate::store::StoreMemory> {
+        None
+    }
 }
 
 #[async_trait]

@@ -39,7 +39,7 @@ pub use self::cql::{CqlStore, Settings as CqlSettings};
 pub use self::fjall::{FjallStore, FjallTuning};
 pub use self::memory::MemoryStore;
 pub use self::postgres::PostgresStore;
-pub use self::storage::{StorageReport, Table};
+pub use self::storage::{StorageReport, StoreMemory, Table};
 
 /// Messages of one conversation sharing a storage partition bucket: `seq / BUCKET_SIZE`.
 pub const BUCKET_SIZE: u64 = 65_536;
@@ -336,6 +336,11 @@ pub trait MessageStore: Send + Sync + 'static {
     /// memory tables flushed, tables compacted, expired idempotency records dropped.
     /// Expensive; for measurements and tests, not for the serving path.
     async fn settle(&self) -> Result<(), StoreError>;
+
+    /// What the backend's tables hold in this process's memory and their bound; `None`
+    /// when it keeps none there (PostgreSQL, CQL) or keeps everything without a bound
+    /// (memory). Cheap: read at every scrape of `/metrics`.
+    fn memory(&self) -> Option<StoreMemory>;
 }
 
 /// Groups and their membership. Membership changes are ordered with the sends of the

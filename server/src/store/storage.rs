@@ -78,3 +78,21 @@ impl StorageReport {
         (logical > 0 && disk > 0).then(|| logical as f64 / disk as f64)
     }
 }
+
+/// What a store's tables hold in this process's memory, and the bound they stay within:
+/// for a capacity plan, which must size a node's memory for tables at their bound rather
+/// than as full as one run happened to leave them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StoreMemory {
+    /// Bytes the in-memory tables (memtables, the active and the sealed ones awaiting
+    /// their flush) hold now, as the store counts them: keys and values, not the
+    /// allocator's or the tables' own overhead.
+    pub tables_bytes: u64,
+    /// Bytes, counted the same way, at which every table's active memtable is full: a
+    /// memtable is sealed and flushed once it passes its size, so the tables stay within
+    /// this, apart from sealed memtables briefly awaiting their flush.
+    pub tables_limit_bytes: u64,
+    /// The capacity of the block cache: it fills with the blocks of the reads the
+    /// memtables miss, up to this.
+    pub cache_capacity_bytes: u64,
+}

@@ -131,6 +131,10 @@ impl MessageStore for Timed {
     async fn settle(&self) -> Result<(), StoreError> {
         timed!(self, "settle", self.messages.settle())
     }
+
+    fn memory(&self) -> Option<crate::store::StoreMemory> {
+        self.messages.memory()
+    }
 }
 
 #[async_trait]

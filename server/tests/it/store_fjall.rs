@@ -275,3 +275,62 @@ async fn a_commit_begins_at_most_once_per_commit_interval() {
         "a write after a quiet spell waited {waited:?}"
     );
 }
+
+/// The `chat_store_*` gauges of a server's `/metrics`, by name.
+async fn store_gauges(server: &crate::support::Server) -> std::collections::BTreeMap<String, u64> {
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("chat_store_m") || l.starts_with("chat_store_cache"))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.trim().parse().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_give_the_memtables_size_and_their_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let tuning = FjallTuning {
+        memtable_bytes: Some(1 << 20),
+        ..FjallTuning::default()
+    };
+    let store = FjallStore::open_tuned(dir.path(), &StoreOptions::default(), &tuning).unwrap();
+    let server = crate::support::Server::with(crate::support::config(), Arc::new(store)).await;
+    let before = store_gauges(&server).await;
+    // Eight keyspaces of 1 MiB; fjall's default block cache of 32 MiB.
+    assert_eq!(
+        before["chat_store_memtable_limit_bytes"],
+        8 << 20,
+        "{before:?}"
+    );
+    assert_eq!(
+        before["chat_store_cache_capacity_bytes"],
+        32 << 20,
+        "{before:?}"
+    );
+    let mut alice = server.connect(1, "phone").await;
+    alice.ready().await;
+    let body = "x".repeat(500);
+    for i in 0..20 {
+        let sent = alice.send_msg(&format!("m{i}"), "u:2", &body).await;
+        assert_eq!(sent["type"], "sent", "{sent}");
+    }
+    let after = store_gauges(&server).await;
+    let grown = after["chat_store_memtable_bytes"] - before["chat_store_memtable_bytes"];
+    assert!(
+        grown >= 20 * 500,
+        "memtables grew {grown} bytes for 20 bodies of 500"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_store_without_memtables_reports_none() {
+    let server = crate::support::Server::start().await;
+    assert!(store_gauges(&server).await.is_empty());
+    server.stop().await;
+}

@@ -758,6 +758,11 @@ impl MessageStore for CqlStore {
              compact` on the keyspace, with the node's own tools",
         ))
     }
+
+    /// The tables live in the database's processes.
+    fn memory(&self) -> Option<crate::store::StoreMemory> {
+        None
+    }
 }
 
 /// Only a store opened with `shared=true` is handed out as shared ([`super::Backend`]).

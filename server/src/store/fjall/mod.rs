@@ -85,6 +85,8 @@ struct Tables {
     pushes: Keyspace,
     dead: Keyspace,
     meta: Keyspace,
+    /// The memtable size the keyspaces were opened with.
+    memtable_bytes: u64,
 }
 
 const META_LAST_GROUP: &[u8] = b"last_group";
@@ -148,6 +150,7 @@ impl FjallStore {
             db,
             path: path.to_owned(),
             window_ms,
+            memtable_bytes,
         });
         tables.check_format()?;
         let readers = Readers::start(tuning.read_threads())?;
@@ -761,6 +764,20 @@ impl MessageStore for FjallStore {
     async fn settle(&self) -> Result<(), StoreError> {
         self.expire_idempotency().await?;
         self.read(|t| t.settle()).await
+    }
+
+    /// The memtables' size as fjall counts it, and their bound: every keyspace's memtable
+    /// at the size the spec asked for (a directory created with another size keeps its
+    /// own, which this does not see). Both are fjall's unstable accessors.
+    fn memory(&self) -> Option<crate::store::StoreMemory> {
+        let t = &self.tables;
+        Some(crate::store::StoreMemory {
+            tables_bytes: t.db.write_buffer_size(),
+            tables_limit_bytes: t
+                .memtable_bytes
+                .saturating_mul(t.db.keyspace_count() as u64),
+            cache_capacity_bytes: t.db.cache_capacity(),
+        })
     }
 }
 

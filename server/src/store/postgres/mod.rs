@@ -516,6 +516,11 @@ impl MessageStore for PostgresStore {
         let c = self.client().await?;
         schema::compact(&c).await
     }
+
+    /// The tables live in the database's processes.
+    fn memory(&self) -> Option<crate::store::StoreMemory> {
+        None
+    }
 }
 
 #[async_trait]

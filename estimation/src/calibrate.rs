@@ -21,6 +21,7 @@
 //! | `calibration.messages_per_sec_per_node` | number or null | messages per second one node accepted while staying inside its latency gates |
 //! | `calibration.connections_per_node` | integer or null | concurrent connections one node held while staying inside its latency gates |
 //! | `calibration.memory_bytes_per_connection` | number or null | resident memory per open connection on one node, in bytes |
+//! | `calibration.memory_bytes_per_node` | number or null | resident memory of one node apart from its connections, in bytes: the process, the store's in-memory tables at their bound, its block cache; null when the run could not tell it apart (memory per connection then carries it) |
 //! | `calibration.gates_passed` | boolean or null | whether the run stayed inside its latency gates |
 //! | `calibration.capacity_limited_by` | string or null | what ended the capacity search that measured the per-node figures: `server` (a gate failed while the host had CPU to spare: the node's own limit), `load_generator` (the host's CPU was saturated with the load generator using as much as the server: a lower bound), `open_files` (the host's open-file cap: a lower bound), `search_range` (no step failed: a lower bound); null when the figures are not from a capacity search |
 //! | `calibration.node_cpus` | integer or null | CPUs of the host the node ran on (shared with the load generator when it ran there too) |
@@ -49,7 +50,8 @@
 //! * `connections_per_node` replaces the connections per server. A run that
 //!   did not push connections to the node's limit understates it, which
 //!   makes the plan conservative.
-//! * `memory_bytes_per_connection` gives memory per chat server and in total.
+//! * `memory_bytes_per_connection` gives memory per chat server and in total, and
+//!   `memory_bytes_per_node`, when measured, adds to each chat server.
 //! * `capacity_limited_by`, `node_cpus` and `cpu_us_per_message` change no figure; they
 //!   qualify the per-node figures in the plan's warnings: anything but `server` means the
 //!   per-node figures are lower bounds, so the plan's server counts are upper bounds.
@@ -128,6 +130,9 @@ pub struct Calibration {
     /// Resident memory per open connection, in bytes.
     #[serde(default)]
     pub memory_bytes_per_connection: Option<f64>,
+    /// Resident memory of a node apart from its connections, in bytes.
+    #[serde(default)]
+    pub memory_bytes_per_node: Option<f64>,
     /// Whether the run stayed inside its latency gates.
     #[serde(default)]
     pub gates_passed: Option<bool>,
@@ -218,6 +223,7 @@ impl Default for Calibration {
             messages_per_sec_per_node: None,
             connections_per_node: None,
             memory_bytes_per_connection: None,
+            memory_bytes_per_node: None,
             gates_passed: None,
             capacity_limited_by: None,
             node_cpus: None,
@@ -396,6 +402,7 @@ impl Summary {
             messages_per_sec_per_node: positive_number(fields, "messages_per_sec_per_node")?,
             connections_per_node: positive_whole(fields, "connections_per_node")?,
             memory_bytes_per_connection: positive_number(fields, "memory_bytes_per_connection")?,
+            memory_bytes_per_node: positive_number(fields, "memory_bytes_per_node")?,
             gates_passed: boolean(fields, "gates_passed")?,
             capacity_limited_by: capacity_limit(fields)?,
             node_cpus: positive_whole(fields, "node_cpus")?,
@@ -439,6 +446,7 @@ impl Calibration {
                 "memory_bytes_per_connection",
                 self.memory_bytes_per_connection,
             ),
+            ("memory_bytes_per_node", self.memory_bytes_per_node),
             ("cpu_us_per_message", self.cpu_us_per_message),
             ("scaling_efficiency", self.scaling_efficiency),
         ];
@@ -650,6 +658,9 @@ pub fn calibrate(assumed: &Inputs, summary: &Summary) -> Result<CalibratedPlan, 
     if let Some(memory) = measured_values.memory_bytes_per_connection {
         inputs.memory_bytes_per_connection = Some(memory);
     }
+    if let Some(memory) = measured_values.memory_bytes_per_node {
+        inputs.memory_bytes_per_node = Some(memory);
+    }
     let measured_plan = inputs.plan()?;
 
     let replacements = vec![
@@ -679,6 +690,13 @@ pub fn calibrate(assumed: &Inputs, summary: &Summary) -> Result<CalibratedPlan, 
             label: "memory per connection",
             assumed: assumed.memory_bytes_per_connection,
             measured: measured_values.memory_bytes_per_connection,
+            quantity: Quantity::Bytes,
+        },
+        Replacement {
+            field: "memory_bytes_per_node",
+            label: "memory per chat server apart from its connections",
+            assumed: assumed.memory_bytes_per_node,
+            measured: measured_values.memory_bytes_per_node,
             quantity: Quantity::Bytes,
         },
     ];
@@ -744,7 +762,10 @@ pub fn calibrate(assumed: &Inputs, summary: &Summary) -> Result<CalibratedPlan, 
         ));
     }
     for replacement in &replacements {
-        if replacement.measured.is_some() {
+        // A node's own memory matters only beside a measured memory per connection.
+        let moot = replacement.field == "memory_bytes_per_node"
+            && measured_values.memory_bytes_per_connection.is_none();
+        if replacement.measured.is_some() || moot {
             continue;
         }
         warnings.push(match replacement.assumed {
@@ -944,6 +965,7 @@ mod tests {
                 messages_per_sec_per_node: Some(1_000.0),
                 connections_per_node: Some(5_000),
                 memory_bytes_per_connection: Some(50e3),
+                memory_bytes_per_node: Some(300e6),
                 gates_passed: Some(true),
                 ..Calibration::default()
             },
@@ -963,6 +985,21 @@ mod tests {
         assert_eq!(plan.measured.shards, 2738);
         assert_eq!(plan.ratio(Figure::ServersByMessageRate), None);
         assert_eq!(plan.ratios["servers"], Some(10.0));
+        assert_eq!(
+            plan.measured.memory_bytes_per_server,
+            Some(300e6 + 5_000.0 * 50e3)
+        );
+        // Memory per connection alone: the plan says it has no memory per node.
+        let per_connection_only = Summary {
+            calibration: Calibration {
+                memory_bytes_per_node: None,
+                ..measured.calibration
+            },
+            ..measured
+        };
+        let plan = calibrate(&Inputs::source_design(), &per_connection_only).unwrap();
+        assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+        assert!(plan.warnings[0].contains("apart from its connections was neither measured"));
         assert_eq!(plan.measured.memory_bytes_per_server, Some(5_000.0 * 50e3));
     }
 

@@ -194,12 +194,20 @@ impl Figure {
                 None => "chat servers by peak message rate".to_owned(),
             },
             Self::Servers => "chat servers needed".to_owned(),
-            Self::MemoryBytesPerServer => match inputs.memory_bytes_per_connection {
-                Some(memory) => format!(
+            Self::MemoryBytesPerServer => match (
+                inputs.memory_bytes_per_connection,
+                inputs.memory_bytes_per_node,
+            ) {
+                (Some(memory), Some(node)) => format!(
+                    "memory per chat server ({} + {} per connection)",
+                    format_bytes(node),
+                    format_bytes(memory)
+                ),
+                (Some(memory), None) => format!(
                     "memory per chat server ({} per connection)",
                     format_bytes(memory)
                 ),
-                None => "memory per chat server".to_owned(),
+                (None, _) => "memory per chat server".to_owned(),
             },
             Self::MemoryBytesTotal => "memory across the chat tier".to_owned(),
             Self::Shards => format!(

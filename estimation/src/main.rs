@@ -26,6 +26,7 @@ const CALIBRATION_HELP: &str = "\
   messages_per_sec_per_node    number or null: messages/s one node accepted inside its latency gates
   connections_per_node         integer or null: connections one node held inside its latency gates
   memory_bytes_per_connection  number or null: resident memory per open connection
+  memory_bytes_per_node        number or null: resident memory of a node apart from its connections
   gates_passed                 boolean or null: whether the run stayed inside its latency gates
 A null or absent measurement keeps the assumption, and the report says so.";
 
@@ -71,6 +72,12 @@ struct Cli {
     /// estimated.
     #[arg(long, allow_negative_numbers = true, value_name = "BYTES", value_parser = parse_bytes)]
     memory_per_connection: Option<f64>,
+
+    /// Memory each chat server holds apart from its connections (the process, its
+    /// store's in-memory tables, caches), e.g. 300MB; counted only with
+    /// --memory-per-connection.
+    #[arg(long, allow_negative_numbers = true, value_name = "BYTES", value_parser = parse_bytes)]
+    memory_per_server: Option<f64>,
 
     /// Size of one logical database shard, e.g. 4TB.
     #[arg(long, allow_negative_numbers = true, value_name = "BYTES", default_value = "4TB", value_parser = parse_bytes)]
@@ -125,6 +132,7 @@ impl Cli {
             concurrent_fraction: self.concurrent_fraction,
             messages_per_sec_per_server: self.messages_per_sec_per_server,
             memory_bytes_per_connection: self.memory_per_connection,
+            memory_bytes_per_node: self.memory_per_server,
             shard_size_bytes: self.shard_size,
             db_server_capacity_bytes: self.db_server_capacity,
             replication_factor: self.replication_factor,

@@ -54,6 +54,10 @@ pub struct Inputs {
     /// Memory one open connection costs on a chat server, in bytes. `None`
     /// means unknown: memory is then not estimated.
     pub memory_bytes_per_connection: Option<f64>,
+    /// Memory one chat server holds apart from its connections, in bytes: the process,
+    /// its store's in-memory tables at their bound and its caches. `None` counts none
+    /// (memory per connection then has to carry it).
+    pub memory_bytes_per_node: Option<f64>,
     /// Size of one logical database shard, in bytes.
     pub shard_size_bytes: f64,
     /// Storage one physical database server holds, in bytes. `None` means
@@ -100,6 +104,7 @@ impl Inputs {
             concurrent_fraction: 1.0,
             messages_per_sec_per_server: None,
             memory_bytes_per_connection: None,
+            memory_bytes_per_node: None,
             shard_size_bytes: source::SHARD_SIZE_BYTES,
             db_server_capacity_bytes: None,
             replication_factor: 1,
@@ -143,6 +148,12 @@ impl Inputs {
         }
         if let Some(memory) = self.memory_bytes_per_connection {
             positive("memory per connection in bytes", memory)?;
+        }
+        if let Some(memory) = self.memory_bytes_per_node {
+            positive(
+                "memory per server apart from its connections in bytes",
+                memory,
+            )?;
         }
         positive("shard size in bytes", self.shard_size_bytes)?;
         if let Some(capacity) = self.db_server_capacity_bytes {
@@ -246,11 +257,12 @@ pub struct Plan {
     pub servers_bound_by: ServerBound,
     /// Connections each chat server holds once the fleet is sized.
     pub connections_per_server_used: f64,
-    /// Memory each chat server needs for its connections, when memory per
-    /// connection is known.
+    /// Memory each chat server needs: its connections, plus what it holds apart
+    /// from them when that is known; when memory per connection is known.
     pub memory_bytes_per_server: Option<f64>,
-    /// Memory for all concurrent connections across the chat tier, when
-    /// memory per connection is known.
+    /// Memory across the chat tier (every concurrent connection, plus every
+    /// server's memory apart from its connections when known), when memory
+    /// per connection is known.
     pub memory_bytes_total: Option<f64>,
     /// Logical shards: ⌈raw storage over the retention × overhead / shard
     /// size⌉. Replicas are copies of these, not more of them.
@@ -325,13 +337,24 @@ impl Plan {
             _ => (servers_by_connections, ServerBound::Connections),
         };
         let connections_per_server_used = concurrent_connections as f64 / servers as f64;
+        let per_node = inputs.memory_bytes_per_node.unwrap_or(0.0);
         let memory_bytes_per_server = inputs
             .memory_bytes_per_connection
-            .map(|memory| finite("memory per server", memory * connections_per_server_used))
+            .map(|memory| {
+                finite(
+                    "memory per server",
+                    per_node + memory * connections_per_server_used,
+                )
+            })
             .transpose()?;
         let memory_bytes_total = inputs
             .memory_bytes_per_connection
-            .map(|memory| finite("memory in total", memory * concurrent_connections as f64))
+            .map(|memory| {
+                finite(
+                    "memory in total",
+                    memory * concurrent_connections as f64 + per_node * servers as f64,
+                )
+            })
             .transpose()?;
 
         let shards = ceil_count(
@@ -579,6 +602,21 @@ mod tests {
         assert_eq!(plan.servers, 1_000);
         assert_eq!(plan.memory_bytes_per_server, Some(50_000.0 * 10e3));
         assert_eq!(plan.memory_bytes_total, Some(50e6 * 10e3));
+        // What each server holds apart from its connections counts once per server.
+        let with_node = Inputs {
+            memory_bytes_per_node: Some(300e6),
+            ..inputs
+        }
+        .plan()
+        .unwrap();
+        assert_eq!(
+            with_node.memory_bytes_per_server,
+            Some(300e6 + 50_000.0 * 10e3)
+        );
+        assert_eq!(
+            with_node.memory_bytes_total,
+            Some(50e6 * 10e3 + 1_000.0 * 300e6)
+        );
     }
 
     #[test]
@@ -653,6 +691,13 @@ mod tests {
                     ..Inputs::default()
                 },
                 "memory",
+            ),
+            (
+                Inputs {
+                    memory_bytes_per_node: Some(0.0),
+                    ..Inputs::default()
+                },
+                "memory per server",
             ),
             (
                 Inputs {

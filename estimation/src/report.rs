@@ -120,6 +120,13 @@ fn input_rows(plan: &Plan) -> Vec<Vec<String>> {
             ),
         ],
         vec![
+            "memory per chat server apart from its connections".to_owned(),
+            optional(
+                inputs.memory_bytes_per_node.map(format_bytes),
+                "not set (not counted)",
+            ),
+        ],
+        vec![
             "shard size".to_owned(),
             format_bytes(inputs.shard_size_bytes),
         ],

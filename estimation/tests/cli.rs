@@ -176,6 +176,7 @@ fn calibrate_prints_the_measured_plan_beside_the_document() {
                 "messages_per_sec_per_node": 20000.0,
                 "connections_per_node": 25000,
                 "memory_bytes_per_connection": 40000.0,
+                "memory_bytes_per_node": 300000000.0,
                 "gates_passed": true,
                 "notes": "ignored"
             }
@@ -192,7 +193,7 @@ fn calibrate_prints_the_measured_plan_beside_the_document() {
     assert_eq!(result["ratios"]["bandwidth_in_bytes_per_sec"], 1.0);
     assert_eq!(
         result["measured"]["memory_bytes_per_server"],
-        25_000.0 * 40e3
+        300e6 + 25_000.0 * 40e3
     );
     assert_eq!(result["warnings"].as_array().unwrap().len(), 0);
     for key in ["messages_per_day", "storage_bytes_total", "shards"] {

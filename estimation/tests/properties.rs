@@ -45,6 +45,8 @@ fn inputs() -> impl Strategy<Value = Inputs> {
                 concurrent_fraction: fraction,
                 messages_per_sec_per_server: rate,
                 memory_bytes_per_connection: memory,
+                // A server's own memory, about that of 30,000 connections.
+                memory_bytes_per_node: memory.map(|m| m * 3e4),
                 shard_size_bytes: shard,
                 db_server_capacity_bytes: capacity_in_shards.map(|n| n * shard),
                 replication_factor: replication,

@@ -35,6 +35,17 @@ pub struct SimServer {
     pub memory_bytes_per_connection: Option<f64>,
     pub connections_peak: i64,
     pub costs: Option<Costs>,
+    /// Absent from summaries older than the field.
+    #[serde(default)]
+    pub node_memory: Option<NodeMemory>,
+}
+
+/// The node's memory with the store's memtables at their bound, what the plan uses.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct NodeMemory {
+    pub bytes_per_connection: f64,
+    pub node_bytes: f64,
+    pub tables_peak_bytes: u64,
 }
 
 /// The fitted cost model: idle floor + per connect + per message; memory per connection

@@ -518,12 +518,22 @@ fn memory(f: &Figures, out: &mut Vec<Row>) {
         }
         Ok(seed) => {
             let server = seed.server.as_ref();
+            // The run's memtables are part of the RSS growth: say how much, and what the
+            // capacity plan counts instead.
+            let split = server.and_then(|s| s.node_memory).map_or(String::new(), |n| {
+                format!(
+                    "; it carries the {:.1} MiB the run's messages filled in the memtables: the plan counts {:.2} KiB a connection + {:.0} MiB per node with the memtables at their bound",
+                    n.tables_peak_bytes as f64 / 1048576.0,
+                    n.bytes_per_connection / 1024.0,
+                    n.node_bytes / 1048576.0
+                )
+            });
             let v = server.and_then(|s| s.memory_bytes_per_connection).map(|b| {
                 let kib = b / 1024.0;
                 (
                     kib,
                     format!(
-                        "{kib:.2} KiB at {} connections",
+                        "{kib:.2} KiB at {} connections{split}",
                         thousands(server.map_or(0, |s| s.connections_peak) as f64)
                     ),
                 )

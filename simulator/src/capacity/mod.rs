@@ -469,6 +469,7 @@ fn calibration(results: &[SearchResult], steps: &[Step], cpus: u64) -> Calibrati
         memory_bytes_per_connection: positive(
             conns.and_then(|(_, f)| f.memory_bytes_per_connection),
         ),
+        memory_bytes_per_node: positive(conns.and_then(|(_, f)| f.memory_bytes_per_node)),
         gates_passed: Some(rate.is_some()),
         capacity_limited_by: limit,
         node_cpus: Some(cpus.max(1)),

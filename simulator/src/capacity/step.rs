@@ -73,7 +73,10 @@ pub struct StepFigures {
     pub host_cpu_percent: Option<f64>,
     pub server_rss_start_bytes: Option<u64>,
     pub server_rss_peak_bytes: Option<u64>,
+    /// Memory per connection for the plan ([`crate::report::json::ServerInfo::plan_memory_per_connection`]).
     pub memory_bytes_per_connection: Option<f64>,
+    /// Memory of the node apart from its connections, its memtables at their bound.
+    pub memory_bytes_per_node: Option<f64>,
     /// The store's growth while the run went on (journal included).
     pub transient_disk_bytes: Option<u64>,
     /// The store's tables once settled (journal excluded).
@@ -127,7 +130,12 @@ impl StepFigures {
             memory_bytes_per_connection: s
                 .server
                 .as_ref()
-                .and_then(|x| x.memory_bytes_per_connection),
+                .and_then(|x| x.plan_memory_per_connection()),
+            memory_bytes_per_node: s
+                .server
+                .as_ref()
+                .and_then(|x| x.node_memory)
+                .map(|n| n.node_bytes),
             transient_disk_bytes: match (s.storage.disk_bytes_start, s.storage.disk_bytes_end) {
                 (Some(a), Some(b)) => Some(b.saturating_sub(a)),
                 _ => None,
@@ -168,6 +176,7 @@ impl StepFigures {
             server_rss_start_bytes: None,
             server_rss_peak_bytes: None,
             memory_bytes_per_connection: None,
+            memory_bytes_per_node: None,
             transient_disk_bytes: None,
             settled_disk_bytes: None,
             settled_bytes_per_message: None,

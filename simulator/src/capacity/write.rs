@@ -85,10 +85,11 @@ pub fn capacity(dir: &Path, r: &CapacityReport) -> std::io::Result<()> {
     ));
     let c = &r.calibration;
     d.push(Block::Para(format!(
-        "Calibration (`chat-estimate --calibrate capacity.json`): {} messages/s per node, {} connections per node, {} per connection, {} µs of server CPU per message, settled {} per message{}.",
+        "Calibration (`chat-estimate --calibrate capacity.json`): {} messages/s per node, {} connections per node, {} per connection, {} per node apart from its connections, {} µs of server CPU per message, settled {} per message{}.",
         opt(c.messages_per_sec_per_node, 0, ""),
         c.connections_per_node.map_or("—".into(), |n| n.to_string()),
         c.memory_bytes_per_connection.map_or("—".into(), bytes),
+        c.memory_bytes_per_node.map_or("—".into(), bytes),
         opt(c.cpu_us_per_message, 1, ""),
         c.settled_bytes_per_message.map_or("—".into(), bytes),
         c.capacity_limited_by

@@ -38,11 +38,24 @@ pub struct Scrape {
     pub tasks: Option<u64>,
     pub messages_stored: u64,
     pub messages_delivered: u64,
+    /// The store's in-memory tables, when it keeps them in the server's process with a
+    /// bound (fjall).
+    pub store_memory: Option<StoreMemory>,
+}
+
+/// A server's `chat_store_*` memory gauges: its memtables now and at their bound, and its
+/// block cache's capacity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreMemory {
+    pub tables_bytes: u64,
+    pub tables_limit_bytes: u64,
+    pub cache_capacity_bytes: u64,
 }
 
 /// Reads the figures a node's Prometheus text holds.
 pub fn parse_metrics(text: &str) -> Scrape {
     let mut s = Scrape::default();
+    let mut store = (None, None, None);
     for line in text.lines() {
         let Some((name, value)) = line.split_once(' ') else {
             continue;
@@ -56,8 +69,18 @@ pub fn parse_metrics(text: &str) -> Scrape {
             "chat_messages_stored_total" => s.messages_stored = v,
             "chat_messages_delivered_total" => s.messages_delivered = v,
             "chat_runtime_tasks" => s.tasks = Some(v),
+            "chat_store_memtable_bytes" => store.0 = Some(v),
+            "chat_store_memtable_limit_bytes" => store.1 = Some(v),
+            "chat_store_cache_capacity_bytes" => store.2 = Some(v),
             _ => {}
         }
+    }
+    if let (Some(tables_bytes), Some(tables_limit_bytes), Some(cache_capacity_bytes)) = store {
+        s.store_memory = Some(StoreMemory {
+            tables_bytes,
+            tables_limit_bytes,
+            cache_capacity_bytes,
+        });
     }
     s
 }
@@ -267,8 +290,22 @@ mod tests {
                 connections: 12,
                 tasks: Some(57),
                 messages_stored: 340,
-                messages_delivered: 1000
+                messages_delivered: 1000,
+                store_memory: None,
             }
+        );
+        let fjall = format!(
+            "{text}chat_store_memtable_bytes 75\n\
+             chat_store_memtable_limit_bytes 134217728\n\
+             chat_store_cache_capacity_bytes 33554432\n"
+        );
+        assert_eq!(
+            parse_metrics(&fjall).store_memory,
+            Some(StoreMemory {
+                tables_bytes: 75,
+                tables_limit_bytes: 128 << 20,
+                cache_capacity_bytes: 32 << 20,
+            })
         );
     }
 }

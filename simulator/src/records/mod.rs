@@ -139,6 +139,8 @@ pub struct Sample {
     pub server: Option<ProcSample>,
     /// Tasks alive on the server's runtime (every node's, added), from `/metrics`.
     pub server_tasks: Option<u64>,
+    /// The server's store memory gauges, from `/metrics` (one child server with fjall).
+    pub store_memory: Option<crate::cluster::nodes::StoreMemory>,
     pub disk_bytes: Option<u64>,
     pub load_cpu_secs: f64,
 }

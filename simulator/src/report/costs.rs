@@ -142,7 +142,7 @@ impl ServerCosts {
 
 /// Ordinary least squares through the normal equations: the coefficients and R². `None`
 /// when the equations are singular (a term never varies apart from the others).
-fn least_squares<const K: usize>(rows: &[([f64; K], f64)]) -> Option<([f64; K], f64)> {
+pub(super) fn least_squares<const K: usize>(rows: &[([f64; K], f64)]) -> Option<([f64; K], f64)> {
     if rows.len() <= K {
         return None;
     }

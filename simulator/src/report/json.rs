@@ -197,9 +197,24 @@ pub struct ServerInfo {
     /// CPU and memory split into a fixed part, a part per connection and a part per
     /// message, fitted from the samples; what `chat-sim validate` predicts from.
     pub costs: Option<super::costs::ServerCosts>,
+    /// Memory per node and per connection with the store's memtables at their bound, when
+    /// the server reports them (fjall): what the capacity plan sizes memory from.
+    pub node_memory: Option<super::node_memory::NodeMemory>,
     /// Memory, open files, threads and tasks per minute over the second half of the
     /// steady load: ≈ 0 when nothing leaks.
     pub trend: Option<super::trend::ResourceTrend>,
+}
+
+impl ServerInfo {
+    /// Memory per connection for a capacity plan: the fitted figure beside the store's
+    /// memtables at their bound when the server reports them; otherwise RSS growth over
+    /// connections, which then also carries what the run's messages filled.
+    pub fn plan_memory_per_connection(&self) -> Option<f64> {
+        match self.node_memory {
+            Some(n) => Some(n.bytes_per_connection),
+            None => self.memory_bytes_per_connection,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

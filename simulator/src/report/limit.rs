@@ -124,6 +124,7 @@ mod tests {
                 ..ProcSample::default()
             }),
             server_tasks: None,
+            store_memory: None,
             disk_bytes: None,
             load_cpu_secs: load,
         }

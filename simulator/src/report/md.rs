@@ -328,9 +328,15 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
             ),
         ]);
         res.push(vec![
-            "server memory per connection".into(),
+            "server memory per connection (RSS growth / connections)".into(),
             sv.memory_bytes_per_connection.map_or("—".into(), bytes),
         ]);
+        if let Some(n) = &sv.node_memory {
+            res.push(vec![
+                "server memory with the store's memtables at their bound".into(),
+                n.describe(),
+            ]);
+        }
         res.push(vec![
             "server costs fitted to the samples".into(),
             sv.costs.map_or(
@@ -411,7 +417,7 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
         "Capacity plan at the source design's scale".into(),
     ));
     d.push(Block::Para(format!(
-        "The estimation crate's plan for 500 M daily users with this run's measurements (bytes per message {}, messages/s per node {}, connections per node {}, memory per connection {}) in place of the assumptions, beside the source design's own figures. The same numbers: `chat-estimate --calibrate summary.json`.",
+        "The estimation crate's plan for 500 M daily users with this run's measurements (bytes per message {}, messages/s per node {}, connections per node {}, memory per connection {}, per node apart from its connections {}) in place of the assumptions, beside the source design's own figures. The same numbers: `chat-estimate --calibrate summary.json`.",
         opt(s.calibration.bytes_per_message_on_disk, " B"),
         opt(s.calibration.messages_per_sec_per_node, "")
             .replace('—', "— (not a capacity run)"),
@@ -419,6 +425,7 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
             .connections_per_node
             .map_or("— (not a capacity run)".into(), |c| c.to_string()),
         s.calibration.memory_bytes_per_connection.map_or("—".into(), bytes),
+        s.calibration.memory_bytes_per_node.map_or("—".into(), bytes),
     )));
     plan_blocks(&mut d, &s.capacity_table, &s.capacity_plan, "from this run");
 

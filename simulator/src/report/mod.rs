@@ -12,6 +12,7 @@ pub mod html;
 pub mod json;
 pub mod limit;
 pub mod md;
+pub mod node_memory;
 pub mod plots;
 pub mod storage_plot;
 pub mod trend;
@@ -350,6 +351,7 @@ pub fn build(i: &Inputs<'_>) -> (Summary, RunData) {
             memory_bytes_per_connection: per_conn,
             cpu_us_per_message: (c.sends_acked > 0).then(|| cpu * 1e6 / c.sends_acked as f64),
             costs: costs::ServerCosts::fit(i.samples, m.load_start, m.load_end),
+            node_memory: node_memory::NodeMemory::fit(i.samples, m.load_start, m.load_end),
             // The second half of the steady load: caches, memtables and the store
             // writer's counters fill up to their bounds in the first.
             trend: trend::resources(
@@ -503,7 +505,12 @@ pub fn plan(summary: &mut Summary, s: &Scenario, gates_passed: bool) {
         memory_bytes_per_connection: summary
             .server
             .as_ref()
-            .and_then(|x| x.memory_bytes_per_connection),
+            .and_then(ServerInfo::plan_memory_per_connection),
+        memory_bytes_per_node: summary
+            .server
+            .as_ref()
+            .and_then(|x| x.node_memory)
+            .map(|n| n.node_bytes),
         gates_passed: Some(gates_passed),
         node_cpus: (summary.target.kind != "external").then_some(summary.host.cpus),
         cpu_us_per_message: summary

@@ -313,11 +313,11 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
             }
         })
     });
-    // One child server's runtime tasks, read from its /metrics in the background (a
-    // cluster's come with its nodes' samples).
-    let child_tasks = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    // One child server's runtime tasks and store memory, read from its /metrics in the
+    // background (a cluster's tasks come with its nodes' samples).
+    let child_scrape = Arc::new(std::sync::Mutex::new(None::<crate::cluster::nodes::Scrape>));
     let tasks_sampler = (servers.is_child() && servers.cluster().is_none()).then(|| {
-        let (tasks, url) = (child_tasks.clone(), format!("{http_url}/metrics"));
+        let (latest, url) = (child_scrape.clone(), format!("{http_url}/metrics"));
         let every = Duration::from_secs_f64(scenario.run.sample_interval_secs);
         tokio::spawn(async move {
             // No idle connection kept between scrapes: a server counts every TCP
@@ -331,9 +331,9 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
                 let r = http.get(&url).timeout(Duration::from_secs(1)).send().await;
                 if let Ok(r) = r
                     && let Ok(text) = r.text().await
-                    && let Some(n) = crate::cluster::nodes::parse_metrics(&text).tasks
+                    && let Ok(mut latest) = latest.lock()
                 {
-                    tasks.store(n, std::sync::atomic::Ordering::Relaxed);
+                    *latest = Some(crate::cluster::nodes::parse_metrics(&text));
                 }
                 tokio::time::sleep(every).await;
             }
@@ -425,6 +425,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
             }
             load_cpu += *last;
         }
+        let scrape = child_scrape.lock().ok().and_then(|s| *s);
         Sample {
             t: epoch.elapsed().as_secs_f64(),
             connected: progress.connected,
@@ -435,9 +436,9 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
             server: servers.sample(),
             server_tasks: match servers.cluster() {
                 Some(c) => c.tasks(),
-                None => Some(child_tasks.load(std::sync::atomic::Ordering::Relaxed))
-                    .filter(|&n| n != u64::MAX),
+                None => scrape.and_then(|s| s.tasks),
             },
+            store_memory: scrape.and_then(|s| s.store_memory),
             disk_bytes: servers.disk_bytes(),
             load_cpu_secs: load_cpu,
         }

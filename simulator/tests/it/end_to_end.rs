@@ -39,6 +39,9 @@ fn a_run_against_its_own_server_writes_a_complete_report() {
             "traffic.presence_pulls_per_user_per_day=10",
             "--set",
             "server.capacity_run=true",
+            // Enough samples in the few seconds of load to fit the server's memory.
+            "--set",
+            "run.sample_interval_secs=0.25",
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -105,6 +108,18 @@ fn a_run_against_its_own_server_writes_a_complete_report() {
     assert!(cal.calibration.messages_per_sec_per_node.is_some());
     assert!(cal.calibration.connections_per_node.is_some());
     assert!(cal.calibration.memory_bytes_per_connection.is_some());
+    // fjall reports its memtables: the node's own memory is told apart from the
+    // connections', and the plan counts both.
+    let node = &s["server"]["node_memory"];
+    assert!(node["tables_peak_bytes"].as_u64().unwrap() > 0, "{node}");
+    assert_eq!(
+        cal.calibration.memory_bytes_per_node,
+        node["node_bytes"].as_f64()
+    );
+    assert_eq!(
+        cal.calibration.memory_bytes_per_connection,
+        node["bytes_per_connection"].as_f64()
+    );
     assert_eq!(cal.calibration.gates_passed, Some(true));
     let plan = estimation::calibrate(&estimation::Inputs::source_design(), &cal).unwrap();
     assert_eq!(

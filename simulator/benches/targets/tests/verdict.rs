@@ -142,10 +142,19 @@ fn seed_node_cpu_against_the_saturated_figure() {
         r#"{"scenario":"seed-node","passed":true,"load":{"messages_per_sec":463,"messages_acknowledged":1},
             "latency_ms":{},"server":{"cpu_us_per_message":250,"memory_bytes_per_connection":9216,
             "connections_peak":10000,"costs":{"cpu_us_per_message":150,"cpu_fit_r2":0.9,
-            "rss_bytes_per_connection":4096,"rss_fit_r2":0.99}},"simulator":{"cpu_us_per_message":100}}"#,
+            "rss_bytes_per_connection":4096,"rss_fit_r2":0.99},
+            "node_memory":{"bytes_per_connection":4096,"node_bytes":262144000,"tables_peak_bytes":41943040}},
+            "simulator":{"cpu_us_per_message":100}}"#,
     );
     let rows = rows(&f);
     assert_eq!(row(&rows, "3a").value, Some(2.5));
+    assert!(
+        row(&rows, "4c").measured.ends_with(
+            "the 40.0 MiB the run's messages filled in the memtables: the plan counts 4.00 KiB a connection + 250 MiB per node with the memtables at their bound"
+        ),
+        "{}",
+        row(&rows, "4c").measured
+    );
     assert_eq!(row(&rows, "3a").status, Status::NotMet);
     assert_eq!(row(&rows, "3b").value, Some(1.5));
     assert_eq!(row(&rows, "3b").status, Status::Met);

@@ -326,15 +326,9 @@ async fn connect_stalled(addr: SocketAddr, user: u64) -> Ws {
 
 /// The server's count of devices closed 1013 so far.
 async fn overflow_closed(http: &reqwest::Client, addr: &str) -> u64 {
-    let text = http
-        .get(format!("http://{addr}/metrics"))
-        .send()
+    crate::support::metrics_text(http, addr)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("chat_overflow_closed_total "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no chat_overflow_closed_total in /metrics"))

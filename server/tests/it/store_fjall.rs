@@ -278,13 +278,9 @@ async fn a_commit_begins_at_most_once_per_commit_interval() {
 
 /// The `chat_store_*` gauges of a server's `/metrics`, by name.
 async fn store_gauges(server: &crate::support::Server) -> std::collections::BTreeMap<String, u64> {
-    let text = reqwest::get(server.url("/metrics"))
+    crate::support::metrics_text(&server.http, server.addr)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .filter(|l| l.starts_with("chat_store_m") || l.starts_with("chat_store_cache"))
         .filter_map(|l| l.split_once(' '))
         .map(|(k, v)| (k.to_owned(), v.trim().parse().unwrap()))

@@ -133,6 +133,17 @@ impl Drop for Server {
     }
 }
 
+/// A server's `/metrics`, as text.
+pub async fn metrics_text(http: &reqwest::Client, addr: impl std::fmt::Display) -> String {
+    http.get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub async fn status_json(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();

@@ -330,3 +330,22 @@ async fn a_store_without_memtables_reports_none() {
     assert!(store_gauges(&server).await.is_empty());
     server.stop().await;
 }
+
+#[test]
+fn a_reopened_store_reports_the_memtable_size_its_keyspaces_keep() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |bytes: Option<u64>| {
+        let tuning = FjallTuning {
+            memtable_bytes: bytes,
+            ..FjallTuning::default()
+        };
+        FjallStore::open_tuned(dir.path(), &StoreOptions::default(), &tuning).unwrap()
+    };
+    let limit = |store: &FjallStore| store.memory().unwrap().tables_limit_bytes;
+    let first = open(Some(1 << 20));
+    assert_eq!(limit(&first), 8 << 20);
+    drop(first);
+    // fjall keeps the size a keyspace was created with, whatever a later spec asks.
+    assert_eq!(limit(&open(Some(2 << 20))), 8 << 20);
+    assert_eq!(limit(&open(None)), 8 << 20);
+}

@@ -91,6 +91,44 @@ struct Tables {
 
 const META_LAST_GROUP: &[u8] = b"last_group";
 const META_LAST_DEAD: &[u8] = b"last_dead";
+/// The memtable size the keyspaces were created with ([`memtable_size`]).
+const META_MEMTABLE_BYTES: &[u8] = b"memtable_bytes";
+
+/// The memtable size the store's keyspaces keep. fjall stores it with each keyspace when
+/// it creates it and ignores the size asked for on a later open, so the store records it
+/// beside them: a spec that asks for another size is told so, and the memory the store
+/// reports ([`MessageStore::memory`]) has the size in force. A directory created before
+/// the record was kept reports the size asked for.
+fn memtable_size(
+    meta: &Keyspace,
+    created: bool,
+    tuning: &FjallTuning,
+    path: &Path,
+) -> Result<u64, StoreError> {
+    let asked = tuning.memtable_bytes();
+    if created {
+        meta.insert(META_MEMTABLE_BYTES, encode(&asked))
+            .map_err(unavailable)?;
+        return Ok(asked);
+    }
+    let kept = get(meta, META_MEMTABLE_BYTES)?
+        .map(|v| decode::<u64>(&v, "memtable size"))
+        .transpose()?;
+    match kept {
+        Some(kept) => {
+            if tuning.memtable_bytes.is_some_and(|b| b != kept) {
+                tracing::warn!(
+                    path = %path.display(),
+                    asked,
+                    kept,
+                    "memtable_bytes applies to a new store directory: this one keeps the size it was created with"
+                );
+            }
+            Ok(kept)
+        }
+        None => Ok(asked),
+    }
+}
 
 /// Whether a job's error keeps its batch from committing: it may have written part of its
 /// work (a refusal is raised before anything is written).
@@ -132,12 +170,14 @@ impl FjallStore {
             }))
             .open()
             .map_err(unavailable)?;
-        let memtable_bytes = tuning.memtable_bytes();
+        let created = !db.keyspace_exists("msgs");
         let ks = |name: &str| {
             db.keyspace(name, || {
-                KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes)
+                KeyspaceCreateOptions::default().max_memtable_size(tuning.memtable_bytes())
             })
         };
+        let meta = ks("meta").map_err(unavailable)?;
+        let memtable_bytes = memtable_size(&meta, created, tuning, path)?;
         let tables = Arc::new(Tables {
             msgs: ks("msgs").map_err(unavailable)?,
             inbox: ks("inbox").map_err(unavailable)?,
@@ -146,7 +186,7 @@ impl FjallStore {
             groups: ks("groups").map_err(unavailable)?,
             pushes: ks("pushes").map_err(unavailable)?,
             dead: ks("dead").map_err(unavailable)?,
-            meta: ks("meta").map_err(unavailable)?,
+            meta,
             db,
             path: path.to_owned(),
             window_ms,
@@ -767,8 +807,8 @@ impl MessageStore for FjallStore {
     }
 
     /// The memtables' size as fjall counts it, and their bound: every keyspace's memtable
-    /// at the size the spec asked for (a directory created with another size keeps its
-    /// own, which this does not see). Both are fjall's unstable accessors.
+    /// at the size it was created with ([`memtable_size`]). The size and the cache's
+    /// capacity come from fjall's unstable accessors.
     fn memory(&self) -> Option<crate::store::StoreMemory> {
         let t = &self.tables;
         Some(crate::store::StoreMemory {

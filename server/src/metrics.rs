@@ -1,13 +1,11 @@
 //! The server's Prometheus metrics, in a registry of its own (no global state: tests run
 //! several servers in one process), rendered as text on `GET /metrics`.
 
-use std::sync::{Arc, Weak};
-
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -162,13 +160,10 @@ impl Metrics {
         Metrics { registry: r, ..m }
     }
 
-    /// Reports the store's in-memory tables ([`crate::store::MessageStore::memory`]) at
-    /// each scrape, when it has any: `chat_store_memtable_bytes`,
-    /// `chat_store_memtable_limit_bytes` and `chat_store_cache_capacity_bytes`. The store
-    /// is held weakly: the metrics must not keep a stopped server's store open.
-    pub fn watch_store_memory(&mut self, store: &Arc<dyn crate::store::Store>) {
-        self.registry
-            .register_collector(Box::new(StoreMemoryCollector(Arc::downgrade(store))));
+    /// Adds metrics read at each scrape (the store's memory, which the store reads itself:
+    /// [`crate::store::StoreMemoryCollector`]).
+    pub fn register_collector(&mut self, collector: Box<dyn Collector>) {
+        self.registry.register_collector(collector);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -182,43 +177,5 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
-    }
-}
-
-/// Reads the store's memory at each scrape.
-struct StoreMemoryCollector(Weak<dyn crate::store::Store>);
-
-impl std::fmt::Debug for StoreMemoryCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StoreMemoryCollector")
-    }
-}
-
-impl Collector for StoreMemoryCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(m) = self.0.upgrade().and_then(|s| s.memory()) else {
-            return Ok(());
-        };
-        for (name, help, value) in [
-            (
-                "store_memtable_bytes",
-                "Bytes of keys and values the store's memtables hold, sealed ones included",
-                m.tables_bytes,
-            ),
-            (
-                "store_memtable_limit_bytes",
-                "Bytes of keys and values the store's memtables hold when every one is full",
-                m.tables_limit_bytes,
-            ),
-            (
-                "store_cache_capacity_bytes",
-                "Capacity of the store's block cache",
-                m.cache_capacity_bytes,
-            ),
-        ] {
-            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
-            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
-        }
-        Ok(())
     }
 }

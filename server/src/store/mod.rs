@@ -39,7 +39,7 @@ pub use self::cql::{CqlStore, Settings as CqlSettings};
 pub use self::fjall::{FjallStore, FjallTuning};
 pub use self::memory::MemoryStore;
 pub use self::postgres::PostgresStore;
-pub use self::storage::{StorageReport, StoreMemory, Table};
+pub use self::storage::{StorageReport, StoreMemory, StoreMemoryCollector, Table};
 
 /// Messages of one conversation sharing a storage partition bucket: `seq / BUCKET_SIZE`.
 pub const BUCKET_SIZE: u64 = 65_536;

@@ -2,6 +2,11 @@
 //! and the logical size of the records for the compression the backend achieved.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
 
 /// The tables of the data model, as storage reports group them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -95,4 +100,51 @@ pub struct StoreMemory {
     /// The capacity of the block cache: it fills with the blocks of the reads the
     /// memtables miss, up to this.
     pub cache_capacity_bytes: u64,
+}
+
+/// Reads the store's memory at each scrape of `/metrics`: `chat_store_memtable_bytes`,
+/// `chat_store_memtable_limit_bytes` and `chat_store_cache_capacity_bytes`, when the store
+/// has any ([`super::MessageStore::memory`]). The store is held weakly: the metrics must
+/// not keep a stopped server's store open.
+pub struct StoreMemoryCollector(Weak<dyn super::Store>);
+
+impl StoreMemoryCollector {
+    pub fn new(store: &Arc<dyn super::Store>) -> Self {
+        StoreMemoryCollector(Arc::downgrade(store))
+    }
+}
+
+impl std::fmt::Debug for StoreMemoryCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreMemoryCollector")
+    }
+}
+
+impl Collector for StoreMemoryCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(m) = self.0.upgrade().and_then(|s| s.memory()) else {
+            return Ok(());
+        };
+        for (name, help, value) in [
+            (
+                "store_memtable_bytes",
+                "Bytes of keys and values the store's memtables hold, sealed ones included",
+                m.tables_bytes,
+            ),
+            (
+                "store_memtable_limit_bytes",
+                "Bytes of keys and values the store's memtables hold when every one is full",
+                m.tables_limit_bytes,
+            ),
+            (
+                "store_cache_capacity_bytes",
+                "Capacity of the store's block cache",
+                m.cache_capacity_bytes,
+            ),
+        ] {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::ClusterError;
 use crate::child::{ProcSample, ServeOptions, ServerChild};
+use crate::records::StoreMemory;
 
 /// Counters of one node that add up over incarnations.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -41,15 +42,6 @@ pub struct Scrape {
     /// The store's in-memory tables, when it keeps them in the server's process with a
     /// bound (fjall).
     pub store_memory: Option<StoreMemory>,
-}
-
-/// A server's `chat_store_*` memory gauges: its memtables now and at their bound, and its
-/// block cache's capacity.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StoreMemory {
-    pub tables_bytes: u64,
-    pub tables_limit_bytes: u64,
-    pub cache_capacity_bytes: u64,
 }
 
 /// Reads the figures a node's Prometheus text holds.

@@ -121,7 +121,7 @@ impl NodeMemory {
 mod tests {
     use super::*;
     use crate::child::ProcSample;
-    use crate::cluster::nodes::StoreMemory;
+    use crate::records::StoreMemory;
 
     /// A ramp to 1000 connections, then steady load; memtables fill at 300 B a second and
     /// cost 3 resident bytes each, a connection 5000 bytes; flushed at `flush_at`.

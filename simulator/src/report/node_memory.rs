@@ -32,7 +32,8 @@ pub struct NodeMemory {
     pub samples: usize,
     /// The memtables' bound, as the store counts them (every keyspace's memtable full).
     pub tables_limit_bytes: u64,
-    /// The memtables at their fullest in the run, as the store counts them.
+    /// The memtables at their fullest before their first flush (the last sample the fit
+    /// used), as the store counts them.
     pub tables_peak_bytes: u64,
     /// The block cache's capacity.
     pub cache_capacity_bytes: u64,

@@ -131,11 +131,7 @@ impl StepFigures {
                 .server
                 .as_ref()
                 .and_then(|x| x.plan_memory_per_connection()),
-            memory_bytes_per_node: s
-                .server
-                .as_ref()
-                .and_then(|x| x.node_memory)
-                .map(|n| n.node_bytes),
+            memory_bytes_per_node: s.server.as_ref().and_then(|x| x.plan_memory_per_node()),
             transient_disk_bytes: match (s.storage.disk_bytes_start, s.storage.disk_bytes_end) {
                 (Some(a), Some(b)) => Some(b.saturating_sub(a)),
                 _ => None,

@@ -7,11 +7,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chat_server::store::StoreMemory;
+
 use serde::Serialize;
 
 use super::ClusterError;
 use crate::child::{ProcSample, ServeOptions, ServerChild};
-use crate::records::StoreMemory;
 
 /// Counters of one node that add up over incarnations.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]

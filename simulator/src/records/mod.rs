@@ -140,18 +140,9 @@ pub struct Sample {
     /// Tasks alive on the server's runtime (every node's, added), from `/metrics`.
     pub server_tasks: Option<u64>,
     /// The server's store memory gauges, from `/metrics` (one child server with fjall).
-    pub store_memory: Option<StoreMemory>,
+    pub store_memory: Option<chat_server::store::StoreMemory>,
     pub disk_bytes: Option<u64>,
     pub load_cpu_secs: f64,
-}
-
-/// A server's `chat_store_*` memory gauges (`/metrics`): its memtables now and at their bound, and its
-/// block cache's capacity.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StoreMemory {
-    pub tables_bytes: u64,
-    pub tables_limit_bytes: u64,
-    pub cache_capacity_bytes: u64,
 }
 
 /// Everything the report writers need beyond the summary.

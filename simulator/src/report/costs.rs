@@ -21,6 +21,11 @@ use crate::records::Sample;
 /// terms apart.
 pub const MIN_INTERVALS: usize = 8;
 
+/// Whether sample `s` was taken during the load between `load_start` and `load_end`.
+pub(super) fn during_load(s: &Sample, load_start: f64, load_end: f64) -> bool {
+    s.t >= load_start - 1e-6 && s.t <= load_end + 1e-6
+}
+
 /// What one run's samples say the server costs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ServerCosts {
@@ -50,7 +55,7 @@ impl ServerCosts {
     pub fn fit(samples: &[Sample], load_start: f64, load_end: f64) -> Option<ServerCosts> {
         let inside: Vec<(&Sample, crate::child::ProcSample)> = samples
             .iter()
-            .filter(|s| s.t >= load_start - 1e-6 && s.t <= load_end + 1e-6)
+            .filter(|s| during_load(s, load_start, load_end))
             .filter_map(|s| s.server.map(|p| (s, p)))
             .collect();
         let mut cpu = Vec::new();

@@ -215,6 +215,12 @@ impl ServerInfo {
             None => self.memory_bytes_per_connection,
         }
     }
+
+    /// Memory per node apart from its connections for a capacity plan, when the server
+    /// reports its memtables ([`Self::plan_memory_per_connection`] is the other half).
+    pub fn plan_memory_per_node(&self) -> Option<f64> {
+        self.node_memory.map(|n| n.node_bytes)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -509,8 +509,7 @@ pub fn plan(summary: &mut Summary, s: &Scenario, gates_passed: bool) {
         memory_bytes_per_node: summary
             .server
             .as_ref()
-            .and_then(|x| x.node_memory)
-            .map(|n| n.node_bytes),
+            .and_then(ServerInfo::plan_memory_per_node),
         gates_passed: Some(gates_passed),
         node_cpus: (summary.target.kind != "external").then_some(summary.host.cpus),
         cpu_us_per_message: summary

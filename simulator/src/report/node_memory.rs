@@ -13,7 +13,7 @@
 
 use serde::Serialize;
 
-use super::costs::{MIN_INTERVALS, least_squares};
+use super::costs::{MIN_INTERVALS, during_load, least_squares};
 use crate::records::Sample;
 
 /// What a node's memory comes to, from one run of a server that reports its store's
@@ -56,7 +56,7 @@ impl NodeMemory {
         let mut store = None;
         for s in samples
             .iter()
-            .filter(|s| s.t >= load_start - 1e-6 && s.t <= load_end + 1e-6)
+            .filter(|s| during_load(s, load_start, load_end))
         {
             let (Some(p), Some(m)) = (s.server, s.store_memory) else {
                 continue;
@@ -122,7 +122,7 @@ impl NodeMemory {
 mod tests {
     use super::*;
     use crate::child::ProcSample;
-    use crate::records::StoreMemory;
+    use chat_server::store::StoreMemory;
 
     /// A ramp to 1000 connections, then steady load; memtables fill at 300 B a second and
     /// cost 3 resident bytes each, a connection 5000 bytes; flushed at `flush_at`.

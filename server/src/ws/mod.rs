@@ -1,23 +1,18 @@
-//! One WebSocket session: a reader that answers the device's frames in order (so a
-//! device's own sends are sequenced in the order it sent them), and a writer that drains
-//! the device's bounded queue, putting live `msg` frames in inbox order.
+//! One WebSocket session: it answers the device's frames in order (so a device's own
+//! sends are sequenced in the order it sent them) and drains the device's bounded queue,
+//! putting live `msg` frames in inbox order, all in one task.
 
+mod conn;
 mod pipeline;
 mod reorder;
-mod writer;
+mod session;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::future::{BoxFuture, Either, Ready, ready};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 
-use self::reorder::Reorder;
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::hub::{CloseSignal, Outbound, queue};
 use crate::protocol::{ClientFrame, Encoded, FrameRef, ServerFrame};
 use crate::service::{Device, SendRequest, Service};
 
@@ -36,54 +31,20 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 /// The server failed (the store could not be read for the live stream).
 pub const CLOSE_INTERNAL: u16 = 1011;
 
-/// Runs a session until either side closes it.
+/// Runs a session until either side closes it, in one task ([`session::run`]).
 ///
-/// The socket is split before the session's future is made, so that the future holds
-/// the two halves and not also the moved-from socket (about 370 bytes in every idle
-/// connection's task).
+/// The device is attached and the socket put in its [`conn::Conn`] before the session's
+/// future is made, so that the future holds the connection once, not also the
+/// moved-from socket (about 370 bytes in every idle connection's task).
 pub fn session(
     socket: WebSocket,
     svc: Arc<Service>,
     who: Identity,
 ) -> impl std::future::Future<Output = ()> + Send {
-    let (sink, stream) = socket.split();
-    run(sink, stream, svc, who)
-}
-
-async fn run(
-    mut sink: SplitSink<WebSocket, Message>,
-    stream: SplitStream<WebSocket>,
-    svc: Arc<Service>,
-    who: Identity,
-) {
     let (device, rx) = svc.attach(&who);
-    let head = match svc.inbox_head(who.user).await {
-        Ok(head) => head,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the inbox head: closing");
-            drop(device);
-            let _ = sink.send(close_message(CLOSE_INTERNAL)).await;
-            return;
-        }
-    };
-    let close = device.close().clone();
-    let writer = tokio::spawn(
-        writer::Writer {
-            sink,
-            rx,
-            close: close.clone(),
-            order: Reorder::new(head),
-            svc: svc.clone(),
-            user: who.user,
-            own: device.handle.own.clone(),
-        }
-        .run(),
-    );
-    read_loop(stream, &svc, &who, &device).await;
-    // Detached before the writer finishes: nothing new is queued for a closing device.
-    drop(device);
-    close.close(CLOSE_NORMAL);
-    let _ = writer.await;
+    let own = device.handle.own.clone();
+    let conn = conn::Conn::new(socket, rx, svc.clone(), who.user, own);
+    session::run(conn, device, svc, who)
 }
 
 /// An encoded frame as a WebSocket text message. [`Encoded`] is only ever built from a
@@ -148,143 +109,6 @@ pub fn read_error_close_code(e: axum::Error) -> u16 {
         Ok(e) if matches!(*e, tungstenite::Error::Utf8(_)) => CLOSE_INVALID_DATA,
         Ok(e) if matches!(*e, tungstenite::Error::Protocol(_)) => CLOSE_PROTOCOL,
         _ => CLOSE_NORMAL,
-    }
-}
-
-/// Counts a connection's errors over a sliding minute.
-struct ErrorBudget {
-    window_start: Instant,
-    count: u32,
-    max: u32,
-}
-
-impl ErrorBudget {
-    /// Records one error; false when the budget for this minute is spent.
-    fn spend(&mut self) -> bool {
-        if self.window_start.elapsed() >= Duration::from_secs(60) {
-            self.window_start = Instant::now();
-            self.count = 0;
-        }
-        self.count += 1;
-        self.count <= self.max
-    }
-}
-
-async fn read_loop(mut stream: SplitStream<WebSocket>, svc: &Service, who: &Identity, me: &Device) {
-    let tx = &me.handle.tx;
-    let close = &*me.handle.close;
-    let mut budget = ErrorBudget {
-        window_start: Instant::now(),
-        count: 0,
-        max: svc.config().errors_per_minute,
-    };
-    let mut carried: Option<pipeline::Next> = None;
-    loop {
-        let next = match carried.take() {
-            Some(next) => next,
-            None => tokio::select! {
-                next = stream.next() => next,
-                _ = close.requested() => return,
-            },
-        };
-        let text = match next {
-            None | Some(Ok(Message::Close(_))) => return,
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Binary(_))) => {
-                let e = ApiError::bad_request("binary frames are not part of the protocol");
-                if !reply_error(tx, &e, None, &mut budget, close).await {
-                    return;
-                }
-                continue;
-            }
-            Some(Ok(_)) => continue, // ping/pong are answered by the WebSocket layer
-            Some(Err(e)) => {
-                close.close(read_error_close_code(e));
-                return;
-            }
-        };
-        let out = match decode_text(&text) {
-            Ok(ClientFrame::Send { id, to, body }) => {
-                let (sends, next) = pipeline::gather(SendRequest { id, to, body }, &mut stream);
-                carried = next;
-                for out in Box::pin(pipeline::answer(svc, who, me, sends)).await {
-                    if !reply(tx, out, &mut budget, close).await {
-                        return;
-                    }
-                }
-                continue;
-            }
-            // Boxed: the operations' state is large and only lives while a frame is
-            // handled; inline it would sit in every idle connection's task.
-            Ok(frame) => Box::pin(handle(svc, who, me, frame)).await,
-            Err(rejected) => Err(rejected),
-        };
-        if !reply(tx, out, &mut budget, close).await {
-            return;
-        }
-    }
-}
-
-/// Whether the connection goes on once an answer is queued: at once when the device's
-/// queue had room (as nearly always), or after waiting for room in a boxed future.
-/// Answering is not an `async fn`: its state inline would sit in every idle
-/// connection's task, for a wait that is rare.
-type Replied<'a> = Either<Ready<bool>, BoxFuture<'a, bool>>;
-
-/// Sends a frame's answer, if it has one; false when the connection must end.
-fn reply<'a>(
-    tx: &'a queue::Sender<Outbound>,
-    out: Handled,
-    budget: &'a mut ErrorBudget,
-    close: &'a CloseSignal,
-) -> Replied<'a> {
-    match out {
-        Ok(Some(text)) => queue_frame(tx, Outbound::Frame(text)),
-        Ok(None) => Either::Left(ready(true)),
-        Err((e, reference)) => reply_error(tx, &e, reference.as_ref(), budget, close),
-    }
-}
-
-/// Sends an `error` frame; false when the connection must end (budget spent or writer
-/// gone).
-fn reply_error<'a>(
-    tx: &'a queue::Sender<Outbound>,
-    e: &ApiError,
-    reference: Option<&serde_json::Value>,
-    budget: &'a mut ErrorBudget,
-    close: &'a CloseSignal,
-) -> Replied<'a> {
-    let text = ServerFrame::Error {
-        code: e.code.as_str(),
-        message: &e.message,
-        reference,
-    }
-    .to_json();
-    let mut spend = move |sent: bool| {
-        if !sent {
-            return false;
-        }
-        if !budget.spend() {
-            close.close(CLOSE_POLICY);
-            return false;
-        }
-        true
-    };
-    match queue_frame(tx, Outbound::Frame(text.into())) {
-        Either::Left(sent) => Either::Left(ready(spend(sent.into_inner()))),
-        Either::Right(wait) => Either::Right(Box::pin(async move { spend(wait.await) })),
-    }
-}
-
-/// Queues an answer for the device; false when its writer is gone. A full queue is
-/// waited on: the device's own reading waits for its writing.
-fn queue_frame(tx: &queue::Sender<Outbound>, item: Outbound) -> Replied<'_> {
-    match tx.try_send(item) {
-        Ok(()) => Either::Left(ready(true)),
-        Err(queue::Refused::Closed(_)) => Either::Left(ready(false)),
-        Err(queue::Refused::Full(item)) => {
-            Either::Right(Box::pin(async move { tx.send(item).await.is_ok() }))
-        }
     }
 }
 

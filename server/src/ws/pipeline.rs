@@ -5,13 +5,15 @@
 //! of its answers per burst instead of one each. Its sends are still sequenced in the
 //! order it sent them.
 
+use std::future::Future;
+
 use axum::extract::ws::{Message, WebSocket};
-use futures_util::stream::SplitStream;
 use futures_util::{FutureExt, StreamExt};
 
 use super::Handled;
 use crate::auth::Identity;
-use crate::protocol::{ClientFrame, ServerFrame};
+use crate::error::ApiError;
+use crate::protocol::{ClientFrame, SentOut, ServerFrame};
 use crate::service::{Device, SendRequest, Service};
 
 /// Sends stored in one call at most.
@@ -25,7 +27,7 @@ pub(super) type Next = Option<Result<Message, axum::Error>>;
 /// caller handles it next).
 pub(super) fn gather(
     first: SendRequest,
-    stream: &mut SplitStream<WebSocket>,
+    stream: &mut WebSocket,
 ) -> (Vec<SendRequest>, Option<Next>) {
     let mut sends = vec![first];
     while sends.len() < MAX_PIPELINED {
@@ -43,18 +45,27 @@ pub(super) fn gather(
     (sends, None)
 }
 
-/// Stores `sends` and gives their answers, in their order.
-pub(super) async fn answer(
-    svc: &Service,
-    who: &Identity,
-    me: &Device,
+/// Stores `sends` and gives their answers, in their order. The sends count as under way
+/// from this call, not from the future's first poll: the session may read the live
+/// stream from the store in between, and that read must know of them.
+pub(super) fn answer<'a>(
+    svc: &'a Service,
+    who: &'a Identity,
+    me: &'a Device,
     sends: Vec<SendRequest>,
-) -> Vec<Handled> {
-    let ids: Vec<String> = sends.iter().map(|s| s.id.as_str().to_owned()).collect();
+) -> impl Future<Output = Vec<Handled>> + Send + 'a {
     let own = &me.handle.own;
     own.begin();
-    let results = svc.send_all(who, sends, Some(me.conn())).await;
-    own.end();
+    async move {
+        let ids: Vec<String> = sends.iter().map(|s| s.id.as_str().to_owned()).collect();
+        let results = svc.send_all(who, sends, Some(me.conn())).await;
+        own.end();
+        answers(ids, results)
+    }
+}
+
+/// The `sent` or `error` frame of each send, in their order.
+fn answers(ids: Vec<String>, results: Vec<Result<SentOut, ApiError>>) -> Vec<Handled> {
     ids.into_iter()
         .zip(results)
         .map(|(id, result)| match result {

@@ -1,5 +1,7 @@
-//! One simulated device: a real WebSocket to the server, a reader task that records every
-//! frame into the device's log and acknowledges what arrived, and a writer task.
+//! One simulated device: a real WebSocket to the server and one task per connection that
+//! records every frame into the device's log, acknowledges what arrived and writes what
+//! the device asks to send. One task, not a reader and a writer: the socket needs no lock
+//! between two halves, and acknowledgements go out without a hop through a channel.
 //!
 //! The reader reports every observation to the device's [`DeviceEvents`] sink as the frame
 //! arrives (`sent`, `msg`, `sync`, `delivered`, history pages, close codes), so the sink
@@ -275,7 +277,7 @@ impl Device {
     }
 
     /// Opens a WebSocket to `url` for this device, with the bearer token `token` gives
-    /// (asked for only when the device is offline), and starts its reader and writer.
+    /// (asked for only when the device is offline), and starts its connection's task.
     pub async fn connect(
         self: &Arc<Self>,
         url: &str,
@@ -307,8 +309,7 @@ impl Device {
             .and_then(|v| v.to_str().ok())
             .map_or(NO_NODE, |name| self.events.node_index(name));
         self.node.store(node, Relaxed);
-        let (mut sink, stream) = ws.split();
-        let (out, mut rx) = mpsc::unbounded_channel::<Message>();
+        let (out, rx) = mpsc::unbounded_channel::<Message>();
         let number = self.connections.fetch_add(1, Relaxed) + 1;
         let pending = Arc::new(Mutex::new(Pending::default()));
         *self.conn.lock() = Some(Conn {
@@ -317,16 +318,7 @@ impl Device {
             pending: pending.clone(),
         });
         self.events.connected();
-        tokio::spawn(async move {
-            while let Some(m) = rx.recv().await {
-                let close = matches!(m, Message::Close(_));
-                if sink.send(m).await.is_err() || close {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
-        });
-        let reader = tokio::spawn(read_loop(self.clone(), stream, clock, out, number, pending));
+        let reader = tokio::spawn(conn_loop(self.clone(), ws, clock, rx, number, pending));
         let mut readers = self.readers.lock();
         readers.retain(|h| !h.is_finished());
         readers.push(reader);
@@ -368,7 +360,7 @@ pub async fn wait_sent(
     wait(rx, timeout).await
 }
 
-type WsStream = futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<Stamped>>;
+type WsStream = tokio_tungstenite::WebSocketStream<Stamped>;
 
 /// Opens the TCP connection (no Nagle: frames are small and timed) and the WebSocket on
 /// it, through a [`Stamped`] stream whose clock times each frame's socket read.
@@ -408,26 +400,52 @@ async fn open(
     Ok((ws, response, clock))
 }
 
-async fn read_loop(
+/// The task of connection `number`: reads and records frames, writes what the device
+/// queues and the acknowledgements of what arrived, until the connection ends.
+async fn conn_loop(
     dev: Arc<Device>,
-    mut stream: WsStream,
+    mut ws: WsStream,
     clock: ReadClock,
-    out: mpsc::UnboundedSender<Message>,
+    mut rx: mpsc::UnboundedReceiver<Message>,
     number: u64,
     pending: Arc<Mutex<Pending>>,
 ) {
     // Cumulative acks, one per conversation, written when no frame is waiting.
     let mut acks: BTreeMap<String, u64> = BTreeMap::new();
+    // Whether the device may still write: not once its close is written or its queue ended.
+    let mut writing = true;
     let is_current = |dev: &Device| matches!(&*dev.conn.lock(), Some(c) if c.number == number);
     // Planned when the device itself dropped the connection first (`disconnect`).
     let planned = loop {
-        let next = match stream.next().now_or_never() {
+        let next = match ws.next().now_or_never() {
             Some(n) => n,
             None => {
-                for (conv, seq) in std::mem::take(&mut acks) {
-                    let _ = out.send(Message::text(frames::ack(&conv, seq)));
+                if !acks.is_empty() {
+                    let acks = std::mem::take(&mut acks).into_iter();
+                    let frames = acks.map(|(conv, seq)| Message::text(frames::ack(&conv, seq)));
+                    if writing && write_all(&mut ws, frames).await.is_err() {
+                        break !is_current(&dev);
+                    }
                 }
-                stream.next().await
+                tokio::select! {
+                    next = ws.next() => next,
+                    m = rx.recv(), if writing => {
+                        match m {
+                            Some(first) => {
+                                let mut batch = vec![first];
+                                while let Ok(m) = rx.try_recv() {
+                                    batch.push(m);
+                                }
+                                writing = !batch.iter().any(|m| matches!(m, Message::Close(_)));
+                                if write_all(&mut ws, batch).await.is_err() {
+                                    break !is_current(&dev);
+                                }
+                            }
+                            None => writing = false,
+                        }
+                        continue;
+                    }
+                }
             }
         };
         match next {
@@ -464,6 +482,18 @@ async fn read_loop(
     dev.events.disconnected(planned);
     fail_pending(&pending);
     dev.log.lock().end_connection_of(number);
+}
+
+/// Writes `frames` and flushes once: frames that are ready together share one write to
+/// the socket.
+async fn write_all(
+    ws: &mut WsStream,
+    frames: impl IntoIterator<Item = Message>,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    for m in frames {
+        ws.feed(m).await?;
+    }
+    ws.flush().await
 }
 
 fn entry_of(m: &MsgFrame, conv: Conv) -> Entry {

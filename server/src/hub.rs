@@ -30,7 +30,7 @@ impl std::fmt::Display for ConnId {
 /// Close code for a device whose outgoing queue overflowed (RFC 6455 "try again later").
 pub const CLOSE_OVERFLOW: u16 = 1013;
 
-/// What a device's writer task receives.
+/// What a device's session receives through its queue.
 #[derive(Debug)]
 pub enum Outbound {
     /// A frame outside the inbox stream (answers, receipts, typing): written as it comes.
@@ -84,7 +84,7 @@ impl CloseSignal {
 /// A device's own sends, as its live stream must know them: a position this device
 /// sent is answered with `sent` and must never also come as `msg`, even when the stream
 /// reads it from the store (a gap fill, a catch-up) before the position's
-/// [`Outbound::Own`] reached the writer.
+/// [`Outbound::Own`] reached the session.
 #[derive(Default)]
 pub struct OwnSends {
     started: AtomicU64,

@@ -1,5 +1,5 @@
-//! A device's bounded outgoing queue: many senders (the fan-out of every send, the
-//! device's own reader), one receiver (its writer).
+//! A device's bounded outgoing queue: many senders (the fan-out of every send, receipts,
+//! presence, typing), one receiver (the device's session, which writes it to the socket).
 //!
 //! Most connections are idle most of the time, so what an idle queue holds decides much of
 //! a connection's memory. tokio's bounded channel allocates its first block of 32 slots

@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::frames::MsgFrame;
 use crate::checks::{Anomaly, Check, Conv, MsgKey, Via};
 
-/// The sink a device reports to. Called from the device's reader task, once per event,
+/// The sink a device reports to. Called from the device's connection task, once per event,
 /// so implementations must be cheap and must not block.
 pub trait DeviceEvents: Send + Sync {
     /// A connection of a device opened.

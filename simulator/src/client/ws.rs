@@ -3,12 +3,12 @@
 //! the device asks to send. One task, not a reader and a writer: the socket needs no lock
 //! between two halves, and acknowledgements go out without a hop through a channel.
 //!
-//! The reader reports every observation to the device's [`DeviceEvents`] sink as the frame
+//! The task reports every observation to the device's [`DeviceEvents`] sink as the frame
 //! arrives (`sent`, `msg`, `sync`, `delivered`, history pages, close codes), so the sink
 //! can time it against the message's intended send time; what is measured and counted is
 //! the sink's business. Requests that expect an answer (`send` by its id; `sync` and
 //! `history` in order, as the server answers a connection's frames one at a time) wait on
-//! a oneshot channel the reader completes.
+//! a oneshot channel the task completes.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -121,7 +121,8 @@ pub struct Device {
     events: Arc<dyn DeviceEvents>,
     conn: Mutex<Option<Conn>>,
     connections: AtomicU64,
-    readers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The tasks of its connections, the current one and any still closing.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The node of the current connection, as the events sink numbers node names
     /// ([`NO_NODE`] when offline or unknown): deliveries across nodes are told apart
     /// by it.
@@ -151,7 +152,7 @@ impl Device {
             kind,
             conn: Mutex::new(None),
             connections: AtomicU64::new(0),
-            readers: Mutex::new(Vec::new()),
+            tasks: Mutex::new(Vec::new()),
             node: AtomicU16::new(NO_NODE),
             dropped_at: Mutex::new(None),
             drop_signal: tokio::sync::Notify::new(),
@@ -318,23 +319,23 @@ impl Device {
             pending: pending.clone(),
         });
         self.events.connected();
-        let reader = tokio::spawn(conn_loop(self.clone(), ws, clock, rx, number, pending));
-        let mut readers = self.readers.lock();
-        readers.retain(|h| !h.is_finished());
-        readers.push(reader);
+        let task = tokio::spawn(conn_loop(self.clone(), ws, clock, rx, number, pending));
+        let mut tasks = self.tasks.lock();
+        tasks.retain(|h| !h.is_finished());
+        tasks.push(task);
         Ok(())
     }
 
-    /// Closes the connection (a planned disconnect); the reader finishes the bookkeeping.
+    /// Closes the connection (a planned disconnect); its task finishes the bookkeeping.
     pub fn disconnect(&self) {
         if let Some(c) = self.conn.lock().take() {
             let _ = c.out.send(Message::Close(None));
         }
     }
 
-    /// Waits until every reader of this device has finished.
-    pub async fn wait_readers(&self, limit: Duration) {
-        let handles: Vec<_> = std::mem::take(&mut *self.readers.lock());
+    /// Waits until every connection task of this device has finished.
+    pub async fn wait_tasks(&self, limit: Duration) {
+        let handles: Vec<_> = std::mem::take(&mut *self.tasks.lock());
         for h in handles {
             let _ = tokio::time::timeout(limit, h).await;
         }

@@ -34,7 +34,7 @@ pub struct UserState {
     pub next_n: AtomicU64,
 }
 
-/// The parts of a shard its users, reader tasks and setup steps share.
+/// The parts of a shard its users, connection tasks and setup steps share.
 pub struct ShardCtx {
     pub setup: Arc<Setup>,
     pub users: Arc<Vec<UserState>>,
@@ -173,7 +173,7 @@ impl ShardCtx {
         }
         futures_util::stream::iter(devices.iter().cloned())
             .for_each_concurrent(256, |d| async move {
-                d.wait_readers(Duration::from_secs(5)).await;
+                d.wait_tasks(Duration::from_secs(5)).await;
             })
             .await;
         let logs_guard: Vec<_> = devices.iter().map(|d| d.log.lock()).collect();

@@ -1,4 +1,4 @@
-//! Counters of a shard, shared by its users and reader tasks, and their plain snapshot
+//! Counters of a shard, shared by its users and connection tasks, and their plain snapshot
 //! that travels to the parent and into the summary.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Server, config};
+use crate::support::{Server, config, metrics_text};
 
 #[tokio::test]
 async fn connections_over_the_cap_wait_for_a_free_slot() {
@@ -62,4 +62,63 @@ async fn shutdown_closes_websockets_1001_and_answers_long_polls() {
         .await
         .expect("run returns after draining")
         .unwrap();
+}
+
+/// The server's `chat_runtime_tasks` gauge.
+async fn runtime_tasks(s: &Server) -> i64 {
+    let text = metrics_text(&s.http, s.addr).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("chat_runtime_tasks "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("chat_runtime_tasks in /metrics")
+}
+
+/// A WebSocket session is one task: reading, answering and writing the device's queue
+/// all run in it, so an idle connection keeps one task's state (and no lock between a
+/// reading and a writing half). Two tasks per connection would double the count here.
+#[tokio::test]
+async fn a_websocket_session_is_one_task_and_leaves_none_behind() {
+    const DEVICES: i64 = 40;
+    let s = Server::start().await;
+    // Tasks the server starts once, on first need (presence's timers, the scrape's own
+    // pooled HTTP connection), are there before the count begins.
+    let mut first = s.connect(1000, "phone").await;
+    first.ready().await;
+    runtime_tasks(&s).await;
+    let before = runtime_tasks(&s).await;
+    let mut clients = Vec::new();
+    for d in 0..DEVICES {
+        let mut c = s.connect(1 + d as u64, "phone").await;
+        c.ready().await;
+        clients.push(c);
+    }
+    // Sending and delivering leave nothing running either.
+    clients[0].send_msg("m1", "u:2", "hello").await;
+    clients[1].recv_type("msg").await;
+    // hyper's task for each upgraded HTTP connection ends once the upgrade is handed on.
+    let mut during = runtime_tasks(&s).await - before;
+    for _ in 0..50 {
+        if during <= DEVICES {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        during = runtime_tasks(&s).await - before;
+    }
+    assert_eq!(
+        during, DEVICES,
+        "{DEVICES} WebSockets should run in {DEVICES} tasks"
+    );
+    for mut c in clients {
+        c.ws.close(None).await.unwrap();
+        let _ = c.closed_with().await;
+    }
+    let mut after = runtime_tasks(&s).await - before;
+    for _ in 0..100 {
+        if after == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        after = runtime_tasks(&s).await - before;
+    }
+    assert_eq!(after, 0, "closed sessions leave no task behind");
 }

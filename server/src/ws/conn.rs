@@ -35,7 +35,8 @@ const MAX_CATCH_UP: u64 = 1000;
 
 /// Resolves with the close code once a close is requested ([`crate::hub::CloseSignal`]).
 /// Made once per session and polled wherever the session waits, so that waiting on it
-/// costs no new registration per frame.
+/// costs no new registration per frame. Once it has resolved the session ends: every
+/// method that polls it returns the code as an error, and nothing polls it again.
 pub(super) type Closed<'a> = Pin<&'a mut (dyn Future<Output = u16> + Send + 'a)>;
 
 /// What the stream reads from the store.

@@ -109,7 +109,12 @@ async fn serve(conn: &mut Conn, svc: &Service, who: &Identity, me: &Device) -> u
                 Ok(())
             }
         };
-        if let Err(code) = handled.and(conn.settle(&mut closed).await) {
+        // Not `handled.and(settle)`: a handler that failed may have seen the close
+        // signal resolve, and a resolved signal must not be polled again.
+        if let Err(code) = handled {
+            break code;
+        }
+        if let Err(code) = conn.settle(&mut closed).await {
             break code;
         }
     };

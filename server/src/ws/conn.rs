@@ -28,7 +28,7 @@ use crate::service::{Service, msg_frame};
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames taken from the queue between two flushes at most: under load many frames share
 /// one write to the socket, when idle each goes out at once.
-pub(super) const MAX_FRAMES_PER_FLUSH: usize = 256;
+const MAX_FRAMES_PER_FLUSH: usize = 256;
 /// Inbox positions a catch-up reads at most; a device further behind is closed (1013)
 /// to reconnect and `sync`.
 const MAX_CATCH_UP: u64 = 1000;

@@ -73,6 +73,21 @@ async fn runtime_tasks(s: &Server) -> i64 {
         .expect("chat_runtime_tasks in /metrics")
 }
 
+/// Tasks alive beyond `before`, read again for up to two seconds until `settled` holds:
+/// tasks that are ending (hyper's for an upgraded connection, a closed session's) take
+/// a moment to go.
+async fn tasks_beyond(s: &Server, before: i64, settled: impl Fn(i64) -> bool) -> i64 {
+    let mut beyond = runtime_tasks(s).await - before;
+    for _ in 0..100 {
+        if settled(beyond) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        beyond = runtime_tasks(s).await - before;
+    }
+    beyond
+}
+
 /// A WebSocket session is one task: reading, answering and writing the device's queue
 /// all run in it, so an idle connection keeps one task's state (and no lock between a
 /// reading and a writing half). Two tasks per connection would double the count here.
@@ -96,14 +111,7 @@ async fn a_websocket_session_is_one_task_and_leaves_none_behind() {
     clients[0].send_msg("m1", "u:2", "hello").await;
     clients[1].recv_type("msg").await;
     // hyper's task for each upgraded HTTP connection ends once the upgrade is handed on.
-    let mut during = runtime_tasks(&s).await - before;
-    for _ in 0..50 {
-        if during <= DEVICES {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        during = runtime_tasks(&s).await - before;
-    }
+    let during = tasks_beyond(&s, before, |n| n <= DEVICES).await;
     assert_eq!(
         during, DEVICES,
         "{DEVICES} WebSockets should run in {DEVICES} tasks"
@@ -112,13 +120,6 @@ async fn a_websocket_session_is_one_task_and_leaves_none_behind() {
         c.ws.close(None).await.unwrap();
         let _ = c.closed_with().await;
     }
-    let mut after = runtime_tasks(&s).await - before;
-    for _ in 0..100 {
-        if after == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        after = runtime_tasks(&s).await - before;
-    }
+    let after = tasks_beyond(&s, before, |n| n == 0).await;
     assert_eq!(after, 0, "closed sessions leave no task behind");
 }

@@ -161,7 +161,7 @@ impl Metrics {
     }
 
     /// Adds metrics read at each scrape (the store's memory, which the store reads itself:
-    /// [`crate::store::StoreMemoryCollector`]).
+    /// [`crate::store::StoreCollector`]).
     pub fn register_collector(&mut self, collector: Box<dyn Collector>) {
         self.registry.register_collector(collector);
     }

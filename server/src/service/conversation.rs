@@ -183,7 +183,12 @@ impl Service {
             return Ok(());
         }
         let span = m.after - m.before;
-        let senders: BTreeSet<UserId> = if span <= RECEIPT_SCAN {
+        let peer = conv.direct_peer(who.user).filter(|&p| p != who.user);
+        let senders: BTreeSet<UserId> = if let Some(peer) = peer.filter(|_| m.last_own < m.after) {
+            // The newest message acknowledged is not the user's own, so it is the peer's:
+            // no read of the messages the ack covers (a hop to the store's readers per ack).
+            BTreeSet::from([peer])
+        } else if span <= RECEIPT_SCAN {
             self.store
                 .history(conv, Some(m.after + 1), span as usize)
                 .await?

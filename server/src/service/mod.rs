@@ -128,7 +128,7 @@ impl Service {
     ) -> Result<Self, AuthError> {
         let base = backend.store();
         let mut metrics = Metrics::new();
-        metrics.register_collector(Box::new(crate::store::StoreMemoryCollector::new(&base)));
+        metrics.register_collector(Box::new(crate::store::StoreCollector::new(&base)));
         let metrics = Arc::new(metrics);
         // The cache would go stale in a cluster: other nodes write behind its back.
         let (messages, groups): (Arc<dyn MessageStore>, Arc<dyn GroupStore>) =

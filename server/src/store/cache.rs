@@ -233,6 +233,10 @@ impl MessageStore for Cached {
     fn memory(&self) -> Option<crate::store::StoreMemory> {
         self.messages.memory()
     }
+
+    fn inline_commits(&self) -> Option<crate::store::InlineCommits> {
+        self.messages.inline_commits()
+    }
 }
 
 #[async_trait]

@@ -266,6 +266,13 @@ pub async fn markers_are_cumulative(s: Arc<dyn Store>) {
     assert_eq!(list.len(), 1);
     assert_eq!((list[0].read_seq, list[0].ack_seq), (4, 4));
     assert_eq!(list[0].unread, 1);
+    // A marker reports the user's newest own message as it stood when it moved.
+    assert_eq!(m.last_own, 0, "user 2 sent nothing");
+    s.append(req(2, 1, "back", "x")).await.unwrap();
+    let m = s.mark(2, conv, Marker::Ack, 6).await.unwrap();
+    assert_eq!((m.after, m.last_own), (6, 6));
+    let m = s.mark(1, conv, Marker::Ack, 6).await.unwrap();
+    assert_eq!((m.after, m.last_own), (6, 5));
 }
 
 /// The conversation list: most recent first, `unread` from the read marker, the sender's

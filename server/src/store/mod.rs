@@ -39,7 +39,7 @@ pub use self::cql::{CqlStore, Settings as CqlSettings};
 pub use self::fjall::{FjallStore, FjallTuning};
 pub use self::memory::MemoryStore;
 pub use self::postgres::PostgresStore;
-pub use self::storage::{StorageReport, StoreMemory, StoreMemoryCollector, Table};
+pub use self::storage::{InlineCommits, StorageReport, StoreCollector, StoreMemory, Table};
 
 /// Messages of one conversation sharing a storage partition bucket: `seq / BUCKET_SIZE`.
 pub const BUCKET_SIZE: u64 = 65_536;
@@ -247,6 +247,11 @@ pub enum Marker {
 pub struct MarkOutcome {
     pub before: u64,
     pub after: u64,
+    /// The seq of the user's newest own message in the conversation when the marker moved
+    /// (0: none). Below `after`, the message at `after` is another participant's, which
+    /// in a direct conversation names the one sender an ack reports to without reading
+    /// the messages it covers.
+    pub last_own: u64,
 }
 
 /// A conversation as one user sees it in their list.
@@ -341,6 +346,12 @@ pub trait MessageStore: Send + Sync + 'static {
     /// when it keeps none there (PostgreSQL, CQL) or keeps everything without a bound
     /// (memory). Cheap: read at every scrape of `/metrics`.
     fn memory(&self) -> Option<StoreMemory>;
+
+    /// The receipts committed on the caller's thread, for a backend with a writer thread
+    /// that does that (fjall); `None` for the others. Cheap: read at every scrape.
+    fn inline_commits(&self) -> Option<InlineCommits> {
+        None
+    }
 }
 
 /// Groups and their membership. Membership changes are ordered with the sends of the

@@ -180,6 +180,7 @@ pub fn move_marker(
         outcome: MarkOutcome {
             before,
             after: before.max(seq),
+            last_own: marks.last_own,
         },
         recount,
     })
@@ -274,7 +275,8 @@ mod tests {
             back.outcome,
             MarkOutcome {
                 before: 2,
-                after: 2
+                after: 2,
+                last_own: 0
             }
         );
         let mut own = after_own_send(Some(m), 3);

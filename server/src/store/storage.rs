@@ -1,11 +1,13 @@
 //! What a store occupies: bytes by table of the data model, the write-ahead log apart,
-//! and the logical size of the records for the compression the backend achieved.
+//! and the logical size of the records for the compression the backend achieved; and what
+//! `/metrics` reads from the store at each scrape.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 /// The tables of the data model, as storage reports group them.
@@ -102,27 +104,66 @@ pub struct StoreMemory {
     pub cache_capacity_bytes: u64,
 }
 
-/// Reads the store's memory at each scrape of `/metrics`: `chat_store_memtable_bytes`,
-/// `chat_store_memtable_limit_bytes` and `chat_store_cache_capacity_bytes`, when the store
-/// has any ([`super::MessageStore::memory`]). The store is held weakly: the metrics must
-/// not keep a stopped server's store open.
-pub struct StoreMemoryCollector(Weak<dyn super::Store>);
+/// Receipts (delivery and read markers) a store with a writer thread committed on the
+/// caller's thread while the writer was idle, sparing the two thread hand-offs a lone
+/// receipt costs otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct InlineCommits {
+    /// Receipts committed on the caller's thread.
+    pub made: u64,
+    /// Receipts that tried and went to the writer thread instead, because they had to
+    /// read the tables (which the caller's thread must not wait on).
+    pub missed: u64,
+}
 
-impl StoreMemoryCollector {
+/// Reads the store at each scrape of `/metrics`: its memory (`chat_store_memtable_bytes`,
+/// `chat_store_memtable_limit_bytes` and `chat_store_cache_capacity_bytes`,
+/// [`super::MessageStore::memory`]) and its inline commits
+/// (`chat_store_inline_commits_total`, `chat_store_inline_misses_total`,
+/// [`super::MessageStore::inline_commits`]), when it has any. The store is held weakly:
+/// the metrics must not keep a stopped server's store open.
+pub struct StoreCollector(Weak<dyn super::Store>);
+
+impl StoreCollector {
     pub fn new(store: &Arc<dyn super::Store>) -> Self {
-        StoreMemoryCollector(Arc::downgrade(store))
+        StoreCollector(Arc::downgrade(store))
     }
 }
 
-impl std::fmt::Debug for StoreMemoryCollector {
+impl std::fmt::Debug for StoreCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StoreMemoryCollector")
+        f.write_str("StoreCollector")
     }
 }
 
-impl Collector for StoreMemoryCollector {
+impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(m) = self.0.upgrade().and_then(|s| s.memory()) else {
+        let Some(store) = self.0.upgrade() else {
+            return Ok(());
+        };
+        if let Some(c) = store.inline_commits() {
+            for (name, help, value) in [
+                (
+                    "store_inline_commits",
+                    "Receipts the store committed on the caller's thread, its writer being idle",
+                    c.made,
+                ),
+                (
+                    "store_inline_misses",
+                    "Receipts that had to read the tables and went to the store's writer thread",
+                    c.missed,
+                ),
+            ] {
+                let counter = ConstCounter::new(value);
+                counter.encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    counter.metric_type(),
+                )?)?;
+            }
+        }
+        let Some(m) = store.memory() else {
             return Ok(());
         };
         for (name, help, value) in [

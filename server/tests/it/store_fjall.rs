@@ -349,3 +349,60 @@ fn a_reopened_store_reports_the_memtable_size_its_keyspaces_keep() {
     assert_eq!(limit(&open(Some(2 << 20))), 8 << 20);
     assert_eq!(limit(&open(None)), 8 << 20);
 }
+
+/// `chat_store_inline_commits_total` of a server's `/metrics`.
+async fn inline_commits(http: &reqwest::Client, addr: &str) -> u64 {
+    crate::support::metrics_text(http, addr)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("chat_store_inline_commits_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("chat_store_inline_commits_total")
+}
+
+/// A receipt answered while the writer thread was idle was committed on the request's
+/// thread; answered, it is in the journal file, so it survives a kill -9 of the process
+/// (read markers move `unread`, which a restarted server reads back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_committed_on_the_callers_thread_survive_a_kill_9() {
+    use crate::child::{ChildServer, get_json, token};
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("fjall:{}", dir.path().display());
+    let server = ChildServer::start(&spec);
+    let http = reqwest::Client::new();
+    let post = |user: u64, path: &str, body: serde_json::Value| {
+        http.post(format!("http://{}{path}", server.addr))
+            .bearer_auth(token(user))
+            .json(&body)
+            .send()
+    };
+    let convs = format!("http://{}/v1/conversations", server.addr);
+    for (i, to) in [2u64, 3, 4].into_iter().enumerate() {
+        let r = post(
+            1,
+            "/v1/messages",
+            json!({"id": format!("m{i}"), "to": format!("u:{to}"), "body": "hi"}),
+        )
+        .await
+        .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        let conv = format!("d:1:{to}");
+        assert_eq!(get_json(&http, &convs, to).await[0]["unread"], 1);
+        // The writer waits with nothing in hand a moment after the send's answer.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = post(to, "/v1/read", json!({"conv": conv, "seq": 1}))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+    }
+    let inline = inline_commits(&http, &server.addr).await;
+    assert!(inline >= 2, "{inline} of 3 receipts committed inline");
+    server.kill9();
+    let server = ChildServer::start(&spec);
+    let convs = format!("http://{}/v1/conversations", server.addr);
+    for to in [2u64, 3, 4] {
+        let list = get_json(&http, &convs, to).await;
+        assert_eq!(list[0]["unread"], 0, "user {to}: {list}");
+    }
+}

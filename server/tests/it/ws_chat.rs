@@ -231,6 +231,25 @@ async fn acks_send_delivered_once_and_reads_send_read() {
             .iter()
             .all(|f| f["type"] != "delivered")
     );
+    // An ack that ends on the peer's message reports to the peer; one that ends on an own
+    // message reports to the peer when it covers one of the peer's too.
+    b.send_msg("b1", "u:1", "yo").await;
+    a2.send_json(json!({"type": "ack", "conv": "d:1:2", "seq": 4}))
+        .await;
+    let d = b.recv_type("delivered").await;
+    assert_eq!(
+        d,
+        json!({"type": "delivered", "conv": "d:1:2", "seq": 4, "user": 1})
+    );
+    b.send_msg("b2", "u:1", "yo").await;
+    a.send_msg("r4", "u:2", "hi").await;
+    a2.send_json(json!({"type": "ack", "conv": "d:1:2", "seq": 6}))
+        .await;
+    let d = b.recv_type("delivered").await;
+    assert_eq!(
+        d,
+        json!({"type": "delivered", "conv": "d:1:2", "seq": 6, "user": 1})
+    );
 }
 
 #[tokio::test]

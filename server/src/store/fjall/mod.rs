@@ -5,8 +5,10 @@
 //! [`super::sequencing`]), commits the batch and fsyncs the journal once, and only then
 //! answers the batch's requests (markers excepted: they wait for the journal, not the
 //! fsync). Many concurrent sends therefore share one fsync (group commit), and the single
-//! writer is the per-store sequencer that keeps `seq` and `useq` gap-free. Reads go
-//! straight to the LSM-tree from a fixed set of reader threads ([`readers`]).
+//! writer is the per-store sequencer that keeps `seq` and `useq` gap-free. A marker that
+//! finds the writer idle commits on the caller's thread under the writer's lock instead
+//! ([`writer::Writer::claim_idle`]). Reads go straight to the LSM-tree from a fixed set of
+//! reader threads ([`readers`]).
 //!
 //! The counters are not stored on their own: a conversation's last seq and time are those
 //! of its newest message, a user's last useq that of their newest inbox entry. The writer
@@ -52,6 +54,8 @@ use crate::model::{ConvId, UserId};
 mod keys;
 mod maintenance;
 mod readers;
+#[cfg(test)]
+mod tests;
 mod tuning;
 mod writer;
 
@@ -334,6 +338,11 @@ struct Batch<'a> {
     /// The batch's messages, inbox entries and idempotency records, put in the write
     /// batch in key order when it commits ([`Batch::finish`]).
     sorted: [Vec<(fjall::Slice, fjall::Slice)>; 3],
+    /// Reads of the tree are refused: the batch runs on the caller's thread
+    /// ([`writer::Inline`]), which must not wait on the disk.
+    cached_only: bool,
+    /// A read of the tree was refused.
+    missed: bool,
 }
 
 /// The tables whose writes a batch sorts: most of a send's memtable inserts.
@@ -373,7 +382,35 @@ impl<'a> Batch<'a> {
             msgs: Vec::new(),
             marks: HashSet::default(),
             sorted: Default::default(),
+            cached_only: false,
+            missed: false,
         }
+    }
+
+    /// A batch of one write that may read only the writer's cache ([`Self::tree`]).
+    fn cached_only(t: &'a Tables, cache: &'a mut WriterCache) -> Self {
+        Batch {
+            cached_only: true,
+            ..Batch::new(t, cache, 0)
+        }
+    }
+
+    /// Whether a read of the tree was refused: the batch must not commit.
+    fn missed(&self) -> bool {
+        self.missed
+    }
+
+    /// The tables, for a read the cache could not answer; refused in a cached-only batch
+    /// (the write then goes to the writer thread instead, having written nothing: every
+    /// write reads before it writes).
+    fn tree(&mut self) -> Result<&'a Tables, StoreError> {
+        if self.cached_only {
+            self.missed = true;
+            return Err(StoreError::Unavailable(
+                "a read of the tree in a cached-only batch".into(),
+            ));
+        }
+        Ok(self.t)
     }
 
     /// Queues a write to one of the [`Sorted`] tables.
@@ -416,7 +453,7 @@ impl WriteTables for Batch<'_> {
         if let Some(r) = self.idem.get(&key) {
             return Ok(Some(*r));
         }
-        get(&self.t.idem, &key)?
+        get(&self.tree()?.idem, &key)?
             .map(|v| decode(&v, "idempotency record"))
             .transpose()
     }
@@ -429,7 +466,7 @@ impl WriteTables for Batch<'_> {
         if let Some(m) = self.cache.convs.get(&conv) {
             return Ok(*m);
         }
-        let meta = self.t.conv_meta(conv)?;
+        let meta = self.tree()?.conv_meta(conv)?;
         self.cache.convs.insert(conv, meta);
         Ok(meta)
     }
@@ -441,7 +478,7 @@ impl WriteTables for Batch<'_> {
         if let Some(u) = self.cache.users.get(&user) {
             return Ok(*u);
         }
-        let useq = self.t.inbox_head(user)?;
+        let useq = self.tree()?.inbox_head(user)?;
         self.cache.users.insert(user, useq);
         Ok(useq)
     }
@@ -453,7 +490,7 @@ impl WriteTables for Batch<'_> {
         if let Some(m) = self.cache.marks.get(&(user, conv)) {
             return Ok(*m);
         }
-        let marks = get(&self.t.marks, &marks_key(user, conv))?
+        let marks = get(&self.tree()?.marks, &marks_key(user, conv))?
             .map(|v| decode(&v, "marker record"))
             .transpose()?;
         self.cache.marks.insert((user, conv), marks);
@@ -486,7 +523,7 @@ impl WriteTables for Batch<'_> {
         // Messages of this batch are not in the tree yet; those in the tree are not here.
         let mut n = sequencing::own_pending(&self.msgs, conv, after, upto, user);
         for g in self
-            .t
+            .tree()?
             .msgs
             .range(msg_key(conv, after + 1)..=msg_key(conv, upto))
         {
@@ -508,7 +545,7 @@ impl WriteTables for Batch<'_> {
         if let Some(g) = self.cache.groups.get(&id) {
             return Ok(Some(g.clone()));
         }
-        let group = self.t.group(id)?;
+        let group = self.tree()?.group(id)?;
         if let Some(g) = &group {
             self.cache.groups.insert(id, g.clone());
         }
@@ -522,7 +559,7 @@ impl WriteTables for Batch<'_> {
     fn last_group_id(&mut self) -> Result<u64, StoreError> {
         match self.cache.last_group {
             Some(id) => Ok(id),
-            None => self.t.counter(META_LAST_GROUP),
+            None => self.tree()?.counter(META_LAST_GROUP),
         }
     }
     fn last_group_id_put(&mut self, id: u64) {
@@ -536,7 +573,7 @@ impl Batch<'_> {
     fn next_dead_id(&mut self) -> Result<u64, StoreError> {
         let id = match self.cache.last_dead {
             Some(id) => id,
-            None => self.t.counter(META_LAST_DEAD)?,
+            None => self.tree()?.counter(META_LAST_DEAD)?,
         } + 1;
         self.wb.insert(&self.t.meta, META_LAST_DEAD, encode(&id));
         self.cache.last_dead = Some(id);
@@ -746,11 +783,13 @@ impl MessageStore for FjallStore {
         seq: u64,
     ) -> Result<MarkOutcome, StoreError> {
         // A marker is derived state a device sends again: it waits for the journal, not
-        // for the fsync (see `Wait::Journal`).
-        self.write_with(Wait::Journal, move |b| {
-            sequencing::mark(b, user, conv, marker, seq)
-        })
-        .await
+        // for the fsync (see `Wait::Journal`), and it may commit on this thread while the
+        // writer's is idle (see `Writer::claim_idle`).
+        let mark = move |b: &mut Batch<'_>| sequencing::mark(b, user, conv, marker, seq);
+        if let Some(done) = self.writer.claim_idle().and_then(|w| w.commit(mark)) {
+            return done;
+        }
+        self.write_with(Wait::Journal, mark).await
     }
 
     async fn conversations(
@@ -818,6 +857,10 @@ impl MessageStore for FjallStore {
                 .saturating_mul(t.db.keyspace_count() as u64),
             cache_capacity_bytes: t.db.cache_capacity(),
         })
+    }
+
+    fn inline_commits(&self) -> Option<crate::store::InlineCommits> {
+        Some(self.writer.inline_commits())
     }
 }
 

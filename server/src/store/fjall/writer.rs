@@ -24,15 +24,26 @@
 //! store pays one fsync per interval instead of one per fsync's duration (which leaves each
 //! fsync only the few sends that came during the last one). A batch of markers alone costs
 //! no fsync and is not held: a receipt is not delayed for the message it follows.
+//!
+//! A marker may also skip the thread altogether ([`Writer::claim_idle`]): when the writer
+//! thread waits with nothing in hand, the caller applies and commits it itself, if
+//! everything it reads is in the writer's cache. At a light load, where each receipt is a
+//! batch of its own, the hand-off to this thread and the answer back cost two thread
+//! wake-ups, several times what the commit costs; a busy writer takes markers in its
+//! batches as before. Such a commit leaves the journal unsynced like a marker batch of the
+//! writer's, and the writer fsyncs it within the same [`JOURNAL_SYNC_WITHIN`]: it keeps a
+//! deadline while inline commits come, and one that finds it waiting without one wakes it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use fjall::PersistMode;
+use parking_lot::{Mutex, MutexGuard};
 
-use super::{Batch, CACHE_ENTRIES, Tables, WriterCache, unavailable};
-use crate::store::StoreError;
+use super::{Batch, CACHE_ENTRIES, Tables, WriterCache, poisons, unavailable};
+use crate::store::{InlineCommits, StoreError};
 
 /// How many queued writes one batch takes at most.
 const MAX_BATCH: usize = 4096;
@@ -66,12 +77,57 @@ pub(super) struct Completion {
     pub(super) answer: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
 }
 
+/// What the writer thread's queue carries.
+enum Request {
+    Job(Job),
+    /// An inline commit left the journal unsynced while the thread waited without a
+    /// deadline: it must take one.
+    Wake,
+}
+
+/// What the writer thread shares with the callers that commit inline.
+struct Shared {
+    tables: Arc<Tables>,
+    /// Held while a batch is applied and committed, by the thread or by an inline commit.
+    state: Mutex<State>,
+    /// The thread waits on its queue with no batch in hand: an inline commit may run.
+    idle: AtomicBool,
+    /// The thread waits on its queue without a deadline: an inline commit must wake it.
+    parked: AtomicBool,
+    /// Inline commits so far; the thread keeps a deadline while this moves.
+    inline_commits: AtomicU64,
+    /// Inline commits given up because they had to read the tree.
+    inline_misses: AtomicU64,
+}
+
+/// The writer's state that outlives a batch.
+struct State {
+    cache: WriterCache,
+    /// When the oldest commit not yet fsynced was made.
+    unsynced: Option<Instant>,
+}
+
+impl Shared {
+    /// Fsyncs the journal if a commit waits for it. A failure is logged: those callers are
+    /// answered already, and the next batch that needs an fsync meets the same failure and
+    /// answers `unavailable`.
+    fn sync_unsynced(&self) {
+        let mut st = self.state.lock();
+        if st.unsynced.take().is_some()
+            && let Err(e) = self.tables.db.persist(PersistMode::SyncData)
+        {
+            tracing::error!(error = %e, "fjall journal fsync failed");
+        }
+    }
+}
+
 /// The writer thread's queue and handle. Dropping it closes the queue and waits for the
 /// thread to finish the batch in hand (and fsync what is not yet), so that once the last
 /// handle of a store is gone the directory's lock is free: an operator command or a
 /// restarted server opening the same directory right after a stop never finds it locked.
 pub(super) struct Writer {
-    queue: Option<mpsc::Sender<Job>>,
+    queue: Option<mpsc::Sender<Request>>,
+    shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -80,12 +136,25 @@ impl Writer {
     /// per `interval`.
     pub(super) fn start(tables: Arc<Tables>, interval: Duration) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            tables,
+            state: Mutex::new(State {
+                cache: WriterCache::default(),
+                unsynced: None,
+            }),
+            idle: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
+            inline_commits: AtomicU64::new(0),
+            inline_misses: AtomicU64::new(0),
+        });
+        let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name("fjall-writer".into())
-            .spawn(move || writer_loop(&tables, &rx, interval))
+            .spawn(move || writer_loop(&sh, &rx, interval))
             .map_err(unavailable)?;
         Ok(Writer {
             queue: Some(tx),
+            shared,
             thread: Some(thread),
         })
     }
@@ -94,8 +163,110 @@ impl Writer {
     pub(super) fn submit(&self, job: Job) -> Result<(), StoreError> {
         self.queue
             .as_ref()
-            .and_then(|q| q.send(job).ok())
+            .and_then(|q| q.send(Request::Job(job)).ok())
             .ok_or_else(|| StoreError::Unavailable("the store writer has stopped".into()))
+    }
+
+    /// The right to commit a write that waits only for the journal on the caller's thread,
+    /// while the writer thread waits with nothing in hand; `None` while it is busy (its
+    /// batch would take the write with others) or another inline commit runs.
+    pub(super) fn claim_idle(&self) -> Option<Inline<'_>> {
+        if !self.shared.idle.load(SeqCst) {
+            return None;
+        }
+        let state = self.shared.state.try_lock()?;
+        Some(Inline {
+            writer: self,
+            state,
+        })
+    }
+
+    /// Inline commits made, and given up because they had to read the tree.
+    pub(super) fn inline_commits(&self) -> InlineCommits {
+        InlineCommits {
+            made: self.shared.inline_commits.load(SeqCst),
+            missed: self.shared.inline_misses.load(SeqCst),
+        }
+    }
+
+    /// Whether a commit waits for its fsync.
+    #[cfg(test)]
+    pub(super) fn unsynced(&self) -> bool {
+        self.shared.state.lock().unsynced.is_some()
+    }
+
+    /// Whether the thread waits on its queue with nothing in hand.
+    #[cfg(test)]
+    pub(super) fn idle(&self) -> bool {
+        self.shared.idle.load(SeqCst)
+    }
+
+    /// Whether the thread waits on its queue without a deadline.
+    #[cfg(test)]
+    pub(super) fn parked(&self) -> bool {
+        self.shared.parked.load(SeqCst)
+    }
+}
+
+/// A write committed on the caller's thread ([`Writer::claim_idle`]); holds the writer's
+/// state, so the thread's next batch waits for it.
+pub(super) struct Inline<'w> {
+    writer: &'w Writer,
+    state: MutexGuard<'w, State>,
+}
+
+impl Inline<'_> {
+    /// Applies `f` to a batch of its own and commits it to the journal, without an fsync.
+    /// `f` may read only what the writer's cache holds, so that no read of the tree (a
+    /// disk read, at worst) runs on the caller's thread: `None` when it needed one, having
+    /// written nothing (the caller then queues it). Like a batch of the thread's, a failed
+    /// read or commit makes the cache start afresh.
+    pub(super) fn commit<T>(
+        mut self,
+        f: impl for<'a> FnOnce(&mut Batch<'a>) -> Result<T, StoreError>,
+    ) -> Option<Result<T, StoreError>> {
+        let sh = &*self.writer.shared;
+        let t = &*sh.tables;
+        let st = &mut *self.state;
+        if st.cache.len() > CACHE_ENTRIES {
+            st.cache.clear();
+        }
+        let mut batch = Batch::cached_only(t, &mut st.cache);
+        let result = f(&mut batch);
+        if batch.missed() {
+            sh.inline_misses.fetch_add(1, SeqCst);
+            return None;
+        }
+        if result.as_ref().err().is_some_and(poisons) {
+            drop(batch);
+            st.cache = WriterCache::default();
+            return Some(result);
+        }
+        batch.finish();
+        if batch.wb.is_empty() {
+            return Some(result);
+        }
+        let committed = batch
+            .wb
+            .commit()
+            .and_then(|()| t.db.persist(PersistMode::Buffer))
+            .map_err(unavailable);
+        if let Err(e) = committed {
+            tracing::error!(error = %e, "fjall inline commit failed; answering unavailable");
+            st.cache = WriterCache::default();
+            return Some(Err(e));
+        }
+        st.unsynced.get_or_insert_with(Instant::now);
+        drop(self.state);
+        sh.inline_commits.fetch_add(1, SeqCst);
+        // Set after `unsynced` (under the lock the thread reads it with): either the thread
+        // parks after seeing it, or its `parked` is visible here.
+        if sh.parked.swap(false, SeqCst)
+            && let Some(q) = &self.writer.queue
+        {
+            let _ = q.send(Request::Wake);
+        }
+        Some(result)
     }
 }
 
@@ -112,28 +283,14 @@ impl Drop for Writer {
 
 /// The writer thread. It ends when the store (the only sender) is dropped, after
 /// answering what was queued and fsyncing what was not yet.
-fn writer_loop(t: &Tables, rx: &mpsc::Receiver<Job>, interval: Duration) {
+fn writer_loop(sh: &Shared, rx: &mpsc::Receiver<Request>, interval: Duration) {
+    let t = &*sh.tables;
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    let mut cache = WriterCache::default();
     let mut items = 0;
-    // When the oldest batch committed without an fsync was committed.
-    let mut unsynced: Option<Instant> = None;
+    let mut inline_seen = 0;
     // When the last commit with an fsync began.
     let mut last_fsync: Option<Instant> = None;
-    loop {
-        let first = match unsynced {
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(since) => rx.recv_timeout(JOURNAL_SYNC_WITHIN.saturating_sub(since.elapsed())),
-        };
-        let job = match first {
-            Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) => {
-                unsynced = None;
-                sync_journal(t);
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
+    while let Some(job) = next_job(sh, rx, &mut inline_seen) {
         jobs.push(job);
         take_waiting(rx, &mut jobs);
         let fsync = jobs.iter().any(|j| j.wait == Wait::Fsync);
@@ -148,10 +305,12 @@ fn writer_loop(t: &Tables, rx: &mpsc::Receiver<Job>, interval: Duration) {
             }
             last_fsync = Some(Instant::now());
         }
+        let mut st = sh.state.lock();
+        let State { cache, unsynced } = &mut *st;
         if cache.len() > CACHE_ENTRIES {
             cache.clear();
         }
-        let mut batch = Batch::new(t, &mut cache, items);
+        let mut batch = Batch::new(t, cache, items);
         let completions: Vec<Completion> =
             jobs.drain(..).map(|job| (job.apply)(&mut batch)).collect();
         batch.finish();
@@ -173,7 +332,7 @@ fn writer_loop(t: &Tables, rx: &mpsc::Receiver<Job>, interval: Duration) {
                 .map_err(unavailable)
         };
         match &committed {
-            Ok(()) if fsync => unsynced = None,
+            Ok(()) if fsync => *unsynced = None,
             Ok(()) if items > 0 => {
                 unsynced.get_or_insert_with(Instant::now);
             }
@@ -181,9 +340,10 @@ fn writer_loop(t: &Tables, rx: &mpsc::Receiver<Job>, interval: Duration) {
             Err(e) => {
                 tracing::error!(error = %e, "fjall batch not committed; answering unavailable");
                 // The cache saw writes that did not land: start again from the tree.
-                cache = WriterCache::default();
+                *cache = WriterCache::default();
             }
         }
+        drop(st);
         for c in completions {
             let outcome = match &committed {
                 Ok(()) => Ok(()),
@@ -192,26 +352,67 @@ fn writer_loop(t: &Tables, rx: &mpsc::Receiver<Job>, interval: Duration) {
             (c.answer)(outcome);
         }
     }
-    if unsynced.is_some() {
-        sync_journal(t);
-    }
+    sh.idle.store(false, SeqCst);
+    sh.sync_unsynced();
 }
 
-/// Moves the writes waiting in the queue into `jobs`, up to a batch's bound.
-fn take_waiting(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
-    while jobs.len() < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(job) => jobs.push(job),
-            Err(_) => break,
+/// Waits for the next job, and fsyncs the journal meanwhile once the oldest commit that
+/// waits for it has waited [`JOURNAL_SYNC_WITHIN`]; `None` once the store is gone.
+///
+/// While inline commits come (their count moves past `inline_seen`) the wait keeps a
+/// deadline even with nothing unsynced, so that they need not wake the thread; after a
+/// quiet spell it waits without one, and the next inline commit wakes it
+/// ([`Request::Wake`]).
+fn next_job(sh: &Shared, rx: &mpsc::Receiver<Request>, inline_seen: &mut u64) -> Option<Job> {
+    loop {
+        let unsynced = sh.state.lock().unsynced;
+        let inline = sh.inline_commits.load(SeqCst);
+        let now = Instant::now();
+        let deadline = match unsynced {
+            Some(since) => Some(since + JOURNAL_SYNC_WITHIN),
+            None if inline != *inline_seen => Some(now + JOURNAL_SYNC_WITHIN),
+            None => None,
+        };
+        *inline_seen = inline;
+        if deadline.is_some_and(|d| d <= now) {
+            // Due already: a steady stream of marker batches must not put it off.
+            sh.sync_unsynced();
+            continue;
+        }
+        sh.idle.store(true, SeqCst);
+        let got = match deadline {
+            Some(d) => rx.recv_timeout(d - now),
+            None => {
+                sh.parked.store(true, SeqCst);
+                if sh.state.lock().unsynced.is_some() {
+                    // An inline commit came before `parked` was visible to it.
+                    sh.parked.store(false, SeqCst);
+                    sh.idle.store(false, SeqCst);
+                    continue;
+                }
+                let got = rx.recv().map_err(|_| RecvTimeoutError::Disconnected);
+                sh.parked.store(false, SeqCst);
+                got
+            }
+        };
+        sh.idle.store(false, SeqCst);
+        match got {
+            Ok(Request::Job(job)) => return Some(job),
+            Ok(Request::Wake) => {}
+            Err(RecvTimeoutError::Timeout) => sh.sync_unsynced(),
+            Err(RecvTimeoutError::Disconnected) => return None,
         }
     }
 }
 
-/// Fsyncs the journal for the batches that waited only for it. A failure is logged: those
-/// callers are answered already, and the next batch that needs an fsync meets the same
-/// failure and answers `unavailable`.
-fn sync_journal(t: &Tables) {
-    if let Err(e) = t.db.persist(PersistMode::SyncData) {
-        tracing::error!(error = %e, "fjall journal fsync failed");
+/// Moves the writes waiting in the queue into `jobs`, up to a batch's bound.
+fn take_waiting(rx: &mpsc::Receiver<Request>, jobs: &mut Vec<Job>) {
+    while jobs.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(Request::Job(job)) => jobs.push(job),
+            // The thread is awake and takes a deadline before it next waits.
+            Ok(Request::Wake) => {}
+            Err(_) => break,
+        }
     }
 }

@@ -400,9 +400,9 @@ impl<'a> Batch<'a> {
         self.missed
     }
 
-    /// The tables, for a read the cache could not answer; refused in a cached-only batch
-    /// (the write then goes to the writer thread instead, having written nothing: every
-    /// write reads before it writes).
+    /// The tables, for a read the cache could not answer; refused in a cached-only batch.
+    /// A marker, the one write such a batch runs, reads all it needs before it writes, so
+    /// a refused read leaves it having written nothing, and it goes to the writer thread.
     fn tree(&mut self) -> Result<&'a Tables, StoreError> {
         if self.cached_only {
             self.missed = true;

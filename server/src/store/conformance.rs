@@ -34,7 +34,8 @@ impl Subject {
     }
 }
 
-fn req(from: UserId, to: UserId, id: &str, body: &str) -> AppendRequest {
+/// A send of `body` from `from` to `to` under the client id `id`, stamped now.
+pub fn req(from: UserId, to: UserId, id: &str, body: &str) -> AppendRequest {
     let conv = ConvId::direct(from, to).expect("distinct users");
     AppendRequest {
         conv,

@@ -6,17 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::FjallStore;
 use crate::model::ConvId;
-use crate::store::{AppendRequest, InlineCommits, Marker, MessageStore};
-
-fn send(from: u64, to: u64, id: &str) -> AppendRequest {
-    AppendRequest {
-        conv: ConvId::direct(from, to).unwrap(),
-        from,
-        id: id.parse().unwrap(),
-        body: format!("body of {id}"),
-        ts: crate::model::now_ms(),
-    }
-}
+use crate::store::conformance::req;
+use crate::store::{InlineCommits, Marker, MessageStore};
 
 /// Waits up to 5 s for `cond`.
 async fn until(what: &str, cond: impl Fn() -> bool) {
@@ -36,7 +27,7 @@ async fn a_receipt_commits_on_the_callers_thread_while_the_writer_is_idle() {
     let dir = tempfile::tempdir().unwrap();
     let store = FjallStore::open(dir.path()).unwrap();
     let conv = ConvId::direct(1, 2).unwrap();
-    store.append(send(1, 2, "m1")).await.unwrap();
+    store.append(req(1, 2, "m1", "x")).await.unwrap();
     until("the writer is idle", || store.writer.idle()).await;
     let out = store.mark(2, conv, Marker::Ack, 1).await.unwrap();
     assert_eq!((out.before, out.after), (0, 1));
@@ -55,7 +46,7 @@ async fn a_receipt_that_must_read_the_tables_goes_to_the_writer() {
     let dir = tempfile::tempdir().unwrap();
     let conv = ConvId::direct(1, 2).unwrap();
     let store = FjallStore::open(dir.path()).unwrap();
-    store.append(send(1, 2, "m1")).await.unwrap();
+    store.append(req(1, 2, "m1", "x")).await.unwrap();
     drop(store);
     // Reopened, the writer's cache is empty: the markers are in the tables only.
     let store = FjallStore::open(dir.path()).unwrap();
@@ -64,7 +55,7 @@ async fn a_receipt_that_must_read_the_tables_goes_to_the_writer() {
     assert_eq!((out.before, out.after), (0, 1));
     assert_eq!(inline(&store), InlineCommits { made: 0, missed: 1 });
     // The writer's batch read them into its cache: the next receipt commits inline.
-    store.append(send(1, 2, "m2")).await.unwrap();
+    store.append(req(1, 2, "m2", "x")).await.unwrap();
     until("the writer is idle", || store.writer.idle()).await;
     store.mark(2, conv, Marker::Read, 2).await.unwrap();
     assert_eq!(inline(&store), InlineCommits { made: 1, missed: 1 });
@@ -77,7 +68,7 @@ async fn an_inline_commit_wakes_a_writer_waiting_without_a_deadline_for_its_fsyn
     let dir = tempfile::tempdir().unwrap();
     let store = FjallStore::open(dir.path()).unwrap();
     let conv = ConvId::direct(1, 2).unwrap();
-    store.append(send(1, 2, "m1")).await.unwrap();
+    store.append(req(1, 2, "m1", "x")).await.unwrap();
     // The send was fsynced: the writer waits for the next job without a deadline.
     until("the writer parks", || store.writer.parked()).await;
     let committed = Instant::now();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Server, config, metrics_text};
+use crate::support::{Server, config, metric};
 
 #[tokio::test]
 async fn connections_over_the_cap_wait_for_a_free_slot() {
@@ -66,11 +66,7 @@ async fn shutdown_closes_websockets_1001_and_answers_long_polls() {
 
 /// The server's `chat_runtime_tasks` gauge.
 async fn runtime_tasks(s: &Server) -> i64 {
-    let text = metrics_text(&s.http, s.addr).await;
-    text.lines()
-        .find_map(|l| l.strip_prefix("chat_runtime_tasks "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("chat_runtime_tasks in /metrics")
+    metric(&s.http, s.addr, "chat_runtime_tasks").await
 }
 
 /// Tasks alive beyond `before`, read again for up to two seconds until `settled` holds:

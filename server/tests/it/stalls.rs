@@ -326,12 +326,7 @@ async fn connect_stalled(addr: SocketAddr, user: u64) -> Ws {
 
 /// The server's count of devices closed 1013 so far.
 async fn overflow_closed(http: &reqwest::Client, addr: &str) -> u64 {
-    crate::support::metrics_text(http, addr)
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix("chat_overflow_closed_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no chat_overflow_closed_total in /metrics"))
+    crate::support::metric(http, addr, "chat_overflow_closed_total").await
 }
 
 /// Latency of healthy deliveries, in microseconds, while `recording`.

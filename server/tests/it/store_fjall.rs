@@ -350,16 +350,6 @@ fn a_reopened_store_reports_the_memtable_size_its_keyspaces_keep() {
     assert_eq!(limit(&open(None)), 8 << 20);
 }
 
-/// `chat_store_inline_commits_total` of a server's `/metrics`.
-async fn inline_commits(http: &reqwest::Client, addr: &str) -> u64 {
-    crate::support::metrics_text(http, addr)
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix("chat_store_inline_commits_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("chat_store_inline_commits_total")
-}
-
 /// A receipt answered while the writer thread was idle was committed on the request's
 /// thread; answered, it is in the journal file, so it survives a kill -9 of the process
 /// (read markers move `unread`, which a restarted server reads back).
@@ -396,7 +386,8 @@ async fn receipts_committed_on_the_callers_thread_survive_a_kill_9() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 204);
     }
-    let inline = inline_commits(&http, &server.addr).await;
+    let inline: u64 =
+        crate::support::metric(&http, &server.addr, "chat_store_inline_commits_total").await;
     assert!(inline >= 2, "{inline} of 3 receipts committed inline");
     server.kill9();
     let server = ChildServer::start(&spec);

@@ -144,6 +144,21 @@ pub async fn metrics_text(http: &reqwest::Client, addr: impl std::fmt::Display) 
         .unwrap()
 }
 
+/// The value of the sample `name` (with its labels, if any) in a server's `/metrics`;
+/// panics when the server has no such sample.
+pub async fn metric<T: std::str::FromStr>(
+    http: &reqwest::Client,
+    addr: impl std::fmt::Display,
+    name: &str,
+) -> T {
+    metrics_text(http, addr)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
 pub async fn status_json(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();

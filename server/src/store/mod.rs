@@ -39,7 +39,7 @@ pub use self::cql::{CqlStore, Settings as CqlSettings};
 pub use self::fjall::{FjallStore, FjallTuning};
 pub use self::memory::MemoryStore;
 pub use self::postgres::PostgresStore;
-pub use self::storage::{InlineCommits, StorageReport, StoreCollector, StoreMemory, Table};
+pub use self::storage::{StorageReport, StoreCollector, StoreMemory, Table, WriterCounts};
 
 /// Messages of one conversation sharing a storage partition bucket: `seq / BUCKET_SIZE`.
 pub const BUCKET_SIZE: u64 = 65_536;
@@ -347,9 +347,9 @@ pub trait MessageStore: Send + Sync + 'static {
     /// (memory). Cheap: read at every scrape of `/metrics`.
     fn memory(&self) -> Option<StoreMemory>;
 
-    /// The receipts committed on the caller's thread, for a backend with a writer thread
-    /// that does that (fjall); `None` for the others. Cheap: read at every scrape.
-    fn inline_commits(&self) -> Option<InlineCommits> {
+    /// The writes committed on the caller's thread and the journal fsyncs, for a backend
+    /// with a writer thread (fjall); `None` for the others. Cheap: read at every scrape.
+    fn writer_counts(&self) -> Option<WriterCounts> {
         None
     }
 }

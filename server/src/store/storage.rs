@@ -104,22 +104,28 @@ pub struct StoreMemory {
     pub cache_capacity_bytes: u64,
 }
 
-/// Receipts (delivery and read markers) a store with a writer thread committed on the
-/// caller's thread while the writer was idle, sparing the two thread hand-offs a lone
-/// receipt costs otherwise.
+/// What a store with a writer thread counts of its commits: the writes it committed on
+/// the caller's thread while the writer was idle, sparing the two thread hand-offs a lone
+/// write costs otherwise, and its journal fsyncs (a disk's commit rate is what a node's
+/// durable sends are bound by).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct InlineCommits {
-    /// Receipts committed on the caller's thread.
+pub struct WriterCounts {
+    /// Receipts (delivery and read markers) committed on the caller's thread.
     pub made: u64,
     /// Receipts that tried and went to the writer thread instead, because they had to
     /// read the tables (which the caller's thread must not wait on).
     pub missed: u64,
+    /// Sends committed and fsynced on the caller's thread.
+    pub synced: u64,
+    /// Journal fsyncs, on the writer thread and on callers' threads.
+    pub fsyncs: u64,
 }
 
 /// Reads the store at each scrape of `/metrics`: its memory (`chat_store_memtable_bytes`,
 /// `chat_store_memtable_limit_bytes` and `chat_store_cache_capacity_bytes`,
 /// [`super::MessageStore::memory`]) and its inline commits
 /// (`chat_store_inline_commits_total`, `chat_store_inline_misses_total`,
+/// `chat_store_inline_synced_commits_total`, `chat_store_fsyncs_total`,
 /// [`super::MessageStore::inline_commits`]), when it has any. The store is held weakly:
 /// the metrics must not keep a stopped server's store open.
 pub struct StoreCollector(Weak<dyn super::Store>);
@@ -141,7 +147,7 @@ impl Collector for StoreCollector {
         let Some(store) = self.0.upgrade() else {
             return Ok(());
         };
-        if let Some(c) = store.inline_commits() {
+        if let Some(c) = store.writer_counts() {
             for (name, help, value) in [
                 (
                     "store_inline_commits",
@@ -152,6 +158,16 @@ impl Collector for StoreCollector {
                     "store_inline_misses",
                     "Receipts that had to read the tables and went to the store's writer thread",
                     c.missed,
+                ),
+                (
+                    "store_inline_synced_commits",
+                    "Sends the store committed and fsynced on the caller's thread, its writer being idle",
+                    c.synced,
+                ),
+                (
+                    "store_fsyncs",
+                    "Journal fsyncs of the store, on its writer thread and on callers' threads",
+                    c.fsyncs,
                 ),
             ] {
                 let counter = ConstCounter::new(value);

@@ -136,8 +136,8 @@ impl MessageStore for Timed {
         self.messages.memory()
     }
 
-    fn inline_commits(&self) -> Option<crate::store::InlineCommits> {
-        self.messages.inline_commits()
+    fn writer_counts(&self) -> Option<crate::store::WriterCounts> {
+        self.messages.writer_counts()
     }
 }
 

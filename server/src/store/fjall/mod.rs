@@ -5,8 +5,9 @@
 //! [`super::sequencing`]), commits the batch and fsyncs the journal once, and only then
 //! answers the batch's requests (markers excepted: they wait for the journal, not the
 //! fsync). Many concurrent sends therefore share one fsync (group commit), and the single
-//! writer is the per-store sequencer that keeps `seq` and `useq` gap-free. A marker that
-//! finds the writer idle commits on the caller's thread under the writer's lock instead
+//! writer is the per-store sequencer that keeps `seq` and `useq` gap-free. A marker, or a
+//! send that comes at least a commit interval after the last fsync, that finds the writer
+//! idle commits on the caller's thread under the writer's lock instead
 //! ([`writer::Writer::claim_idle`]). Reads go straight to the LSM-tree from a fixed set of
 //! reader threads ([`readers`]).
 //!
@@ -248,6 +249,19 @@ impl FjallStore {
         self.write_with(Wait::Fsync, f).await
     }
 
+    /// [`Self::write`] for sends: a lone one commits and fsyncs on this thread while the
+    /// writer's is idle ([`writer::Inline::commit_synced`]); sends that come closer
+    /// together share the writer's batches.
+    async fn write_send<T: Send + 'static>(
+        &self,
+        f: impl for<'a> Fn(&mut Batch<'a>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if let Some(done) = self.writer.claim_idle().and_then(|w| w.commit_synced(&f)) {
+            return done;
+        }
+        self.write(f).await
+    }
+
     /// [`Self::write`], answered once the batch is as durable as `wait` says.
     async fn write_with<T: Send + 'static>(
         &self,
@@ -440,6 +454,22 @@ impl<'a> Batch<'a> {
                 _ => self.wb.remove(&self.t.marks, &*key),
             }
         }
+    }
+}
+
+/// Applies each send of `reqs` to `b`. A failed read may leave part of a request written:
+/// none of the batch may commit then (its writer answers all of it `unavailable`).
+fn append_each(
+    b: &mut Batch<'_>,
+    reqs: &[AppendRequest],
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    let out: Vec<_> = reqs.iter().map(|req| sequencing::append(b, req)).collect();
+    match out
+        .iter()
+        .find_map(|r| r.as_ref().err().filter(|e| poisons(e)))
+    {
+        Some(e) => Err(StoreError::Unavailable(e.to_string())),
+        None => Ok(out),
     }
 }
 
@@ -695,7 +725,7 @@ impl MessageStore for FjallStore {
     }
 
     async fn append(&self, req: AppendRequest) -> Result<Appended, StoreError> {
-        self.write(move |b| sequencing::append(b, &req)).await
+        self.write_send(move |b| sequencing::append(b, &req)).await
     }
 
     async fn append_all(&self, reqs: Vec<AppendRequest>) -> Vec<Result<Appended, StoreError>> {
@@ -703,20 +733,7 @@ impl MessageStore for FjallStore {
         if n == 0 {
             return Vec::new();
         }
-        let batch = self
-            .write(move |b| {
-                let out: Vec<_> = reqs.iter().map(|req| sequencing::append(b, req)).collect();
-                // A failed read may leave part of a request written: none of the batch
-                // may commit (the writer answers all of it `unavailable`).
-                match out
-                    .iter()
-                    .find_map(|r| r.as_ref().err().filter(|e| poisons(e)))
-                {
-                    Some(e) => Err(StoreError::Unavailable(e.to_string())),
-                    None => Ok(out),
-                }
-            })
-            .await;
+        let batch = self.write_send(move |b| append_each(b, &reqs)).await;
         batch.unwrap_or_else(|e| {
             (0..n)
                 .map(|_| Err(StoreError::Unavailable(e.to_string())))
@@ -859,8 +876,8 @@ impl MessageStore for FjallStore {
         })
     }
 
-    fn inline_commits(&self) -> Option<crate::store::InlineCommits> {
-        Some(self.writer.inline_commits())
+    fn writer_counts(&self) -> Option<crate::store::WriterCounts> {
+        Some(self.writer.writer_counts())
     }
 }
 

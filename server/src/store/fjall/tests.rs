@@ -1,13 +1,14 @@
 //! The writer's inline commits: a receipt commits on the caller's thread while the writer
 //! thread is idle, reads nothing from the tables there, and is fsynced within the journal's
-//! bound even when the writer waited without a deadline.
+//! bound even when the writer waited without a deadline; a lone send commits and fsyncs
+//! there, and one within the commit interval of the last fsync joins the writer's batch.
 
 use std::time::{Duration, Instant};
 
-use super::FjallStore;
+use super::{FjallStore, FjallTuning};
 use crate::model::ConvId;
 use crate::store::conformance::req;
-use crate::store::{InlineCommits, Marker, MessageStore};
+use crate::store::{Marker, MessageStore, StoreOptions, WriterCounts};
 
 /// Waits up to 5 s for `cond`.
 async fn until(what: &str, cond: impl Fn() -> bool) {
@@ -18,8 +19,14 @@ async fn until(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
-fn inline(store: &FjallStore) -> InlineCommits {
-    store.writer.inline_commits()
+fn inline(store: &FjallStore) -> WriterCounts {
+    store.writer.writer_counts()
+}
+
+/// Receipts committed inline, and those that went to the writer for a read.
+fn receipts(store: &FjallStore) -> (u64, u64) {
+    let c = inline(store);
+    (c.made, c.missed)
 }
 
 #[tokio::test]
@@ -31,7 +38,7 @@ async fn a_receipt_commits_on_the_callers_thread_while_the_writer_is_idle() {
     until("the writer is idle", || store.writer.idle()).await;
     let out = store.mark(2, conv, Marker::Ack, 1).await.unwrap();
     assert_eq!((out.before, out.after), (0, 1));
-    assert_eq!(inline(&store), InlineCommits { made: 1, missed: 0 });
+    assert_eq!(receipts(&store), (1, 0));
     let list = store.conversations(2, 10).await.unwrap();
     assert_eq!((list[0].ack_seq, list[0].unread), (1, 1), "{list:?}");
     // Stored as the writer would store it: it is there after a reopen.
@@ -53,12 +60,12 @@ async fn a_receipt_that_must_read_the_tables_goes_to_the_writer() {
     until("the writer is idle", || store.writer.idle()).await;
     let out = store.mark(2, conv, Marker::Read, 1).await.unwrap();
     assert_eq!((out.before, out.after), (0, 1));
-    assert_eq!(inline(&store), InlineCommits { made: 0, missed: 1 });
+    assert_eq!(receipts(&store), (0, 1));
     // The writer's batch read them into its cache: the next receipt commits inline.
     store.append(req(1, 2, "m2", "x")).await.unwrap();
     until("the writer is idle", || store.writer.idle()).await;
     store.mark(2, conv, Marker::Read, 2).await.unwrap();
-    assert_eq!(inline(&store), InlineCommits { made: 1, missed: 1 });
+    assert_eq!(receipts(&store), (1, 1));
     let list = store.conversations(2, 10).await.unwrap();
     assert_eq!((list[0].read_seq, list[0].unread), (2, 0), "{list:?}");
 }
@@ -80,4 +87,43 @@ async fn an_inline_commit_wakes_a_writer_waiting_without_a_deadline_for_its_fsyn
         took < super::writer::JOURNAL_SYNC_WITHIN + Duration::from_millis(500),
         "fsynced {took:?} after the commit"
     );
+}
+
+#[tokio::test]
+async fn a_lone_send_commits_and_fsyncs_on_the_callers_thread_and_a_close_one_joins_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let interval = Duration::from_millis(100);
+    let tuning = FjallTuning {
+        commit_interval: Some(interval),
+        ..FjallTuning::default()
+    };
+    let store = FjallStore::open_tuned(dir.path(), &StoreOptions::default(), &tuning).unwrap();
+    until("the writer is idle", || store.writer.idle()).await;
+    let first = Instant::now();
+    let sent = store.append(req(1, 2, "m1", "x")).await.unwrap();
+    assert_eq!(sent.seq, 1);
+    assert_eq!((inline(&store).synced, inline(&store).fsyncs), (1, 1));
+    assert!(!store.writer.unsynced(), "answered before its fsync");
+    // Within the interval of that fsync: the writer thread takes it, and waits out the
+    // rest of the interval for company first.
+    let sent = store.append(req(1, 2, "m2", "x")).await.unwrap();
+    assert_eq!(sent.seq, 2);
+    assert_eq!((inline(&store).synced, inline(&store).fsyncs), (1, 2));
+    let took = first.elapsed();
+    assert!(
+        took >= interval,
+        "the second fsync began {took:?} after the first"
+    );
+    // Once the interval has passed, a send finds the writer idle again and commits inline.
+    until("the writer is idle", || store.writer.idle()).await;
+    tokio::time::sleep(interval).await;
+    store.append(req(2, 1, "m3", "x")).await.unwrap();
+    assert_eq!((inline(&store).synced, inline(&store).fsyncs), (2, 3));
+    // Stored as the writer stores them: there after a reopen, in order.
+    drop(store);
+    let store = FjallStore::open(dir.path()).unwrap();
+    let conv = ConvId::direct(1, 2).unwrap();
+    let page = store.history(conv, None, 10).await.unwrap();
+    let ids: Vec<_> = page.iter().map(|m| (m.seq, m.id.as_str())).collect();
+    assert_eq!(ids, [(3, "m3"), (2, "m2"), (1, "m1")], "{page:?}");
 }

@@ -25,14 +25,21 @@
 //! fsync only the few sends that came during the last one). A batch of markers alone costs
 //! no fsync and is not held: a receipt is not delayed for the message it follows.
 //!
-//! A marker may also skip the thread altogether ([`Writer::claim_idle`]): when the writer
-//! thread waits with nothing in hand, the caller applies and commits it itself, if
-//! everything it reads is in the writer's cache. At a light load, where each receipt is a
-//! batch of its own, the hand-off to this thread and the answer back cost two thread
-//! wake-ups, several times what the commit costs; a busy writer takes markers in its
-//! batches as before. Such a commit leaves the journal unsynced like a marker batch of the
-//! writer's, and the writer fsyncs it within the same [`JOURNAL_SYNC_WITHIN`]: it keeps a
-//! deadline while inline commits come, and one that finds it waiting without one wakes it.
+//! A write may also skip the thread altogether ([`Writer::claim_idle`]): when the writer
+//! thread waits with nothing in hand, the caller applies and commits it itself. At a light
+//! load, where each write is a batch of its own, the hand-off to this thread and the
+//! answer back cost two thread wake-ups, several times what the commit costs; a busy
+//! writer takes writes in its batches as before.
+//!
+//! - A marker commits inline if everything it reads is in the writer's cache
+//!   ([`Inline::commit`]). It leaves the journal unsynced like a marker batch of the
+//!   writer's, and the writer fsyncs it within the same [`JOURNAL_SYNC_WITHIN`]: it keeps
+//!   a deadline while inline commits come, and one that finds it waiting without one
+//!   wakes it.
+//! - A send commits and fsyncs inline if the last fsynced commit began at least the commit
+//!   interval ago ([`Inline::commit_synced`]), so a lone send is durable when answered as
+//!   before, and sends that come closer together still share the thread's batches. The
+//!   caller's thread waits for the fsync instead of for the writer's answer.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
@@ -43,7 +50,7 @@ use fjall::PersistMode;
 use parking_lot::{Mutex, MutexGuard};
 
 use super::{Batch, CACHE_ENTRIES, Tables, WriterCache, poisons, unavailable};
-use crate::store::{InlineCommits, StoreError};
+use crate::store::{StoreError, WriterCounts};
 
 /// How many queued writes one batch takes at most.
 const MAX_BATCH: usize = 4096;
@@ -98,6 +105,12 @@ struct Shared {
     inline_commits: AtomicU64,
     /// Inline commits given up because they had to read the tree.
     inline_misses: AtomicU64,
+    /// Inline commits that waited for their fsync (sends).
+    inline_synced: AtomicU64,
+    /// Journal fsyncs made ([`Shared::persist`]).
+    fsyncs: AtomicU64,
+    /// How long after one commit with an fsync began the next may begin.
+    interval: Duration,
 }
 
 /// The writer's state that outlives a batch.
@@ -105,16 +118,28 @@ struct State {
     cache: WriterCache,
     /// When the oldest commit not yet fsynced was made.
     unsynced: Option<Instant>,
+    /// When the last commit with an fsync began, on the thread or inline.
+    last_fsync: Option<Instant>,
 }
 
 impl Shared {
+    /// Writes the journal's buffer to its file, and fsyncs it for [`PersistMode::SyncData`]
+    /// (counted).
+    fn persist(&self, mode: PersistMode) -> Result<(), StoreError> {
+        self.tables.db.persist(mode).map_err(unavailable)?;
+        if mode != PersistMode::Buffer {
+            self.fsyncs.fetch_add(1, SeqCst);
+        }
+        Ok(())
+    }
+
     /// Fsyncs the journal if a commit waits for it. A failure is logged: those callers are
     /// answered already, and the next batch that needs an fsync meets the same failure and
     /// answers `unavailable`.
     fn sync_unsynced(&self) {
         let mut st = self.state.lock();
         if st.unsynced.take().is_some()
-            && let Err(e) = self.tables.db.persist(PersistMode::SyncData)
+            && let Err(e) = self.persist(PersistMode::SyncData)
         {
             tracing::error!(error = %e, "fjall journal fsync failed");
         }
@@ -141,16 +166,20 @@ impl Writer {
             state: Mutex::new(State {
                 cache: WriterCache::default(),
                 unsynced: None,
+                last_fsync: None,
             }),
             idle: AtomicBool::new(false),
             parked: AtomicBool::new(false),
             inline_commits: AtomicU64::new(0),
             inline_misses: AtomicU64::new(0),
+            inline_synced: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            interval,
         });
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name("fjall-writer".into())
-            .spawn(move || writer_loop(&sh, &rx, interval))
+            .spawn(move || writer_loop(&sh, &rx))
             .map_err(unavailable)?;
         Ok(Writer {
             queue: Some(tx),
@@ -182,10 +211,12 @@ impl Writer {
     }
 
     /// Inline commits made, and given up because they had to read the tree.
-    pub(super) fn inline_commits(&self) -> InlineCommits {
-        InlineCommits {
+    pub(super) fn writer_counts(&self) -> WriterCounts {
+        WriterCounts {
             made: self.shared.inline_commits.load(SeqCst),
             missed: self.shared.inline_misses.load(SeqCst),
+            synced: self.shared.inline_synced.load(SeqCst),
+            fsyncs: self.shared.fsyncs.load(SeqCst),
         }
     }
 
@@ -249,8 +280,8 @@ impl Inline<'_> {
         let committed = batch
             .wb
             .commit()
-            .and_then(|()| t.db.persist(PersistMode::Buffer))
-            .map_err(unavailable);
+            .map_err(unavailable)
+            .and_then(|()| sh.persist(PersistMode::Buffer));
         if let Err(e) = committed {
             tracing::error!(error = %e, "fjall inline commit failed; answering unavailable");
             st.cache = WriterCache::default();
@@ -270,6 +301,57 @@ impl Inline<'_> {
     }
 }
 
+impl Inline<'_> {
+    /// Applies `f` to a batch of its own, commits it and fsyncs the journal, all on the
+    /// caller's thread: a write that waits for its fsync (a send) while the writer thread
+    /// waits with nothing in hand. `None`, with nothing applied, when the last commit with
+    /// an fsync began less than the commit interval ago: the write then joins the thread's
+    /// next batch, which waits out the rest of it for company (group commit).
+    ///
+    /// Unlike [`Inline::commit`], `f` may read the tree: the caller blocks on the disk for
+    /// the fsync anyway, and a send always reads its idempotency record there.
+    pub(super) fn commit_synced<T>(
+        mut self,
+        f: impl for<'a> FnOnce(&mut Batch<'a>) -> Result<T, StoreError>,
+    ) -> Option<Result<T, StoreError>> {
+        let sh = &*self.writer.shared;
+        let t = &*sh.tables;
+        let st = &mut *self.state;
+        let began = Instant::now();
+        if st.last_fsync.is_some_and(|last| began < last + sh.interval) {
+            return None;
+        }
+        if st.cache.len() > CACHE_ENTRIES {
+            st.cache.clear();
+        }
+        let mut batch = Batch::new(t, &mut st.cache, 0);
+        let result = f(&mut batch);
+        if result.as_ref().err().is_some_and(poisons) {
+            drop(batch);
+            st.cache = WriterCache::default();
+            return Some(result);
+        }
+        batch.finish();
+        st.last_fsync = Some(began);
+        let committed = batch
+            .wb
+            .commit()
+            .map_err(unavailable)
+            .and_then(|()| sh.persist(PersistMode::SyncData));
+        match committed {
+            Ok(()) => st.unsynced = None,
+            Err(e) => {
+                tracing::error!(error = %e, "fjall inline commit failed; answering unavailable");
+                st.cache = WriterCache::default();
+                return Some(Err(e));
+            }
+        }
+        drop(self.state);
+        sh.inline_synced.fetch_add(1, SeqCst);
+        Some(result)
+    }
+}
+
 impl Drop for Writer {
     fn drop(&mut self) {
         self.queue = None;
@@ -283,13 +365,11 @@ impl Drop for Writer {
 
 /// The writer thread. It ends when the store (the only sender) is dropped, after
 /// answering what was queued and fsyncing what was not yet.
-fn writer_loop(sh: &Shared, rx: &mpsc::Receiver<Request>, interval: Duration) {
+fn writer_loop(sh: &Shared, rx: &mpsc::Receiver<Request>) {
     let t = &*sh.tables;
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut items = 0;
     let mut inline_seen = 0;
-    // When the last commit with an fsync began.
-    let mut last_fsync: Option<Instant> = None;
     while let Some(job) = next_job(sh, rx, &mut inline_seen) {
         jobs.push(job);
         take_waiting(rx, &mut jobs);
@@ -297,16 +377,23 @@ fn writer_loop(sh: &Shared, rx: &mpsc::Receiver<Request>, interval: Duration) {
         if fsync {
             // Sleeping, not waiting on the queue: the writes that arrive meanwhile wake
             // nobody, and are all taken after it.
+            let last_fsync = sh.state.lock().last_fsync;
             if let Some(wait) =
-                last_fsync.and_then(|t| (t + interval).checked_duration_since(Instant::now()))
+                last_fsync.and_then(|t| (t + sh.interval).checked_duration_since(Instant::now()))
             {
                 std::thread::sleep(wait);
                 take_waiting(rx, &mut jobs);
             }
-            last_fsync = Some(Instant::now());
         }
         let mut st = sh.state.lock();
-        let State { cache, unsynced } = &mut *st;
+        let State {
+            cache,
+            unsynced,
+            last_fsync,
+        } = &mut *st;
+        if fsync {
+            *last_fsync = Some(Instant::now());
+        }
         if cache.len() > CACHE_ENTRIES {
             cache.clear();
         }
@@ -328,8 +415,8 @@ fn writer_loop(sh: &Shared, rx: &mpsc::Receiver<Request>, interval: Duration) {
             batch
                 .wb
                 .commit()
-                .and_then(|()| t.db.persist(mode))
                 .map_err(unavailable)
+                .and_then(|()| sh.persist(mode))
         };
         match &committed {
             Ok(()) if fsync => *unsynced = None,

@@ -98,6 +98,9 @@ async fn a_lone_send_commits_and_fsyncs_on_the_callers_thread_and_a_close_one_jo
         ..FjallTuning::default()
     };
     let store = FjallStore::open_tuned(dir.path(), &StoreOptions::default(), &tuning).unwrap();
+    // However slow this machine's disk is right now (see the next test).
+    let quick = || store.writer.pretend_fsyncs_take(Duration::from_micros(1));
+    quick();
     until("the writer is idle", || store.writer.idle()).await;
     let first = Instant::now();
     let sent = store.append(req(1, 2, "m1", "x")).await.unwrap();
@@ -117,6 +120,7 @@ async fn a_lone_send_commits_and_fsyncs_on_the_callers_thread_and_a_close_one_jo
     // Once the interval has passed, a send finds the writer idle again and commits inline.
     until("the writer is idle", || store.writer.idle()).await;
     tokio::time::sleep(interval).await;
+    quick();
     store.append(req(2, 1, "m3", "x")).await.unwrap();
     assert_eq!((inline(&store).synced, inline(&store).fsyncs), (2, 3));
     // Stored as the writer stores them: there after a reopen, in order.
@@ -126,4 +130,40 @@ async fn a_lone_send_commits_and_fsyncs_on_the_callers_thread_and_a_close_one_jo
     let page = store.history(conv, None, 10).await.unwrap();
     let ids: Vec<_> = page.iter().map(|m| (m.seq, m.id.as_str())).collect();
     assert_eq!(ids, [(3, "m3"), (2, "m2"), (1, "m1")], "{page:?}");
+}
+
+#[tokio::test]
+async fn a_lone_send_goes_to_the_writer_while_fsyncs_are_slow() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    until("the writer is idle", || store.writer.idle()).await;
+    store
+        .writer
+        .pretend_fsyncs_take(super::writer::INLINE_FSYNC_MAX * 4);
+    store.append(req(1, 2, "m1", "x")).await.unwrap();
+    assert_eq!((inline(&store).synced, inline(&store).fsyncs), (0, 1));
+    // Quick again (as the average of the writer's fsyncs comes down): inline again, once
+    // the commit interval since the writer's fsync has passed.
+    until("the writer is idle", || store.writer.idle()).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store.writer.pretend_fsyncs_take(Duration::from_micros(1));
+    store.append(req(1, 2, "m2", "x")).await.unwrap();
+    assert_eq!((inline(&store).synced, inline(&store).fsyncs), (1, 2));
+}
+
+#[test]
+fn the_fsync_average_follows_the_last_eight_or_so() {
+    use super::writer::moving_average;
+    assert_eq!(moving_average(0, 800), 800, "the first sets it");
+    let mut avg = 4_000_000;
+    for _ in 0..16 {
+        avg = moving_average(avg, 100_000);
+    }
+    // 100 µs + 3.9 ms × (7/8)^16, give or take the integer divisions.
+    let expected = 100_000.0 + 3_900_000.0 * (7.0f64 / 8.0).powi(16);
+    assert!(
+        (avg as f64 - expected).abs() < 100.0,
+        "{avg}, not {expected}"
+    );
+    assert_eq!(moving_average(1, 0), 1, "never 0 (which means none yet)");
 }

@@ -37,9 +37,10 @@
 //!   a deadline while inline commits come, and one that finds it waiting without one
 //!   wakes it.
 //! - A send commits and fsyncs inline if the last fsynced commit began at least the commit
-//!   interval ago ([`Inline::commit_synced`]), so a lone send is durable when answered as
-//!   before, and sends that come closer together still share the thread's batches. The
-//!   caller's thread waits for the fsync instead of for the writer's answer.
+//!   interval ago and fsyncs are quick ([`Inline::commit_synced`], [`INLINE_FSYNC_MAX`]),
+//!   so a lone send is durable when answered as before, and sends that come closer
+//!   together still share the thread's batches. The caller's thread waits for the fsync
+//!   instead of for the writer's answer.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
@@ -57,6 +58,15 @@ const MAX_BATCH: usize = 4096;
 
 /// How long a batch that waited only for the journal stays without an fsync at most.
 pub(super) const JOURNAL_SYNC_WITHIN: Duration = Duration::from_millis(200);
+
+/// The longest an fsync may take (on average, lately) for a send to commit and fsync on
+/// the caller's thread ([`Inline::commit_synced`]). The caller's thread is a runtime
+/// thread: while it waits for the disk, the connections it serves wait too. On this
+/// project's reference disk an fsync takes 100–200 µs; on a disk whose fsyncs take
+/// milliseconds, lone sends go to the writer thread, which waits for the disk while the
+/// runtime goes on (and which, unlike a runtime blocked in an fsync, lets the sends that
+/// arrive meanwhile share the next one).
+pub(super) const INLINE_FSYNC_MAX: Duration = Duration::from_micros(500);
 
 /// What a write's answer waits for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -84,6 +94,16 @@ pub(super) struct Completion {
     pub(super) answer: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
 }
 
+/// The average of fsync durations `avg` (0 for none yet) with one more, `took`, weighing
+/// the last eight or so; never 0.
+pub(super) fn moving_average(avg: u64, took: u64) -> u64 {
+    let avg = match avg {
+        0 => took,
+        avg => avg - avg / 8 + took / 8,
+    };
+    avg.max(1)
+}
+
 /// What the writer thread's queue carries.
 enum Request {
     Job(Job),
@@ -109,6 +129,9 @@ struct Shared {
     inline_synced: AtomicU64,
     /// Journal fsyncs made ([`Shared::persist`]).
     fsyncs: AtomicU64,
+    /// How long an fsync took lately, in nanoseconds: a moving average over the last
+    /// eight or so ([`Shared::persist`]); 0 before the first.
+    fsync_ns: AtomicU64,
     /// How long after one commit with an fsync began the next may begin.
     interval: Duration,
 }
@@ -124,13 +147,22 @@ struct State {
 
 impl Shared {
     /// Writes the journal's buffer to its file, and fsyncs it for [`PersistMode::SyncData`]
-    /// (counted).
+    /// (counted and timed).
     fn persist(&self, mode: PersistMode) -> Result<(), StoreError> {
+        let began = Instant::now();
         self.tables.db.persist(mode).map_err(unavailable)?;
         if mode != PersistMode::Buffer {
             self.fsyncs.fetch_add(1, SeqCst);
+            let took = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let avg = moving_average(self.fsync_ns.load(SeqCst), took);
+            self.fsync_ns.store(avg, SeqCst);
         }
         Ok(())
+    }
+
+    /// Whether fsyncs are quick enough lately to make one on a runtime thread.
+    fn fsyncs_are_quick(&self) -> bool {
+        Duration::from_nanos(self.fsync_ns.load(SeqCst)) <= INLINE_FSYNC_MAX
     }
 
     /// Fsyncs the journal if a commit waits for it. A failure is logged: those callers are
@@ -174,6 +206,7 @@ impl Writer {
             inline_misses: AtomicU64::new(0),
             inline_synced: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
+            fsync_ns: AtomicU64::new(0),
             interval,
         });
         let sh = shared.clone();
@@ -224,6 +257,13 @@ impl Writer {
     #[cfg(test)]
     pub(super) fn unsynced(&self) -> bool {
         self.shared.state.lock().unsynced.is_some()
+    }
+
+    /// Makes the fsyncs look as slow as `took` lately.
+    #[cfg(test)]
+    pub(super) fn pretend_fsyncs_take(&self, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.shared.fsync_ns.store(ns.max(1), SeqCst);
     }
 
     /// Whether the thread waits on its queue with nothing in hand.
@@ -305,8 +345,9 @@ impl Inline<'_> {
     /// Applies `f` to a batch of its own, commits it and fsyncs the journal, all on the
     /// caller's thread: a write that waits for its fsync (a send) while the writer thread
     /// waits with nothing in hand. `None`, with nothing applied, when the last commit with
-    /// an fsync began less than the commit interval ago: the write then joins the thread's
-    /// next batch, which waits out the rest of it for company (group commit).
+    /// an fsync began less than the commit interval ago (the write then joins the thread's
+    /// next batch, which waits out the rest of it for company: group commit), or when
+    /// fsyncs take longer than [`INLINE_FSYNC_MAX`] lately.
     ///
     /// Unlike [`Inline::commit`], `f` may read the tree: the caller blocks on the disk for
     /// the fsync anyway, and a send always reads its idempotency record there.
@@ -318,7 +359,7 @@ impl Inline<'_> {
         let t = &*sh.tables;
         let st = &mut *self.state;
         let began = Instant::now();
-        if st.last_fsync.is_some_and(|last| began < last + sh.interval) {
+        if st.last_fsync.is_some_and(|last| began < last + sh.interval) || !sh.fsyncs_are_quick() {
             return None;
         }
         if st.cache.len() > CACHE_ENTRIES {

@@ -296,38 +296,12 @@ impl Inline<'_> {
         mut self,
         f: impl for<'a> FnOnce(&mut Batch<'a>) -> Result<T, StoreError>,
     ) -> Option<Result<T, StoreError>> {
+        let (result, committed) = self.apply(true, PersistMode::Buffer, f)?;
+        if !committed {
+            return Some(result);
+        }
         let sh = &*self.writer.shared;
-        let t = &*sh.tables;
-        let st = &mut *self.state;
-        if st.cache.len() > CACHE_ENTRIES {
-            st.cache.clear();
-        }
-        let mut batch = Batch::cached_only(t, &mut st.cache);
-        let result = f(&mut batch);
-        if batch.missed() {
-            sh.inline_misses.fetch_add(1, SeqCst);
-            return None;
-        }
-        if result.as_ref().err().is_some_and(poisons) {
-            drop(batch);
-            st.cache = WriterCache::default();
-            return Some(result);
-        }
-        batch.finish();
-        if batch.wb.is_empty() {
-            return Some(result);
-        }
-        let committed = batch
-            .wb
-            .commit()
-            .map_err(unavailable)
-            .and_then(|()| sh.persist(PersistMode::Buffer));
-        if let Err(e) = committed {
-            tracing::error!(error = %e, "fjall inline commit failed; answering unavailable");
-            st.cache = WriterCache::default();
-            return Some(Err(e));
-        }
-        st.unsynced.get_or_insert_with(Instant::now);
+        self.state.unsynced.get_or_insert_with(Instant::now);
         drop(self.state);
         sh.inline_commits.fetch_add(1, SeqCst);
         // Set after `unsynced` (under the lock the thread reads it with): either the thread
@@ -339,9 +313,7 @@ impl Inline<'_> {
         }
         Some(result)
     }
-}
 
-impl Inline<'_> {
     /// Applies `f` to a batch of its own, commits it and fsyncs the journal, all on the
     /// caller's thread: a write that waits for its fsync (a send) while the writer thread
     /// waits with nothing in hand. `None`, with nothing applied, when the last commit with
@@ -356,40 +328,69 @@ impl Inline<'_> {
         f: impl for<'a> FnOnce(&mut Batch<'a>) -> Result<T, StoreError>,
     ) -> Option<Result<T, StoreError>> {
         let sh = &*self.writer.shared;
-        let t = &*sh.tables;
-        let st = &mut *self.state;
         let began = Instant::now();
-        if st.last_fsync.is_some_and(|last| began < last + sh.interval) || !sh.fsyncs_are_quick() {
+        let too_soon = self
+            .state
+            .last_fsync
+            .is_some_and(|last| began < last + sh.interval);
+        if too_soon || !sh.fsyncs_are_quick() {
             return None;
         }
+        let (result, committed) = self.apply(false, PersistMode::SyncData, f)?;
+        if committed {
+            self.state.last_fsync = Some(began);
+            self.state.unsynced = None;
+            sh.inline_synced.fetch_add(1, SeqCst);
+        }
+        Some(result)
+    }
+
+    /// Applies `f` to a batch of its own (`cached_only`: reading only the writer's cache)
+    /// and, unless it wrote nothing, commits it and persists the journal as `mode` says.
+    /// Returns `f`'s result (or the commit's error) and whether a commit was made; `None`
+    /// when a cached-only batch needed a read of the tree.
+    fn apply<T>(
+        &mut self,
+        cached_only: bool,
+        mode: PersistMode,
+        f: impl for<'a> FnOnce(&mut Batch<'a>) -> Result<T, StoreError>,
+    ) -> Option<(Result<T, StoreError>, bool)> {
+        let sh = &*self.writer.shared;
+        let t = &*sh.tables;
+        let st = &mut *self.state;
         if st.cache.len() > CACHE_ENTRIES {
             st.cache.clear();
         }
-        let mut batch = Batch::new(t, &mut st.cache, 0);
+        let mut batch = if cached_only {
+            Batch::cached_only(t, &mut st.cache)
+        } else {
+            Batch::new(t, &mut st.cache, 0)
+        };
         let result = f(&mut batch);
+        if batch.missed() {
+            sh.inline_misses.fetch_add(1, SeqCst);
+            return None;
+        }
         if result.as_ref().err().is_some_and(poisons) {
             drop(batch);
             st.cache = WriterCache::default();
-            return Some(result);
+            return Some((result, false));
         }
         batch.finish();
-        st.last_fsync = Some(began);
+        if batch.wb.is_empty() {
+            return Some((result, false));
+        }
         let committed = batch
             .wb
             .commit()
             .map_err(unavailable)
-            .and_then(|()| sh.persist(PersistMode::SyncData));
-        match committed {
-            Ok(()) => st.unsynced = None,
-            Err(e) => {
-                tracing::error!(error = %e, "fjall inline commit failed; answering unavailable");
-                st.cache = WriterCache::default();
-                return Some(Err(e));
-            }
+            .and_then(|()| sh.persist(mode));
+        if let Err(e) = committed {
+            tracing::error!(error = %e, "fjall inline commit failed; answering unavailable");
+            st.cache = WriterCache::default();
+            return Some((Err(e), false));
         }
-        drop(self.state);
-        sh.inline_synced.fetch_add(1, SeqCst);
-        Some(result)
+        Some((result, true))
     }
 }
 

@@ -6,9 +6,9 @@
 //! answers the batch's requests (markers excepted: they wait for the journal, not the
 //! fsync). Many concurrent sends therefore share one fsync (group commit), and the single
 //! writer is the per-store sequencer that keeps `seq` and `useq` gap-free. A marker, or a
-//! send that comes at least a commit interval after the last fsync, that finds the writer
-//! idle commits on the caller's thread under the writer's lock instead
-//! ([`writer::Writer::claim_idle`]). Reads go straight to the LSM-tree from a fixed set of
+//! send that comes at least a commit interval after the last fsync while fsyncs are quick,
+//! that finds the writer idle commits on the caller's thread under the writer's lock
+//! instead ([`writer::Writer::claim_idle`]). Reads go straight to the LSM-tree from a fixed set of
 //! reader threads ([`readers`]).
 //!
 //! The counters are not stored on their own: a conversation's last seq and time are those
@@ -250,8 +250,8 @@ impl FjallStore {
     }
 
     /// [`Self::write`] for sends: a lone one commits and fsyncs on this thread while the
-    /// writer's is idle ([`writer::Inline::commit_synced`]); sends that come closer
-    /// together share the writer's batches.
+    /// writer's is idle and fsyncs are quick ([`writer::Inline::commit_synced`]); sends
+    /// that come closer together share the writer's batches.
     async fn write_send<T: Send + 'static>(
         &self,
         f: impl for<'a> Fn(&mut Batch<'a>) -> Result<T, StoreError> + Send + 'static,

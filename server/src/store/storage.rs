@@ -123,10 +123,10 @@ pub struct WriterCounts {
 
 /// Reads the store at each scrape of `/metrics`: its memory (`chat_store_memtable_bytes`,
 /// `chat_store_memtable_limit_bytes` and `chat_store_cache_capacity_bytes`,
-/// [`super::MessageStore::memory`]) and its inline commits
+/// [`super::MessageStore::memory`]) and its writer's counts
 /// (`chat_store_inline_commits_total`, `chat_store_inline_misses_total`,
 /// `chat_store_inline_synced_commits_total`, `chat_store_fsyncs_total`,
-/// [`super::MessageStore::inline_commits`]), when it has any. The store is held weakly:
+/// [`super::MessageStore::writer_counts`]), when it has any. The store is held weakly:
 /// the metrics must not keep a stopped server's store open.
 pub struct StoreCollector(Weak<dyn super::Store>);
 

@@ -8,8 +8,8 @@
 //! writer is the per-store sequencer that keeps `seq` and `useq` gap-free. A marker, or a
 //! send that comes at least a commit interval after the last fsync while fsyncs are quick,
 //! that finds the writer idle commits on the caller's thread under the writer's lock
-//! instead ([`writer::Writer::claim_idle`]). Reads go straight to the LSM-tree from a fixed set of
-//! reader threads ([`readers`]).
+//! instead ([`writer::Writer::claim_idle`]). Reads go straight to the LSM-tree from a fixed
+//! set of reader threads ([`readers`]).
 //!
 //! The counters are not stored on their own: a conversation's last seq and time are those
 //! of its newest message, a user's last useq that of their newest inbox entry. The writer
@@ -321,6 +321,14 @@ struct WriterCache {
 impl WriterCache {
     fn len(&self) -> usize {
         self.convs.len() + self.users.len() + self.marks.len() + self.groups.len()
+    }
+
+    /// Makes room before a batch, by the writer thread or an inline commit: past
+    /// [`CACHE_ENTRIES`], the cache starts afresh.
+    fn make_room(&mut self) {
+        if self.len() > CACHE_ENTRIES {
+            self.clear();
+        }
     }
 
     /// Forgets every entry and keeps the maps' tables: a cache that filled up fills up

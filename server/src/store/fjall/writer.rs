@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 use fjall::PersistMode;
 use parking_lot::{Mutex, MutexGuard};
 
-use super::{Batch, CACHE_ENTRIES, Tables, WriterCache, poisons, unavailable};
+use super::{Batch, Tables, WriterCache, poisons, unavailable};
 use crate::store::{StoreError, WriterCounts};
 
 /// How many queued writes one batch takes at most.
@@ -229,9 +229,10 @@ impl Writer {
             .ok_or_else(|| StoreError::Unavailable("the store writer has stopped".into()))
     }
 
-    /// The right to commit a write that waits only for the journal on the caller's thread,
-    /// while the writer thread waits with nothing in hand; `None` while it is busy (its
-    /// batch would take the write with others) or another inline commit runs.
+    /// The right to commit a write on the caller's thread ([`Inline::commit`] for a
+    /// marker, [`Inline::commit_synced`] for a send), while the writer thread waits with
+    /// nothing in hand; `None` while it is busy (its batch would take the write with
+    /// others) or another inline commit runs.
     pub(super) fn claim_idle(&self) -> Option<Inline<'_>> {
         if !self.shared.idle.load(SeqCst) {
             return None;
@@ -243,7 +244,8 @@ impl Writer {
         })
     }
 
-    /// Inline commits made, and given up because they had to read the tree.
+    /// Inline commits made (receipts, sends) and given up (receipts that had to read the
+    /// tree), and journal fsyncs.
     pub(super) fn writer_counts(&self) -> WriterCounts {
         WriterCounts {
             made: self.shared.inline_commits.load(SeqCst),
@@ -358,9 +360,7 @@ impl Inline<'_> {
         let sh = &*self.writer.shared;
         let t = &*sh.tables;
         let st = &mut *self.state;
-        if st.cache.len() > CACHE_ENTRIES {
-            st.cache.clear();
-        }
+        st.cache.make_room();
         let mut batch = if cached_only {
             Batch::cached_only(t, &mut st.cache)
         } else {
@@ -436,9 +436,7 @@ fn writer_loop(sh: &Shared, rx: &mpsc::Receiver<Request>) {
         if fsync {
             *last_fsync = Some(Instant::now());
         }
-        if cache.len() > CACHE_ENTRIES {
-            cache.clear();
-        }
+        cache.make_room();
         let mut batch = Batch::new(t, cache, items);
         let completions: Vec<Completion> =
             jobs.drain(..).map(|job| (job.apply)(&mut batch)).collect();

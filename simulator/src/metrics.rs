@@ -18,7 +18,8 @@ use thiserror::Error;
 pub const MAX_MICROS: u64 = 3_600_000_000;
 
 /// The latencies the simulator measures, each from the intended time of the action to
-/// the socket read that brought the answer, and the simulator's own share of them.
+/// the answer's arrival at the socket (the kernel's receive timestamp of the packet that
+/// completed it), and the simulator's own share of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Latency {
@@ -39,10 +40,11 @@ pub enum Latency {
     Connect,
     /// Intended pull time → the presence answer.
     Presence,
-    /// The socket read that brought a live `msg` → its delivery recorded: the delay the
-    /// simulator itself still adds after a frame reached it (WebSocket and JSON parsing,
-    /// the checks' bookkeeping, the frames read before it in the same read). The wait
-    /// between the frame reaching the socket and the runtime reading it is not in it.
+    /// A live `msg` reaching the socket → its delivery recorded: the delay the simulator
+    /// itself adds after a frame reached it (the runtime's wake-up and whatever it was
+    /// busy with, the read, WebSocket and JSON parsing, the checks' bookkeeping, the frames
+    /// read before it in the same read). None of it is in the other latencies, which end
+    /// at the arrival.
     ClientDelay,
 }
 
@@ -85,7 +87,7 @@ impl Latency {
             Latency::Reconnect => "reconnect → caught up",
             Latency::Connect => "first connect → caught up",
             Latency::Presence => "presence pull",
-            Latency::ClientDelay => "simulator's own delay (socket read → delivery recorded)",
+            Latency::ClientDelay => "simulator's own delay (socket arrival → delivery recorded)",
         }
     }
 }

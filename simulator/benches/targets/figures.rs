@@ -71,8 +71,17 @@ impl SimSummary {
 
     /// Send→delivery percentiles, if the run measured any.
     pub fn delivery(&self) -> Option<Latency> {
+        self.latency("send_to_delivery")
+    }
+
+    /// The simulator's own delay: a live message reaching its socket → recorded.
+    pub fn client_delay(&self) -> Option<Latency> {
+        self.latency("client_delay")
+    }
+
+    fn latency(&self, name: &str) -> Option<Latency> {
         self.latency_ms
-            .get("send_to_delivery")
+            .get(name)
             .copied()
             .flatten()
             .filter(|l| l.count > 0)
@@ -189,6 +198,9 @@ impl DeliveryFigures {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DelayFigures {
     pub sim_p50_ms: f64,
+    /// The simulator's p50 from a message's arrival at its socket to its record: what it
+    /// adds on its side, not in `sim_p50_ms` (that ends at the arrival).
+    pub sim_own_p50_ms: Option<f64>,
     pub peer_p50_ms: f64,
     pub sim_rate: f64,
     pub peer_rate: f64,

@@ -590,12 +590,18 @@ fn delay(f: &Figures, out: &mut Vec<Row>) {
     match &f.delay {
         Err(why) => out.push(s.missing(why.clone(), source)),
         Ok(d) => {
+            let own = d.sim_own_p50_ms.map_or(String::new(), |own| {
+                format!(
+                    "; the simulator's own delay after the arrival it times (socket arrival → recorded), p50 {}",
+                    ms(own)
+                )
+            });
             let v = ratio(d.sim_p50_ms - d.peer_p50_ms, d.peer_p50_ms).map(|r| {
                 let pct = 100.0 * r;
                 (
                     pct.abs(),
                     format!(
-                        "{pct:+.1} % ({} at {:.0}/s vs {} at {:.0}/s)",
+                        "{pct:+.1} % ({} at {:.0}/s vs {} at {:.0}/s{own})",
                         ms(d.sim_p50_ms),
                         d.sim_rate,
                         ms(d.peer_p50_ms),

@@ -42,7 +42,7 @@ pub trait DeviceEvents: Send + Sync {
     /// A message reached a device for the first time, live or through sync; `key` names
     /// it when its client id is one of the simulator's; `node` is the device's node
     /// ([`node_index`](DeviceEvents::node_index) of the name the server gave); `at` is
-    /// when the socket read that brought the frame returned.
+    /// when the frame reached the socket ([`ReadClock`](super::stamped::ReadClock)).
     fn arrived(&self, key: Option<MsgKey>, via: Via, node: u16, at: Instant);
 
     /// A small number for a node name a server answered with, the same for the same name

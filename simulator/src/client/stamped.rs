@@ -1,18 +1,40 @@
-//! A TCP stream that notes when its last read returned bytes, so a frame's arrival is
-//! timed at the socket read that brought it in, before the WebSocket and JSON parsing and
-//! the checks' bookkeeping that follow. Frames that came in one read share its time; a
-//! frame split over reads gets the time of the read that completed it.
+//! A TCP stream that notes when the bytes its last read returned reached the socket, so a
+//! frame's arrival is timed by the kernel, before the runtime woke for it and before the
+//! WebSocket and JSON parsing and the checks' bookkeeping that follow.
+//!
+//! The socket asks the kernel for receive timestamps (`SO_TIMESTAMPNS`) and every read is a
+//! `recvmsg` that brings the newest one: when the last packet the read consumed was queued
+//! to the socket. How late the simulator's runtime reads a socket (it is busy, or the host
+//! is) is then not counted into any latency, which a timer taken at the read would have
+//! done. Frames that came in one read share its time; a frame split over reads gets the
+//! time of the packet that completed it. Where the kernel gives no timestamp (the option
+//! refused, or a read that carried none), the read is timed when it returned, as before.
+//!
+//! The kernel stamps with the wall clock; the stamp is turned into an [`Instant`] by its
+//! age at the read (wall clock now − stamp), so a step of the wall clock between the
+//! packet's arrival and its read is the only error, and an age that is negative or
+//! implausibly large (over [`MAX_AGE`]) is taken for such a step and ignored.
 
 use std::io;
+use std::io::IoSliceMut;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt::ReceiveTimestampns,
+};
+use nix::sys::time::TimeSpec;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
+
+/// The oldest a kernel timestamp may be at its read before it is taken for a step of the
+/// wall clock: no frame waits this long in a socket the runtime serves.
+const MAX_AGE: Duration = Duration::from_secs(60);
 
 /// The instant read times are counted from (nanoseconds fit a u64 for 584 years).
 fn origin() -> Instant {
@@ -20,17 +42,22 @@ fn origin() -> Instant {
     *ORIGIN.get_or_init(Instant::now)
 }
 
-/// When a stream's last read returned bytes; shared with whoever reads its frames.
+/// When the bytes of a stream's last read reached its socket; shared with whoever reads
+/// its frames.
 #[derive(Debug, Clone, Default)]
 pub struct ReadClock(Arc<AtomicU64>);
 
 impl ReadClock {
-    fn mark(&self) {
-        let ns = origin().elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+    fn mark(&self, at: Instant) {
+        let ns = at
+            .saturating_duration_since(origin())
+            .as_nanos()
+            .clamp(1, u128::from(u64::MAX)) as u64;
         self.0.store(ns, Relaxed);
     }
 
-    /// The time of the last read that returned bytes (now, before any read did).
+    /// When the bytes of the last read that returned any reached the socket (now, before
+    /// any read did).
     pub fn last_read(&self) -> Instant {
         match self.0.load(Relaxed) {
             0 => Instant::now(),
@@ -39,23 +66,62 @@ impl ReadClock {
     }
 }
 
+/// The [`Instant`] a kernel receive timestamp stands for, by its age on the wall clock
+/// `now_wall` taken at `now`; `None` when the age is negative or over [`MAX_AGE`].
+fn arrival(stamp: Duration, now_wall: Duration, now: Instant) -> Option<Instant> {
+    let age = now_wall.checked_sub(stamp).filter(|age| *age <= MAX_AGE)?;
+    now.checked_sub(age)
+}
+
 /// A [`TcpStream`] that marks its [`ReadClock`] on every read that returned bytes.
 pub struct Stamped {
     inner: TcpStream,
     clock: ReadClock,
+    /// Whether the kernel was asked for receive timestamps (and agreed).
+    stamps: bool,
+    /// Room for one control message, a timestamp; reused by every read.
+    cmsg: Vec<u8>,
 }
 
 impl Stamped {
     pub fn new(inner: TcpStream) -> (Self, ReadClock) {
         origin();
         let clock = ReadClock::default();
+        let stamps = match setsockopt(&inner, ReceiveTimestampns, &true) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "no kernel receive timestamps: frames are timed at their read");
+                false
+            }
+        };
         (
             Stamped {
                 inner,
                 clock: clock.clone(),
+                stamps,
+                cmsg: nix::cmsg_space!(TimeSpec),
             },
             clock,
         )
+    }
+
+    /// One `recvmsg` into `dst`: the bytes read and the kernel's timestamp of the newest
+    /// of them, if it gave one.
+    fn recv_stamped(&mut self, dst: &mut [u8]) -> io::Result<(usize, Option<Duration>)> {
+        let fd = self.inner.as_raw_fd();
+        let cmsg = &mut self.cmsg;
+        self.inner.try_io(Interest::READABLE, || {
+            let mut iov = [IoSliceMut::new(dst)];
+            let msg = recvmsg::<()>(fd, &mut iov, Some(cmsg), MsgFlags::empty())
+                .map_err(io::Error::from)?;
+            let stamp = msg.cmsgs().ok().and_then(|mut all| {
+                all.find_map(|c| match c {
+                    ControlMessageOwned::ScmTimestampns(ts) => Some(Duration::from(ts)),
+                    _ => None,
+                })
+            });
+            Ok((msg.bytes, stamp))
+        })
     }
 }
 
@@ -65,12 +131,36 @@ impl AsyncRead for Stamped {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.clock.mark();
+        if !self.stamps {
+            let before = buf.filled().len();
+            let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+            if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+                self.clock.mark(Instant::now());
+            }
+            return r;
         }
-        r
+        loop {
+            ready!(self.inner.poll_read_ready(cx))?;
+            // The WebSocket layer reads into initialized memory, so this costs nothing
+            // there.
+            let dst = buf.initialize_unfilled();
+            match self.recv_stamped(dst) {
+                Ok((n, stamp)) => {
+                    if n > 0 {
+                        let now = Instant::now();
+                        let at = stamp.and_then(|s| {
+                            let wall = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
+                            arrival(s, wall.ok()?, now)
+                        });
+                        self.clock.mark(at.unwrap_or(now));
+                    }
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
     }
 }
 
@@ -109,13 +199,17 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[tokio::test]
-    async fn a_read_that_brings_bytes_marks_the_clock() {
+    async fn pair() -> (Stamped, ReadClock, TcpStream) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let (client, server) = tokio::join!(TcpStream::connect(addr), l.accept());
-        let (mut s, clock) = Stamped::new(client.unwrap());
-        let (mut peer, _) = server.unwrap();
+        let (s, clock) = Stamped::new(client.unwrap());
+        (s, clock, server.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn a_read_that_brings_bytes_marks_the_clock() {
+        let (mut s, clock, mut peer) = pair().await;
         let unset = clock.0.load(Relaxed);
         peer.write_all(b"hello").await.unwrap();
         let mut buf = [0u8; 8];
@@ -128,5 +222,52 @@ mod tests {
         let mut one = [0u8; 1];
         peer.read_exact(&mut one).await.unwrap();
         assert_eq!(&one, b"x");
+    }
+
+    /// The clock says when the bytes reached the socket, not when they were read: a read
+    /// 200 ms late is timed within a few milliseconds of the write.
+    #[tokio::test]
+    async fn bytes_read_late_are_timed_at_their_arrival() {
+        let (mut s, clock, mut peer) = pair().await;
+        assert!(s.stamps, "the kernel refused receive timestamps");
+        let before = Instant::now();
+        peer.write_all(b"early").await.unwrap();
+        let written = Instant::now();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"early");
+        let at = clock.last_read();
+        // The wall clock and the monotonic one are read a few nanoseconds apart: allow
+        // a millisecond either way.
+        let slack = Duration::from_millis(1);
+        assert!(
+            at + slack >= before && at <= written + slack,
+            "timed {:?} after the write began, which took {:?}",
+            at.saturating_duration_since(before),
+            written - before
+        );
+        // A second, later packet moves the clock to its own arrival.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = Instant::now();
+        peer.write_all(b"late").await.unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await.unwrap();
+        assert!(clock.last_read() + slack >= second);
+    }
+
+    #[test]
+    fn a_stamp_from_the_future_or_too_old_stands_for_nothing() {
+        let now = Instant::now();
+        let wall = Duration::from_secs(1_000_000);
+        assert_eq!(
+            arrival(wall - Duration::from_millis(3), wall, now),
+            now.checked_sub(Duration::from_millis(3))
+        );
+        assert_eq!(arrival(wall + Duration::from_nanos(1), wall, now), None);
+        assert_eq!(
+            arrival(wall - MAX_AGE - Duration::from_nanos(1), wall, now),
+            None
+        );
     }
 }

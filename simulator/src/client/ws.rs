@@ -364,7 +364,7 @@ pub async fn wait_sent(
 type WsStream = tokio_tungstenite::WebSocketStream<Stamped>;
 
 /// Opens the TCP connection (no Nagle: frames are small and timed) and the WebSocket on
-/// it, through a [`Stamped`] stream whose clock times each frame's socket read.
+/// it, through a [`Stamped`] stream whose clock times each frame's arrival at the socket.
 async fn open(
     req: tokio_tungstenite::tungstenite::handshake::client::Request,
     config: WebSocketConfig,

@@ -235,6 +235,13 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
             })
             .collect(),
     });
+    d.push(Block::Para(
+        "Each latency runs from the action's intended time to the answer's arrival: a WebSocket \
+         frame's when it reached the simulator's socket (the kernel's receive timestamp), an \
+         HTTP answer's when it was read. How late the simulator woke and read a frame is not \
+         in them: it is in its own delay, the last row."
+            .into(),
+    ));
 
     d.push(Block::Heading("Checks".into()));
     let c = &s.checks;

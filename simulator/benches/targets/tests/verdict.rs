@@ -198,6 +198,7 @@ fn delay_is_the_relative_difference_of_the_medians() {
     let mut f = nothing();
     f.delay = Ok(DelayFigures {
         sim_p50_ms: 1.2,
+        sim_own_p50_ms: Some(0.087),
         peer_p50_ms: 1.0,
         sim_rate: 200.0,
         peer_rate: 200.0,
@@ -207,8 +208,15 @@ fn delay_is_the_relative_difference_of_the_medians() {
     assert!((d.value.unwrap() - 20.0).abs() < 1e-9);
     assert_eq!(d.status, Status::NotMet);
     assert!(d.measured.starts_with("+20.0 %"), "{}", d.measured);
+    assert!(
+        d.measured
+            .contains("(socket arrival → recorded), p50 0.09 ms"),
+        "{}",
+        d.measured
+    );
     f.delay = Ok(DelayFigures {
         sim_p50_ms: 0.95,
+        sim_own_p50_ms: None,
         peer_p50_ms: 1.0,
         sim_rate: 200.0,
         peer_rate: 200.0,

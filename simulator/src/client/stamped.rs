@@ -139,6 +139,9 @@ impl AsyncRead for Stamped {
             }
             return r;
         }
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         loop {
             ready!(self.inner.poll_read_ready(cx))?;
             // The WebSocket layer reads into initialized memory, so this costs nothing

@@ -46,10 +46,17 @@ pub enum Latency {
     /// read before it in the same read). None of it is in the other latencies, which end
     /// at the arrival.
     ClientDelay,
+    /// A send's intended time → the send queued to its connection's task, for sends the pacer
+    /// woke their user for at that time: the delay the simulator itself adds before a
+    /// send (the timer's lateness, the runtime busy with other work, the building of
+    /// the frame). A send that was due while its user still waited for something else
+    /// (its previous send's `sent`, a history read) is not in it: that wait may be the
+    /// server's. Every send → latency includes it, as the open model wants.
+    SendLateness,
 }
 
 impl Latency {
-    pub const ALL: [Latency; 9] = [
+    pub const ALL: [Latency; 10] = [
         Latency::SendToSent,
         Latency::SendToDelivery,
         Latency::SendToCatchUp,
@@ -59,6 +66,7 @@ impl Latency {
         Latency::Connect,
         Latency::Presence,
         Latency::ClientDelay,
+        Latency::SendLateness,
     ];
 
     /// The JSON key and file name part.
@@ -73,6 +81,7 @@ impl Latency {
             Latency::Connect => "connect_to_caught_up",
             Latency::Presence => "presence_pull",
             Latency::ClientDelay => "client_delay",
+            Latency::SendLateness => "send_lateness",
         }
     }
 
@@ -88,6 +97,9 @@ impl Latency {
             Latency::Connect => "first connect → caught up",
             Latency::Presence => "presence pull",
             Latency::ClientDelay => "simulator's own delay (socket arrival → delivery recorded)",
+            Latency::SendLateness => {
+                "simulator's own delay before a send (intended time → send queued, paced sends)"
+            }
         }
     }
 }

@@ -79,6 +79,11 @@ impl SimSummary {
         self.latency("client_delay")
     }
 
+    /// The simulator's own delay before a send: intended time → queued (paced sends).
+    pub fn send_lateness(&self) -> Option<Latency> {
+        self.latency("send_lateness")
+    }
+
     fn latency(&self, name: &str) -> Option<Latency> {
         self.latency_ms
             .get(name)
@@ -201,6 +206,8 @@ pub struct DelayFigures {
     /// The simulator's p50 from a message's arrival at its socket to its record: what it
     /// adds on its side, not in `sim_p50_ms` (that ends at the arrival).
     pub sim_own_p50_ms: Option<f64>,
+    /// The simulator's p50 lateness of a send it woke for at its time: in `sim_p50_ms`.
+    pub sim_send_late_p50_ms: Option<f64>,
     pub peer_p50_ms: f64,
     pub sim_rate: f64,
     pub peer_rate: f64,

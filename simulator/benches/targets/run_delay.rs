@@ -85,6 +85,7 @@ pub fn run(out: &Path, peerbench: &Path) -> Result<DelayFigures> {
     Ok(DelayFigures {
         sim_p50_ms: sim_lat.p50_ms,
         sim_own_p50_ms: sim.client_delay().map(|l| l.p50_ms),
+        sim_send_late_p50_ms: sim.send_lateness().map(|l| l.p50_ms),
         peer_p50_ms: run.p50_ms.filter(|v| *v >= 0.0).unwrap_or(f64::NAN),
         sim_rate: sim.load.messages_per_sec,
         peer_rate: run.msgs_per_s.unwrap_or(f64::NAN),

@@ -590,12 +590,18 @@ fn delay(f: &Figures, out: &mut Vec<Row>) {
     match &f.delay {
         Err(why) => out.push(s.missing(why.clone(), source)),
         Ok(d) => {
-            let own = d.sim_own_p50_ms.map_or(String::new(), |own| {
+            let mut own = d.sim_own_p50_ms.map_or(String::new(), |own| {
                 format!(
                     "; the simulator's own delay after the arrival it times (socket arrival → recorded), p50 {}",
                     ms(own)
                 )
             });
+            if let Some(late) = d.sim_send_late_p50_ms {
+                own.push_str(&format!(
+                    "; its own lateness before a send (in its figure), p50 {}",
+                    ms(late)
+                ));
+            }
             let v = ratio(d.sim_p50_ms - d.peer_p50_ms, d.peer_p50_ms).map(|r| {
                 let pct = 100.0 * r;
                 (

@@ -29,6 +29,11 @@ pub(super) struct Session {
     pub(super) storms: Vec<Vec<(f64, f64)>>,
     pub(super) contacts: Zipf,
     pub(super) groups: Zipf,
+    /// The intended time of the send the pacer last woke this user for, until that send
+    /// is made: its lateness is the simulator's own ([`Latency::SendLateness`]).
+    ///
+    /// [`Latency::SendLateness`]: crate::metrics::Latency::SendLateness
+    pub(super) paced_send: Option<f64>,
 }
 
 pub(super) type SessionRef = Arc<tokio::sync::Mutex<Session>>;
@@ -116,6 +121,7 @@ impl Session {
                 s.contacts.zipf_exponent,
             ),
             groups: Zipf::new(ctx.setup.graph.user_groups[u as usize].len(), 1.0),
+            paced_send: None,
         }
     }
 

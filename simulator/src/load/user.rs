@@ -178,8 +178,15 @@ async fn txn_send(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult
                 .counters
                 .add(&ctx.records.counters.group_sends, 1);
         }
+        let paced = s.paced_send.take() == Some(t);
         let result = match dev.send(&id, &to, &text) {
             Ok(rx) => {
+                if paced {
+                    // Woken for this send at its time: whatever it is late by is the
+                    // simulator's (the pacer, the runtime, this transaction's work).
+                    ctx.records
+                        .record(Latency::SendLateness, intended.elapsed().as_micros() as u64);
+                }
                 ctx.records
                     .counters
                     .add(&ctx.records.counters.sends_written, 1);
@@ -410,7 +417,8 @@ async fn txn_wait(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult
         // before the time it compares with. The pacer costs a timerfd arming, so the
         // rest (reads, pulls, churn, caps; gated in tens of milliseconds) keep tokio's
         // timer and its up to 1 ms.
-        let sleep = if nap < cap && next == send_at {
+        let paced = nap < cap && next == send_at;
+        let sleep = if paced {
             Either::Left(
                 ctx.pacer
                     .sleep_until(ctx.setup.at(next) + Duration::from_micros(1)),
@@ -426,10 +434,13 @@ async fn txn_wait(ctx: Arc<ShardCtx>, user: &mut GooseUser) -> TransactionResult
                     .await;
             }
         };
-        tokio::select! {
-            () = sleep => {}
-            () = dropped => {}
-            () = ctx.stop.wait() => {}
+        let slept = tokio::select! {
+            () = sleep => true,
+            () = dropped => false,
+            () = ctx.stop.wait() => false,
+        };
+        if slept && paced {
+            sref.lock().await.paced_send = Some(send_at);
         }
     }
     Ok(())

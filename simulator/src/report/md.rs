@@ -239,7 +239,9 @@ pub fn document(s: &Summary, plots: &[Plot]) -> Vec<Block> {
         "Each latency runs from the action's intended time to the answer's arrival: a WebSocket \
          frame's when it reached the simulator's socket (the kernel's receive timestamp), an \
          HTTP answer's when it was read. How late the simulator woke and read a frame is not \
-         in them: it is in its own delay, the last row."
+         in them: it is in its own delay after an arrival. Its own delay before a send (its \
+         timer and runtime) is in every send's latency, as the open model wants, and shown \
+         apart in the last row."
             .into(),
     ));
 

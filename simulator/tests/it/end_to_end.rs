@@ -168,6 +168,19 @@ fn workers_split_the_users_and_merge_exactly() {
     );
     let hist = s["latency_ms"]["send_to_sent"]["count"].as_u64().unwrap();
     assert_eq!(Some(hist), s["load"]["messages_acknowledged"].as_u64());
+    // The simulator's own lateness before a send: only sends its pacer woke it for, so
+    // some and at most every one written, and far below the latencies it is part of.
+    let late = &s["latency_ms"]["send_lateness"];
+    let paced = late["count"].as_u64().unwrap();
+    assert!(
+        paced > 0 && paced <= s["load"]["sends_written"].as_u64().unwrap(),
+        "{late}"
+    );
+    assert!(
+        late["p50_ms"].as_f64().unwrap()
+            < s["latency_ms"]["send_to_sent"]["p50_ms"].as_f64().unwrap(),
+        "{late}"
+    );
 }
 
 #[test]

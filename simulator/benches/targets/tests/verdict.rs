@@ -199,6 +199,7 @@ fn delay_is_the_relative_difference_of_the_medians() {
     f.delay = Ok(DelayFigures {
         sim_p50_ms: 1.2,
         sim_own_p50_ms: Some(0.087),
+        sim_send_late_p50_ms: Some(0.021),
         peer_p50_ms: 1.0,
         sim_rate: 200.0,
         peer_rate: 200.0,
@@ -214,9 +215,16 @@ fn delay_is_the_relative_difference_of_the_medians() {
         "{}",
         d.measured
     );
+    assert!(
+        d.measured
+            .contains("before a send (in its figure), p50 0.02 ms"),
+        "{}",
+        d.measured
+    );
     f.delay = Ok(DelayFigures {
         sim_p50_ms: 0.95,
         sim_own_p50_ms: None,
+        sim_send_late_p50_ms: None,
         peer_p50_ms: 1.0,
         sim_rate: 200.0,
         peer_rate: 200.0,

@@ -18,8 +18,9 @@ use thiserror::Error;
 pub const MAX_MICROS: u64 = 3_600_000_000;
 
 /// The latencies the simulator measures, each from the intended time of the action to
-/// the answer's arrival at the socket (the kernel's receive timestamp of the packet that
-/// completed it), and the simulator's own share of them.
+/// the answer's arrival (a WebSocket frame's at the socket: the kernel's receive timestamp
+/// of the packet that completed it; an HTTP answer's when it was read), and the
+/// simulator's own share of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Latency {

@@ -78,8 +78,6 @@ fn arrival(stamp: Duration, now_wall: Duration, now: Instant) -> Option<Instant>
 pub struct Stamped {
     inner: TcpStream,
     clock: ReadClock,
-    /// Whether the kernel was asked for receive timestamps (and agreed).
-    stamps: bool,
     /// Room for one control message, a timestamp; reused by every read.
     cmsg: Vec<u8>,
 }
@@ -88,18 +86,14 @@ impl Stamped {
     pub fn new(inner: TcpStream) -> (Self, ReadClock) {
         origin();
         let clock = ReadClock::default();
-        let stamps = match setsockopt(&inner, ReceiveTimestampns, &true) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!(error = %e, "no kernel receive timestamps: frames are timed at their read");
-                false
-            }
-        };
+        // Refused, every read comes without a stamp and is timed at its return.
+        if let Err(e) = setsockopt(&inner, ReceiveTimestampns, &true) {
+            tracing::debug!(error = %e, "no kernel receive timestamps: frames are timed at their read");
+        }
         (
             Stamped {
                 inner,
                 clock: clock.clone(),
-                stamps,
                 cmsg: nix::cmsg_space!(TimeSpec),
             },
             clock,
@@ -132,14 +126,6 @@ impl AsyncRead for Stamped {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if !self.stamps {
-            let before = buf.filled().len();
-            let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-            if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-                self.clock.mark(Instant::now());
-            }
-            return r;
-        }
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
@@ -233,7 +219,10 @@ mod tests {
     #[tokio::test]
     async fn bytes_read_late_are_timed_at_their_arrival() {
         let (mut s, clock, mut peer) = pair().await;
-        assert!(s.stamps, "the kernel refused receive timestamps");
+        assert!(
+            nix::sys::socket::getsockopt(&s.inner, ReceiveTimestampns).unwrap(),
+            "the kernel refused receive timestamps"
+        );
         // The kernel starts stamping packets a moment after the first socket asks (it
         // switches the stamping on from a work queue): wait until a read carries a stamp.
         let mut stamping = false;

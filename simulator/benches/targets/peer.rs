@@ -145,6 +145,37 @@ pub fn rep_ratios(
         .collect()
 }
 
+/// How far the load generator could have driven `config` in `mode`: its core's share
+/// in use, its CPU per delivered message, and the rate at which that would fill its
+/// core (medians over the runs that measured both the rate and the generator's CPU).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GeneratorReach {
+    /// The generator's CPU over the window, in cores (it is pinned to one).
+    pub util: f64,
+    pub us_per_msg: f64,
+    /// Delivered msgs/s at which the generator alone would use its whole core.
+    pub ceiling: f64,
+}
+
+/// The generator's reach over `config`'s runs in `mode`; `None` without a run that
+/// measured a rate and a positive generator CPU.
+pub fn generator_reach(runs: &[PeerRun], config: &str, mode: &str) -> Option<GeneratorReach> {
+    let pairs: Vec<(f64, f64)> = runs_of(runs, config, mode)
+        .filter_map(|r| {
+            let rate = measured(r.msgs_per_s).filter(|x| *x > 0.0)?;
+            let util = measured(r.loadgen_cpu_util).filter(|x| *x > 0.0)?;
+            Some((rate, util))
+        })
+        .collect();
+    let util = median(&pairs.iter().map(|p| p.1).collect::<Vec<_>>())?;
+    let us_per_msg = median(&pairs.iter().map(|p| p.1 / p.0 * 1e6).collect::<Vec<_>>())?;
+    Some(GeneratorReach {
+        util,
+        us_per_msg,
+        ceiling: 1e6 / us_per_msg,
+    })
+}
+
 /// The median RSS per connection (KiB) of `config`'s idle runs at `conns` connections.
 pub fn idle_median(runs: &[PeerRun], config: &str, conns: u64) -> Option<Med> {
     let v: Vec<f64> = runs_of(runs, config, "idle")

@@ -4,7 +4,10 @@
 use serde::Serialize;
 
 use crate::figures::{DelayFigures, DeliveryFigures, SimSummary};
-use crate::peer::{PeerRun, faults, faults_note, idle_median, median_of, rep_ratios};
+use crate::peer::{
+    GeneratorReach, PeerRun, faults, faults_note, generator_reach, idle_median, median_of,
+    rep_ratios,
+};
 
 /// How a figure is held against its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -220,14 +223,8 @@ fn throughput(f: &Figures, out: &mut Vec<Row>) {
         let b = median_of(runs, theirs, "sat", |r| r.msgs_per_s);
         let v = match (a, b) {
             (Some(a), Some(b)) => ratio(a.value, b.value).map(|r| {
-                let util = median_of(runs, ours, "sat", |r| r.loadgen_cpu_util)
-                    .filter(|u| u.value >= 0.95)
-                    .map_or(String::new(), |u| {
-                        format!(
-                            "; load generator at {:.0}% CPU: lower bound",
-                            100.0 * u.value
-                        )
-                    });
+                let util = generator_reach(runs, ours, "sat")
+                    .map_or(String::new(), |g| reach_note(g, b.value, limit));
                 let per_rep = rep_ratios(runs, ours, theirs, "sat", |r| r.msgs_per_s);
                 let spread = if per_rep.len() > 1 {
                     let list: Vec<String> = per_rep.iter().map(|x| format!("{x:.2}×")).collect();
@@ -250,6 +247,33 @@ fn throughput(f: &Figures, out: &mut Vec<Row>) {
         };
         out.push(s.maybe(v, "no saturation figure in the results", source));
     }
+}
+
+/// Where the neutral load generator bounds a saturation figure: said when its core was
+/// at least 90 % busy, or when even a server that cost nothing could not have shown
+/// `limit` × `theirs` with it (its core full at `ceiling` msgs/s). The measured ratio is
+/// still the row's figure; this says how much of it the generator could have shown.
+fn reach_note(g: GeneratorReach, theirs: f64, limit: f64) -> String {
+    let most = ratio(g.ceiling, theirs);
+    let out_of_reach = most.is_some_and(|m| m < limit);
+    if g.util < 0.9 && !out_of_reach {
+        return String::new();
+    }
+    let mut note = format!(
+        "; load generator at {:.0}% of its core ({:.1} µs per message): at most {} msgs/s",
+        100.0 * g.util,
+        g.us_per_msg,
+        thousands(g.ceiling),
+    );
+    if let Some(m) = most {
+        note.push_str(&format!(", {m:.2}×"));
+    }
+    note.push_str(if out_of_reach {
+        ", so this machine cannot show the target"
+    } else {
+        ": a lower bound"
+    });
+    note
 }
 
 /// Target 2: p99 at the fixed rate (memory), and at half of fjall's saturation.

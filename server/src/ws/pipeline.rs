@@ -35,7 +35,7 @@ pub(super) fn gather(
             break;
         };
         if let Some(Ok(Message::Text(t))) = &next
-            && let Ok(ClientFrame::Send { id, to, body }) = serde_json::from_str(t)
+            && let Ok(ClientFrame::Send { id, to, body }) = ClientFrame::decode(t)
         {
             sends.push(SendRequest { id, to, body });
             continue;

@@ -6,7 +6,9 @@
 //! met?`, with the source of each figure under it; it writes the same as `targets.json`
 //! and `targets.md` (and every measurement's raw output) into `--out` (default
 //! `reports/targets-<UTC time>/`). It does not fail on a target that is not met: it
-//! fails only when it cannot measure.
+//! fails only when it cannot measure. Before the first part it reads, for two seconds,
+//! how busy other processes keep the host, and the report's head says so by name
+//! ([`host`]): a ratio measured beside a busy process is not this server's.
 //!
 //! The parts (`--only` / `--skip` take their names):
 //!
@@ -35,6 +37,7 @@
 //! else meanwhile: every figure is CPU.
 
 mod figures;
+mod host;
 mod parts;
 mod peer;
 mod render;
@@ -54,6 +57,9 @@ use crate::parts::Part;
 use crate::render::{PartRun, Report};
 use crate::run_peer::PeerBench;
 use crate::verdict::{FIXED_RATE, Figures, IDLE_CONNS};
+
+/// How long the host's load is read before the first part.
+const HOST_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Every performance target against its measurement, printed as one table.
 #[derive(Parser, Debug)]
@@ -126,6 +132,12 @@ fn main() -> Result<()> {
         out.display()
     );
 
+    // Before anything of ours runs: what else is using the machine.
+    let host = host::sample(HOST_WINDOW);
+    if let Some(h) = &host {
+        eprintln!("targets: {}", host::note(h).replace("**", ""));
+    }
+
     let reps = if args.quick { 1 } else { 3 };
     let mut f = Figures {
         sat: Err("not chosen".into()),
@@ -175,11 +187,15 @@ fn main() -> Result<()> {
         finished_at: utc_string(unix_ms()),
         quick: args.quick,
         peer_bench: args.peer_bench.as_ref().map(|p| p.display().to_string()),
+        host,
         parts: runs,
         rows: verdict::rows(&f),
     };
     let table = render::text(&report.rows);
     println!();
+    if let Some(h) = &report.host {
+        println!("{}\n", host::note(h).replace("**", ""));
+    }
     println!("{table}");
     write(
         &out.join("targets.json"),

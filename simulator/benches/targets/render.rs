@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::host::{self, HostLoad};
 use crate::parts::Part;
 use crate::verdict::{Row, Status};
 
@@ -22,6 +23,8 @@ pub struct Report {
     pub finished_at: String,
     pub quick: bool,
     pub peer_bench: Option<String>,
+    /// Other processes' CPU just before the first part (`None`: no `/proc` to read).
+    pub host: Option<HostLoad>,
     pub parts: Vec<PartRun>,
     pub rows: Vec<Row>,
 }
@@ -90,6 +93,10 @@ pub fn markdown(report: &Report) -> String {
             ""
         }
     ));
+    if let Some(h) = &report.host {
+        out.push_str(&host::note(h));
+        out.push_str("\n\n");
+    }
     out.push_str("| target | measured | met? | source |\n|---|---|---|---|\n");
     for r in &report.rows {
         let met = match &r.status {

@@ -1,6 +1,6 @@
 //! The targets bench's pure parts under the test harness: parsing peerbench's results,
-//! summaries and the delivery bench's JSON, medians, ratios, met or not, the table. The
-//! bench itself runs without a harness (`harness = false`), which never runs `#[test]`
+//! summaries, the delivery bench's JSON and `/proc`'s CPU lines, medians, ratios, met or
+//! not, the table. The bench itself runs without a harness (`harness = false`), which never runs `#[test]`
 //! functions, so the tests live in `tests/` and run from here:
 //! `cargo test -p simulator --bench targets-units`.
 
@@ -9,6 +9,8 @@
 
 #[path = "figures.rs"]
 mod figures;
+#[path = "host.rs"]
+mod host;
 #[path = "parts.rs"]
 mod parts;
 #[path = "peer.rs"]
@@ -20,6 +22,8 @@ mod verdict;
 
 #[path = "tests/figures.rs"]
 mod figures_tests;
+#[path = "tests/host.rs"]
+mod host_tests;
 #[path = "tests/parts.rs"]
 mod parts_tests;
 #[path = "tests/peer.rs"]

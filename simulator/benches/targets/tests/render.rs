@@ -54,6 +54,7 @@ fn markdown_escapes_pipes_and_lists_parts() {
         finished_at: "b".into(),
         quick: true,
         peer_bench: None,
+        host: Some(crate::host::load(2, 0.2, vec![("java".into(), 30)], 200.0)),
         parts: vec![PartRun {
             part: Part::Smoke,
             outcome: "ok".into(),
@@ -66,6 +67,10 @@ fn markdown_escapes_pipes_and_lists_parts() {
     assert!(md.contains("| **NOT met** |"));
     assert!(md.contains("| smoke | ok | 31 |"));
     assert!(md.contains("--quick"));
+    assert!(
+        md.contains("**The host was busy before the run**: 0.20 of 2 cores in use by other processes (java 0.15)."),
+        "{md}"
+    );
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["rows"][0]["status"]["status"], "not_met");
     assert_eq!(json["rows"][1]["status"]["why"], "no --peer-bench");

@@ -134,8 +134,10 @@ fn main() -> Result<()> {
 
     // Before anything of ours runs: what else is using the machine.
     let host = host::sample(HOST_WINDOW);
-    if let Some(h) = &host {
-        eprintln!("targets: {}", host::note(h).replace("**", ""));
+    // The note for the terminal, without the Markdown report's emphasis.
+    let host_line = host.as_ref().map(|h| host::note(h).replace("**", ""));
+    if let Some(line) = &host_line {
+        eprintln!("targets: {line}");
     }
 
     let reps = if args.quick { 1 } else { 3 };
@@ -193,8 +195,8 @@ fn main() -> Result<()> {
     };
     let table = render::text(&report.rows);
     println!();
-    if let Some(h) = &report.host {
-        println!("{}\n", host::note(h).replace("**", ""));
+    if let Some(line) = &host_line {
+        println!("{line}\n");
     }
     println!("{table}");
     write(

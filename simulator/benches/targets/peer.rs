@@ -146,15 +146,20 @@ pub fn rep_ratios(
 }
 
 /// How far the load generator could have driven `config` in `mode`: its core's share
-/// in use, its CPU per delivered message, and the rate at which that would fill its
-/// core (medians over the runs that measured both the rate and the generator's CPU).
+/// in use and its CPU per delivered message (medians over the runs that measured both
+/// the rate and the generator's CPU).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GeneratorReach {
     /// The generator's CPU over the window, in cores (it is pinned to one).
     pub util: f64,
     pub us_per_msg: f64,
+}
+
+impl GeneratorReach {
     /// Delivered msgs/s at which the generator alone would use its whole core.
-    pub ceiling: f64,
+    pub fn ceiling(&self) -> f64 {
+        1e6 / self.us_per_msg
+    }
 }
 
 /// The generator's reach over `config`'s runs in `mode`; `None` without a run that
@@ -169,11 +174,7 @@ pub fn generator_reach(runs: &[PeerRun], config: &str, mode: &str) -> Option<Gen
         .collect();
     let util = median(&pairs.iter().map(|p| p.1).collect::<Vec<_>>())?;
     let us_per_msg = median(&pairs.iter().map(|p| p.1 / p.0 * 1e6).collect::<Vec<_>>())?;
-    Some(GeneratorReach {
-        util,
-        us_per_msg,
-        ceiling: 1e6 / us_per_msg,
-    })
+    Some(GeneratorReach { util, us_per_msg })
 }
 
 /// The median RSS per connection (KiB) of `config`'s idle runs at `conns` connections.

@@ -1,7 +1,7 @@
 //! The targets bench's pure parts under the test harness: parsing peerbench's results,
 //! summaries, the delivery bench's JSON and `/proc`'s CPU lines, medians, ratios, met or
-//! not, the table. The bench itself runs without a harness (`harness = false`), which never runs `#[test]`
-//! functions, so the tests live in `tests/` and run from here:
+//! not, the table. The bench itself runs without a harness (`harness = false`), which
+//! never runs `#[test]` functions, so the tests live in `tests/` and run from here:
 //! `cargo test -p simulator --bench targets-units`.
 
 // The modules are the bench's own; the runners that call the rest are not built here.

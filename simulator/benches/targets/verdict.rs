@@ -251,10 +251,11 @@ fn throughput(f: &Figures, out: &mut Vec<Row>) {
 
 /// Where the neutral load generator bounds a saturation figure: said when its core was
 /// at least 90 % busy, or when even a server that cost nothing could not have shown
-/// `limit` × `theirs` with it (its core full at `ceiling` msgs/s). The measured ratio is
-/// still the row's figure; this says how much of it the generator could have shown.
+/// `limit` × `theirs` with it (its core full at [`GeneratorReach::ceiling`] msgs/s).
+/// The measured ratio is still the row's figure; this says how much of it the generator
+/// could have shown.
 fn reach_note(g: GeneratorReach, theirs: f64, limit: f64) -> String {
-    let most = ratio(g.ceiling, theirs);
+    let most = ratio(g.ceiling(), theirs);
     let out_of_reach = most.is_some_and(|m| m < limit);
     if g.util < 0.9 && !out_of_reach {
         return String::new();
@@ -263,7 +264,7 @@ fn reach_note(g: GeneratorReach, theirs: f64, limit: f64) -> String {
         "; load generator at {:.0}% of its core ({:.1} µs per message): at most {} msgs/s",
         100.0 * g.util,
         g.us_per_msg,
-        thousands(g.ceiling),
+        thousands(g.ceiling()),
     );
     if let Some(m) = most {
         note.push_str(&format!(", {m:.2}×"));

@@ -22,6 +22,10 @@
 //! * `seed-node`, `smoke`: `chat-sim run` of those scenarios; their `summary.json` has
 //!   the server's and the simulator's CPU per message, memory per connection and the
 //!   fitted cost model.
+//! * `node-rate`: peerbench's open model at seed-node's message rate on as many
+//!   connections (463 msgs/s, 10,000), against ours-fjall and cf-history: what a
+//!   well-known server and a minimal generator cost per message at the design's per-node
+//!   load. Rows 3a and 5a carry it as a note ([`node_rate`]); it judges nothing.
 //! * `delay`: the smoke scenario and peerbench's open model at the same 200 msgs/s
 //!   against one fjall server at the same time: how much latency the simulator adds.
 //!
@@ -29,15 +33,17 @@
 //! `serve`, the code path of `chat-server serve`); `--chat-server PATH` gives peerbench a
 //! `chat-server` binary instead.
 //!
-//! Duration on a 2-core machine: the full run about 12 minutes (sat 3, rate 1.5, idle 2,
-//! fjall-latency 0.5, seed-node 3.5, smoke 0.5, delay 0.5), plus building Centrifugo
-//! (run.sh, the first time) and the delivery bench (cargo, when stale); `--quick` (one
-//! repetition, 5-second windows, a 60-second seed-node) about 4 — measured: sat 29 s,
-//! rate 14, idle 14, fjall-latency 20, seed-node 100, smoke 23, delay 21. Run nothing
-//! else meanwhile: every figure is CPU.
+//! Duration on a 2-core machine: the full run about 14 minutes (measured: sat 2.5, rate
+//! 1.5, idle 1.5, fjall-latency 3, seed-node 2.5, node-rate 2, smoke 0.5, delay 0.5),
+//! plus building Centrifugo (run.sh, the first time) and the delivery bench (cargo, when
+//! stale); `--quick` (one repetition, 5-second windows, 10 for node-rate, a 60-second
+//! seed-node) about 5 — measured before node-rate: sat 29 s, rate 14, idle 14,
+//! fjall-latency 20, seed-node 100, smoke 23, delay 21. Run nothing else meanwhile:
+//! every figure is CPU.
 
 mod figures;
 mod host;
+mod node_rate;
 mod parts;
 mod peer;
 mod render;
@@ -148,6 +154,7 @@ fn main() -> Result<()> {
         fjall_latency: Err("not chosen".into()),
         fjall_rate: Err("not chosen".into()),
         seed_node: Err("not chosen".into()),
+        node_rate: Err("not chosen".into()),
         smoke: Err("not chosen".into()),
         delay: Err("not chosen".into()),
         reps,
@@ -220,6 +227,7 @@ fn set(f: &mut Figures, part: Part, why: String) {
         Part::Idle => f.idle = Err(why),
         Part::FjallLatency => f.fjall_latency = Err(why),
         Part::SeedNode => f.seed_node = Err(why),
+        Part::NodeRate => f.node_rate = Err(why),
         Part::Smoke => f.smoke = Err(why),
         Part::Delay => f.delay = Err(why),
     }
@@ -310,6 +318,24 @@ fn measure(
                 Vec::new()
             };
             f.seed_node = Ok(run_local::scenario(&out.join("sim"), "seed-node", &sets)?);
+        }
+        Part::NodeRate => {
+            let file = run_local::workspace().join("scenarios/seed-node.toml");
+            let scenario = chat_sim::scenario::Scenario::load(&file, &[])?;
+            let (rate, conns) = node_rate::plan(&scenario).map_err(anyhow::Error::msg)?;
+            // Longer windows than the other modes': at a few hundred messages a second a
+            // 10-second window holds too few for a steady CPU figure.
+            let (duration, warmup) = if args.quick { ("10", "2") } else { ("15", "3") };
+            let mut env = peer_env(args, "ours-fjall cf-history", "rate");
+            env.retain(|(k, _)| !matches!(*k, "DURATION" | "WARMUP"));
+            env.extend([
+                ("RATE", format!("{rate:.0}")),
+                ("PAIRS", (conns / 2).to_string()),
+                ("DURATION", duration.into()),
+                ("WARMUP", warmup.into()),
+            ]);
+            let runs = peer()?.run(&out.join("peer-node-rate"), &env)?;
+            f.node_rate = Ok(node_rate::NodeRate { rate, conns, runs });
         }
         Part::Smoke => {
             f.smoke = Ok(run_local::scenario(&out.join("sim"), "smoke", &[])?);

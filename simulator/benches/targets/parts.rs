@@ -20,6 +20,9 @@ pub enum Part {
     FjallLatency,
     /// `chat-sim run scenarios/seed-node.toml` (targets 3, 4, 5).
     SeedNode,
+    /// peerbench `rate` at seed-node's message rate on as many connections: ours-fjall,
+    /// cf-history (beside targets 3 and 5).
+    NodeRate,
     /// `chat-sim run scenarios/smoke.toml` (target 5).
     Smoke,
     /// smoke and peerbench `rate` against one server at the same time (target 6).
@@ -27,12 +30,13 @@ pub enum Part {
 }
 
 impl Part {
-    pub const ALL: [Part; 7] = [
+    pub const ALL: [Part; 8] = [
         Part::Sat,
         Part::Rate,
         Part::Idle,
         Part::FjallLatency,
         Part::SeedNode,
+        Part::NodeRate,
         Part::Smoke,
         Part::Delay,
     ];
@@ -44,6 +48,7 @@ impl Part {
             Part::Idle => "idle",
             Part::FjallLatency => "fjall-latency",
             Part::SeedNode => "seed-node",
+            Part::NodeRate => "node-rate",
             Part::Smoke => "smoke",
             Part::Delay => "delay",
         }
@@ -51,7 +56,10 @@ impl Part {
 
     /// Whether the part needs the neutral load generator's folder.
     pub fn needs_peer_bench(self) -> bool {
-        matches!(self, Part::Sat | Part::Rate | Part::Idle | Part::Delay)
+        matches!(
+            self,
+            Part::Sat | Part::Rate | Part::Idle | Part::NodeRate | Part::Delay
+        )
     }
 }
 

@@ -11,6 +11,8 @@
 mod figures;
 #[path = "host.rs"]
 mod host;
+#[path = "node_rate.rs"]
+mod node_rate;
 #[path = "parts.rs"]
 mod parts;
 #[path = "peer.rs"]
@@ -24,6 +26,8 @@ mod verdict;
 mod figures_tests;
 #[path = "tests/host.rs"]
 mod host_tests;
+#[path = "tests/node_rate.rs"]
+mod node_rate_tests;
 #[path = "tests/parts.rs"]
 mod parts_tests;
 #[path = "tests/peer.rs"]

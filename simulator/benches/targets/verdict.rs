@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::figures::{DelayFigures, DeliveryFigures, SimSummary};
+use crate::node_rate::NodeRate;
 use crate::peer::{
     GeneratorReach, PeerRun, faults, faults_note, generator_reach, idle_median, median_of,
     rep_ratios,
@@ -162,6 +163,9 @@ pub struct Figures {
     /// pinned to one core: what either server does at that rate, beside target 2b.
     pub fjall_rate: Outcome<Vec<PeerRun>>,
     pub seed_node: Outcome<SimSummary>,
+    /// peerbench `rate` at seed-node's load, ours-fjall and cf-history: what a well-known
+    /// server and a minimal generator cost there, beside targets 3 and 5.
+    pub node_rate: Outcome<NodeRate>,
     pub smoke: Outcome<SimSummary>,
     pub delay: Outcome<DelayFigures>,
     /// Repetitions peerbench ran per configuration (for the source column).
@@ -425,6 +429,26 @@ fn saturated_us(f: &Figures) -> Result<(f64, String), String> {
     }
 }
 
+/// A configuration's saturated CPU per message (peerbench `sat` median), for the notes
+/// that set a figure at seed-node's load beside it.
+fn saturated_config_us(f: &Figures, config: &str) -> Option<f64> {
+    let runs = f.sat.as_ref().ok()?;
+    median_of(runs, config, "sat", |r| r.server_cpu_us_per_msg).map(|m| m.value)
+}
+
+/// `note` of the `node-rate` part's figures, empty without them.
+fn node_rate_note(f: &Figures, note: impl Fn(&NodeRate) -> Option<String>) -> String {
+    f.node_rate.as_ref().ok().and_then(note).unwrap_or_default()
+}
+
+/// The `node-rate` part in a row's source, when it measured.
+fn node_rate_source(f: &Figures) -> &'static str {
+    match &f.node_rate {
+        Ok(_) => "; peerbench rate at seed-node's load, medians",
+        Err(_) => "",
+    }
+}
+
 /// Target 3: server CPU per message at seed-node's load against saturation.
 fn cpu_at_seed_node(f: &Figures, out: &mut Vec<Row>) {
     let raw = spec(
@@ -457,12 +481,13 @@ fn cpu_at_seed_node(f: &Figures, out: &mut Vec<Row>) {
         Ok(((sat_us, _), seed)) => {
             let server = seed.server.as_ref();
             let note = seed.gates_note();
+            let peers = node_rate_note(f, |n| n.server_note(|c| saturated_config_us(f, c)));
             let v = server.and_then(|s| s.cpu_us_per_message).and_then(|us| {
                 ratio(us, *sat_us).map(|r| {
                     (
                         r,
                         format!(
-                            "{r:.2}× ({us:.0} vs {sat_us:.0} µs/msg at {:.0} msgs/s){note}",
+                            "{r:.2}× ({us:.0} vs {sat_us:.0} µs/msg at {:.0} msgs/s){note}{peers}",
                             seed.load.messages_per_sec
                         ),
                     )
@@ -471,7 +496,7 @@ fn cpu_at_seed_node(f: &Figures, out: &mut Vec<Row>) {
             out.push(raw.maybe(
                 v,
                 "the run has no server CPU figure",
-                src("server.cpu_us_per_message"),
+                src("server.cpu_us_per_message") + node_rate_source(f),
             ));
             let v = server.and_then(|s| s.costs).and_then(|c| {
                 ratio(c.cpu_us_per_message, *sat_us).map(|r| {
@@ -582,8 +607,15 @@ fn load_generator_cpu(f: &Figures, out: &mut Vec<Row>) {
             Cmp::AtMost,
             0.5,
         );
-        let source =
+        let mut source =
             format!("{name} summary.json simulator.cpu_us_per_message / server.cpu_us_per_message");
+        // peerbench ran at seed-node's load only.
+        let peers = if id == "5a" {
+            source.push_str(node_rate_source(f));
+            node_rate_note(f, NodeRate::generator_note)
+        } else {
+            String::new()
+        };
         match run {
             Err(why) => out.push(s.missing(why.clone(), source)),
             Ok(sum) => {
@@ -592,7 +624,10 @@ fn load_generator_cpu(f: &Figures, out: &mut Vec<Row>) {
                     (Some(sim), Some(srv)) => ratio(sim, srv).map(|r| {
                         (
                             r,
-                            format!("{r:.2}× ({sim:.0} vs {srv:.0} µs/msg){}", sum.gates_note()),
+                            format!(
+                                "{r:.2}× ({sim:.0} vs {srv:.0} µs/msg){}{peers}",
+                                sum.gates_note()
+                            ),
                         )
                     }),
                     _ => None,

@@ -25,6 +25,7 @@ fn nothing() -> Figures {
         fjall_latency: no(),
         fjall_rate: no(),
         seed_node: no(),
+        node_rate: no(),
         smoke: no(),
         delay: no(),
         reps: 3,
@@ -163,6 +164,58 @@ fn seed_node_cpu_against_the_saturated_figure() {
     assert_eq!(row(&rows, "4d").value, Some(4.0));
     assert_eq!(row(&rows, "5a").value, Some(0.4));
     assert_eq!(row(&rows, "5a").status, Status::Met);
+}
+
+#[test]
+fn peerbench_at_seed_nodes_load_is_noted_beside_targets_3_and_5() {
+    let mut f = nothing();
+    f.sat = Ok(sat_runs());
+    f.seed_node = SimSummary::parse(
+        r#"{"scenario":"seed-node","passed":true,"load":{"messages_per_sec":463,"messages_acknowledged":1},
+            "latency_ms":{},"server":{"cpu_us_per_message":350,"memory_bytes_per_connection":null,
+            "connections_peak":10000,"costs":null},"simulator":{"cpu_us_per_message":280}}"#,
+    );
+    f.smoke = f.seed_node.clone();
+    let before = rows(&f);
+    f.node_rate = Ok(crate::node_rate_tests::node_rate());
+    let after = rows(&f);
+    for id in ["3a", "5a", "5b"] {
+        // A note, never a different figure or verdict.
+        assert_eq!(row(&before, id).value, row(&after, id).value, "{id}");
+        assert_eq!(row(&before, id).status, row(&after, id).status, "{id}");
+    }
+    let cpu = row(&after, "3a");
+    assert!(
+        cpu.measured.ends_with(
+            "; peerbench at the same load (463 msgs/s on 10,000 connections; sends, `sent` and `msg` only): \
+             ours 175 µs/msg, 1.8× its saturated 100 µs, Centrifugo + history 300 µs/msg"
+        ),
+        "{}",
+        cpu.measured
+    );
+    assert!(
+        cpu.source
+            .ends_with("peerbench rate at seed-node's load, medians")
+    );
+    let sim = row(&after, "5a");
+    assert!(
+        sim.measured
+            .starts_with("0.80× (280 vs 350 µs/msg); peerbench, a minimal neutral generator"),
+        "{}",
+        sim.measured
+    );
+    assert!(
+        sim.measured.ends_with("0.79× Centrifugo + history"),
+        "{}",
+        sim.measured
+    );
+    assert!(
+        sim.source
+            .ends_with("peerbench rate at seed-node's load, medians")
+    );
+    // Smoke is another load: no note there.
+    assert_eq!(row(&after, "5b").measured, row(&before, "5b").measured);
+    assert_eq!(row(&after, "5b").source, row(&before, "5b").source);
 }
 
 #[test]

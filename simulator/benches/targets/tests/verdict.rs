@@ -32,6 +32,16 @@ fn nothing() -> Figures {
     }
 }
 
+/// A seed-node summary with the server's CPU per message and the simulator's (a JSON
+/// number or `null`), and nothing else measured.
+fn bare_seed_node(server_us: u32, sim_us: &str) -> Outcome<SimSummary> {
+    SimSummary::parse(&format!(
+        r#"{{"scenario":"seed-node","passed":true,"load":{{"messages_per_sec":463,"messages_acknowledged":1}},
+            "latency_ms":{{}},"server":{{"cpu_us_per_message":{server_us},"memory_bytes_per_connection":null,
+            "connections_peak":10000,"costs":null}},"simulator":{{"cpu_us_per_message":{sim_us}}}}}"#
+    ))
+}
+
 fn row<'a>(rows: &'a [Row], id: &str) -> &'a Row {
     rows.iter().find(|r| r.id == id).unwrap()
 }
@@ -170,11 +180,7 @@ fn seed_node_cpu_against_the_saturated_figure() {
 fn peerbench_at_seed_nodes_load_is_noted_beside_targets_3_and_5() {
     let mut f = nothing();
     f.sat = Ok(sat_runs());
-    f.seed_node = SimSummary::parse(
-        r#"{"scenario":"seed-node","passed":true,"load":{"messages_per_sec":463,"messages_acknowledged":1},
-            "latency_ms":{},"server":{"cpu_us_per_message":350,"memory_bytes_per_connection":null,
-            "connections_peak":10000,"costs":null},"simulator":{"cpu_us_per_message":280}}"#,
-    );
+    f.seed_node = bare_seed_node(350, "280");
     f.smoke = f.seed_node.clone();
     let before = rows(&f);
     f.node_rate = Ok(crate::node_rate_tests::node_rate());
@@ -231,11 +237,7 @@ fn without_sat_the_delivery_bench_closed_loop_is_the_saturated_figure() {
         violations: 0,
         behind: 0,
     });
-    f.seed_node = SimSummary::parse(
-        r#"{"scenario":"seed-node","passed":true,"load":{"messages_per_sec":463,"messages_acknowledged":1},
-            "latency_ms":{},"server":{"cpu_us_per_message":300,"memory_bytes_per_connection":null,
-            "connections_peak":10000,"costs":null},"simulator":{"cpu_us_per_message":null}}"#,
-    );
+    f.seed_node = bare_seed_node(300, "null");
     let rows = rows(&f);
     assert_eq!(row(&rows, "2b").status, Status::NotMet);
     assert_eq!(row(&rows, "2c").status, Status::Met);
